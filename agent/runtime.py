@@ -1,0 +1,78 @@
+"""The ``Runtime`` seam: what the agent needs from whatever runs app processes.
+
+Level-triggered, like a Kubernetes controller: the runtime reports the whole
+status of one app's process type after every change, and the agent's pure
+decisions read those snapshots. LocalRuntime (child processes) and
+KubernetesRuntime (Deployments, EndpointSlices) implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """How to run one process type of one app (one Procfile line)."""
+
+    app: str
+    process: str
+    command: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: LocalRuntime: the app's directory. KubernetesRuntime ignores it.
+    cwd: str | None = None
+    #: KubernetesRuntime: the image (digest). LocalRuntime ignores it.
+    image: str | None = None
+    #: Release number, so a restart for a new release is visible in status.
+    release: int = 0
+    #: HTTP path to probe for readiness; None means a TCP connect.
+    health_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One running copy: ``web.1`` locally, a pod on Kubernetes."""
+
+    name: str
+    #: Address the router connects to (pod IP or 127.0.0.1); None until known.
+    host: str | None
+    port: int | None
+    ready: bool
+    crashed: bool = False
+    #: Why it is crashed or not ready: "exited with code 1", "CrashLoopBackOff".
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStatus:
+    app: str
+    process: str
+    desired: int
+    instances: tuple[Instance, ...] = ()
+
+    @property
+    def ready(self) -> tuple[Instance, ...]:
+        return tuple(i for i in self.instances if i.ready and i.host and i.port)
+
+    @property
+    def crashed(self) -> bool:
+        return any(i.crashed for i in self.instances)
+
+
+class Runtime(Protocol):
+    async def apply(self, spec: ProcessSpec) -> None:
+        """Define or update a process type; running instances restart onto the new spec."""
+
+    async def remove(self, app: str, process: str) -> None:
+        """Stop and forget a process type."""
+
+    async def scale(self, app: str, process: str, replicas: int) -> None:
+        """Set the desired replicas; returns once asked, not once done."""
+
+    def watch(self) -> AsyncIterator[ProcessStatus]:
+        """Every change as a whole snapshot; first the current status of everything."""
+
+    async def close(self) -> None:
+        """Stop watching; LocalRuntime also stops its children."""

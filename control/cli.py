@@ -1,0 +1,42 @@
+"""The ``slipway`` command.
+
+Sub-commands load lazily from the package that owns them, so ``slipway logs``
+does not import the Kubernetes client and a component's CLI lives beside its
+code. Each entry names ``module:attribute`` of a click command.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+#: name -> "module:attribute"; each package registers its commands here.
+COMMANDS: dict[str, str] = {
+    "serve": "control.serve:serve",
+}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module_name, attr = self._lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="slipway")
+def main() -> None:
+    """slipway: apps that sleep when idle and wake on the next request."""
