@@ -198,6 +198,21 @@ class Routes:
                     if not fut.done():
                         fut.set_result(route)
 
+    def fail(self, app: str, reason: str) -> None:
+        """Release everyone waiting for ``app`` with a crashed route (the wake failed)."""
+        route = self.table.apps.get(app) or AppRoute(name=app)
+        crashed = AppRoute(
+            name=app,
+            hosts=route.hosts,
+            state=AppState.CRASHED,
+            boot_timeout=route.boot_timeout,
+            max_held=route.max_held,
+            reason=reason,
+        )
+        for fut in self._waiters.pop(app, []):
+            if not fut.done():
+                fut.set_result(crashed)
+
     async def wait_for(self, app: str, timeout: float) -> AppRoute:
         """The app's route once it has endpoints or crashed; TimeoutError after ``timeout``."""
         route = self.table.apps.get(app)

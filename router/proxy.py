@@ -1,0 +1,1007 @@
+"""The proxy: client connections, the exchanges on them, and the shared state they use.
+
+Shape (chosen for speed; see bench/router.py): each client connection is an
+``asyncio.Protocol`` parsing with llhttp; each request becomes an
+``Exchange`` that writes its head and body straight into a pooled upstream
+connection and writes the response straight back, re-framing chunked bodies
+but never buffering one whole. Flow control runs both ways: a slow reader on
+either side pauses reading on the other.
+
+Nothing is forwarded until ``feed_data`` returns for the bytes that held the
+request head, so a request whose framing llhttp rejects in the same packet
+(CL with TE, differing lengths, bad chunk sizes) never reaches an app; a bad
+chunk arriving later aborts the upstream connection mid-body, so an app can
+never read a smuggled second request from it. Bodies are re-framed by the
+router, so the app and the router always agree on where a request ends.
+
+The hot path (an awake app, a pooled connection) stays synchronous: no task
+per request. Connecting, holding a request while its app wakes and retrying
+run in a task per exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
+
+import httptools
+
+from router import pages
+from router.accesslog import router_line
+from router.routes import AppRoute, AppState, Endpoint
+from router.upstream import Pool, UpstreamConnection
+
+if TYPE_CHECKING:
+    from router.accesslog import LogSink
+    from router.activity import Activity
+    from router.metrics import RouterStats
+    from router.routes import Routes
+    from router.settings import RouterSettings
+    from router.waking import Waker
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9+/=-]{20,200}$")
+# Bytes of a request body kept so a request on a reused connection that the
+# app closed under it can be sent again; bigger bodies are not retried.
+REPLAY_LIMIT = 64 * 1024
+# Body bytes buffered for an exchange not yet attached to an upstream before
+# the client is paused (a wake can take seconds; uploads must not pile up).
+PENDING_LIMIT = 256 * 1024
+# Pipelined requests parsed ahead of the one being served before reading pauses.
+PIPELINE_LIMIT = 16
+# Seconds a closing connection keeps draining an unread request body (nginx: 5 s).
+LINGER = 5.0
+_CRLF = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Proxy:
+    """What every connection shares: settings, routes, pool, stats, sink, waker."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        routes: Routes,
+        stats: RouterStats,
+        activity: Activity,
+        sink: LogSink,
+        waker: Waker | None,
+    ) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.stats = stats
+        self.activity = activity
+        self.sink = sink
+        self.waker = waker
+        self.loop = asyncio.get_running_loop()
+        self.pool = Pool(max_idle=settings.pool_max_idle, idle_timeout=settings.pool_idle_timeout)
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+        #: Set whenever the last client connection closes (the drain waits on it).
+        self.all_closed = asyncio.Event()
+        self._rr: dict[str, int] = {}
+        self._wakes: dict[str, asyncio.Task[None]] = {}
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def next_index(self, app: str) -> int:
+        """Where round robin starts for the app's next request."""
+        start = self._rr.get(app, 0)
+        self._rr[app] = start + 1
+        return start
+
+    def order(self, route: AppRoute) -> list[Endpoint]:
+        """Endpoints to try, round robin, those with an idle pooled connection first."""
+        endpoints = route.endpoints
+        n = len(endpoints)
+        start = self.next_index(route.name)
+        ordered = [endpoints[(start + i) % n] for i in range(n)]
+        warm = [e for e in ordered if self.pool.has_idle(e)]
+        return warm + [e for e in ordered if e not in warm] if warm else ordered
+
+    async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
+        async with asyncio.timeout(self.settings.connect_timeout):
+            _, conn = await self.loop.create_connection(
+                lambda: UpstreamConnection(endpoint, self.pool), endpoint.host, endpoint.port
+            )
+        return conn
+
+    # -- waking ------------------------------------------------------------------------------
+
+    def wake(self, app: str) -> None:
+        """Ask the waker once per app, however many requests are held (single flight)."""
+        if app in self._wakes or self.waker is None:
+            return
+        task = self.loop.create_task(self._wake(app), name=f"wake:{app}")
+        self._wakes[app] = task
+
+    async def _wake(self, app: str) -> None:
+        assert self.waker is not None
+        try:
+            await self.waker.wake(app)
+        except Exception as exc:
+            log.warning("wake failed", extra={"app": app, "error": repr(exc)})
+            self.routes.fail(app, f"wake failed: {exc}")
+        finally:
+            self._wakes.pop(app, None)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        """Time out idle clients, slow request heads and upstreams that never answer."""
+        settings = self.settings
+        for conn in list(self.connections):
+            conn.check_timeouts(now, settings)
+        self.pool.sweep(now)
+
+
+class Exchange:
+    """One request/response on a client connection."""
+
+    __slots__ = (
+        "accept_json",
+        "app",
+        "body_done",
+        "bytes_in",
+        "bytes_out",
+        "chunked_in",
+        "chunked_out",
+        "client",
+        "close_after",
+        "connect_ms",
+        "dyno",
+        "endpoint",
+        "error",
+        "error_code",
+        "finished",
+        "fwd",
+        "head",
+        "headers",
+        "hold_start",
+        "host",
+        "keep_alive",
+        "method",
+        "pending",
+        "pending_size",
+        "replay",
+        "request_id",
+        "response_started",
+        "retried",
+        "route",
+        "sent_at",
+        "start",
+        "status",
+        "task",
+        "tunnel",
+        "until_close",
+        "upgrade",
+        "upstream",
+        "url",
+        "version",
+        "wake_ms",
+    )
+
+    def __init__(self, client: ClientConnection, now: float) -> None:
+        self.client = client
+        self.start = now
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.method = ""
+        self.version = "1.1"
+        self.host = ""
+        self.fwd = ""
+        self.request_id = ""
+        self.accept_json = False
+        self.keep_alive = True
+        self.upgrade = False
+        self.chunked_in = False
+        self.head = b""
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.body_done = False
+        self.replay: list[bytes] | None = []
+        self.upstream: UpstreamConnection | None = None
+        self.route: AppRoute | None = None
+        self.endpoint: Endpoint | None = None
+        self.app = ""
+        self.dyno = "router"
+        self.connect_ms = 0
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.error: pages.RouterError | None = None
+        self.error_code = ""
+        self.response_started = False
+        self.finished = False
+        self.chunked_out = False
+        self.until_close = False
+        self.close_after = False
+        self.hold_start: float | None = None
+        self.wake_ms: int | None = None
+        self.sent_at: float | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.retried = False
+        self.tunnel = False
+
+    # -- the request head, as forwarded --------------------------------------------------------
+
+    def prepare(self, peer: str, local_port: int, proxy: Proxy) -> None:
+        """Read the head's special headers and build the head sent upstream."""
+        parts: list[bytes] = [self.method.encode("latin-1"), b" ", self.url, b" HTTP/1.1\r\n"]
+        xff = proto = fhost = fport = via = b""
+        connection_tokens: list[bytes] = []
+        upgrade_value = b""
+        request_id = b""
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == b"host":
+                self.host = value.decode("latin-1")
+                parts += (name, b": ", value, _CRLF)
+            elif lname in HOP_BY_HOP:
+                if lname == b"connection":
+                    connection_tokens += [t.strip().lower() for t in value.split(b",")]
+                elif lname == b"upgrade":
+                    upgrade_value = value
+                elif lname == b"transfer-encoding":
+                    self.chunked_in = True
+            elif lname == b"x-request-id":
+                request_id = value.strip()
+            elif lname == b"x-forwarded-for":
+                xff = value
+            elif lname == b"x-forwarded-proto":
+                proto = value
+            elif lname == b"x-forwarded-host":
+                fhost = value
+            elif lname == b"x-forwarded-port":
+                fport = value
+            elif lname == b"via":
+                via = value
+            else:
+                if lname == b"accept" and b"json" in value:
+                    self.accept_json = True
+                parts += (name, b": ", value, _CRLF)
+        extra = {t for t in connection_tokens if t not in (b"close", b"keep-alive", b"upgrade")}
+        if extra:  # headers the client named as hop-by-hop in Connection
+            kept = [p for p in _header_pairs(parts[4:]) if p[0].lower() not in extra]
+            parts = parts[:4] + [b for n, v in kept for b in (n, b": ", v, _CRLF)]
+        if _REQUEST_ID.match(request_id):
+            self.request_id = request_id.decode("ascii")
+        else:
+            self.request_id = secrets.token_hex(16)
+        self.fwd = (xff + b", " + peer.encode() if xff else peer.encode()).decode("latin-1")
+        settings = proxy.settings
+        parts += (
+            b"X-Request-Id: ",
+            self.request_id.encode(),
+            b"\r\nX-Forwarded-For: ",
+            self.fwd.encode("latin-1"),
+            b"\r\nX-Forwarded-Proto: ",
+            proto or settings.protocol.encode(),
+            b"\r\nX-Forwarded-Host: ",
+            fhost or self.host.encode("latin-1"),
+            b"\r\nX-Forwarded-Port: ",
+            fport or str(local_port).encode(),
+            b"\r\nVia: ",
+            via + b", 1.1 slipway" if via else b"1.1 slipway",
+            _CRLF,
+        )
+        if self.upgrade and upgrade_value:
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade_value, _CRLF)
+        else:
+            self.upgrade = False
+        if self.chunked_in:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(_CRLF)
+        self.head = b"".join(parts)
+
+    def frame(self, data: bytes) -> bytes:
+        """A body piece as it goes upstream: re-chunked when the client sent chunks."""
+        if self.chunked_in:
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        return data
+
+    # -- the response (ResponseHandler) ----------------------------------------------------------
+
+    def response_head(self, conn: UpstreamConnection, status: int, reason: bytes) -> None:
+        client = self.client
+        self.sent_at = None
+        if self.finished:
+            conn.abort()
+            return
+        if 100 <= status < 200 and status != 101:
+            client.write(_response_head(status, reason, conn.headers, ()))
+            return
+        self.status = status
+        proxy = client.proxy
+        no_body = self.method == "HEAD" or status in (204, 304)
+        has_length = chunked = False
+        for name, _ in conn.headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                has_length = True
+            elif lname == b"transfer-encoding":
+                chunked = True
+        extra: list[bytes] = [b"X-Request-Id: " + self.request_id.encode() + _CRLF]
+        if self.wake_ms is None and self.hold_start is not None:
+            self.wake_ms = round((proxy.loop.time() - self.hold_start) * 1000)
+            proxy.stats.wake(self.app, self.wake_ms / 1000)
+        if self.wake_ms is not None and proxy.settings.wake_header:
+            extra.append(b"Slipway-Wake: %dms\r\n" % self.wake_ms)
+        if status == 101 and self.upgrade:
+            extra.append(b"Connection: Upgrade\r\n")
+            for name, value in conn.headers:
+                if name.lower() == b"upgrade":
+                    extra += (b"Upgrade: ", value, _CRLF)
+        else:
+            if self.upgrade:  # the app refused the upgrade: this connection ends here
+                self.close_after = True
+            if not no_body and not has_length:
+                self.until_close = not chunked
+                if self.version == "1.1":
+                    self.chunked_out = True
+                    extra.append(b"Transfer-Encoding: chunked\r\n")
+                else:
+                    self.close_after = True
+            if self.close_after or not self.keep_alive or proxy.draining:
+                extra.append(b"Connection: close\r\n")
+                self.close_after = True
+        self.response_started = True
+        client.write(_response_head(status, reason, conn.headers, extra))
+        if no_body:
+            self.response_complete(conn)
+
+    def response_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.bytes_out += len(data)
+        if self.chunked_out:
+            self.client.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.client.write(data)
+
+    def response_complete(self, conn: UpstreamConnection) -> None:
+        if self.finished or (self.status == 101 and self.upgrade):
+            return
+        if self.chunked_out:
+            self.client.write(_LAST_CHUNK)
+        self.upstream = None
+        proxy = self.client.proxy
+        if conn.keep_alive and self.body_done and not self.until_close:
+            proxy.pool.give_back(conn, proxy.loop.time())
+        else:
+            conn.close()
+        self.client.finish(self)
+
+    def response_upgraded(self, conn: UpstreamConnection, rest: bytes) -> None:
+        if self.finished or self.status != 101 or not self.upgrade:
+            conn.abort()
+            return
+        self.upstream = None
+        self.client.open_tunnel(self, conn, rest)
+
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        if self.finished or self.upstream is not conn:
+            return
+        self.upstream = None
+        client = self.client
+        if not self.response_started:
+            if conn.reused and self.replay is not None and not self.retried:
+                # The app closed an idle keep-alive connection as we reused it: once more, fresh.
+                self.retried = True
+                client.start_task(self, client.retry(self))
+                return
+            client.fail(self, pages.CLOSED_WITHOUT_RESPONSE, detail=_why(exc))
+            return
+        if self.until_close and exc is None:  # EOF is how this response ends
+            if self.chunked_out:
+                client.write(_LAST_CHUNK)
+            client.finish(self)
+            return
+        self.error_code = "H18"  # the app's response was cut short
+        self.close_after = True
+        client.finish(self, abort=True)
+
+    def upstream_writable(self, writable: bool) -> None:
+        self.client.flow("upstream", writable)
+
+    def cork(self, on: bool) -> None:
+        self.client.cork(on)
+
+
+def _why(exc: Exception | None) -> str:
+    return "" if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def _header_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
+    return [(flat[i], flat[i + 2]) for i in range(0, len(flat), 4)]
+
+
+def _response_head(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], extra: list[bytes] | tuple[()]
+) -> bytes:
+    parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason or b"-")]
+    connection_extra: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            connection_extra |= {t.strip().lower() for t in value.split(b",")}
+    via = b"1.1 slipway"
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname == b"x-request-id" or lname in connection_extra:
+            continue
+        if lname == b"via":
+            via = value + b", 1.1 slipway"
+            continue
+        parts += (name, b": ", value, _CRLF)
+    parts += (b"Via: ", via, _CRLF)
+    parts += extra
+    parts.append(_CRLF)
+    return b"".join(parts)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection (usually from the ingress): parse, queue, serve in order."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = "-"
+        self.local_port = 0
+        self.parsing: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.active: Exchange | None = None
+        self.closed = False
+        self.broken: pages.RouterError | None = None
+        self.limit_error: pages.RouterError | None = None
+        self.head_bytes = 0
+        self.last_active = proxy.loop.time()
+        self.upgrading: list[bytes] | None = None
+        self.tunnel: UpstreamConnection | None = None
+        self._paused: set[str] = set()
+        self._corked: list[bytes] | None = None
+        #: When a lingering close began (loop time), or None.
+        self.lingering: float | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0])
+        sock = transport.get_extra_info("sockname")
+        if sock:
+            self.local_port = int(sock[1])
+        self.proxy.connections.add(self)
+        self.proxy.stats.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        proxy = self.proxy
+        proxy.connections.discard(self)
+        proxy.stats.connections -= 1
+        if not proxy.connections:
+            proxy.all_closed.set()
+        if self.tunnel is not None:
+            tunnel, self.tunnel = self.tunnel, None
+            tunnel.close()
+            self._end_tunnel()
+        ex = self.active
+        if ex is not None and not ex.finished:
+            ex.status = 499
+            ex.error = pages.CLIENT_INTERRUPTED
+            self.finish(ex, abort=True)
+        self.queue.clear()
+
+    def close(self) -> None:
+        """Close; while a request body is still arriving, linger as nginx does.
+
+        Closing a socket with unread bytes makes the kernel send RST, which can
+        destroy the response still in flight to the client (a 413 or an early
+        200 to an upload). So: send FIN, keep reading and dropping, close when
+        the client does or after ``LINGER`` seconds.
+        """
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if self._corked:  # what the response wrote so far goes out before the FIN
+            transport.write(b"".join(self._corked))
+            self._corked = []
+        if self.parsing is not None and self.lingering is None and transport.can_write_eof():
+            self.lingering = self.proxy.loop.time()
+            transport.write_eof()
+            if self._paused:
+                self._paused.clear()
+                transport.resume_reading()
+            return
+        transport.close()
+
+    def write(self, data: bytes) -> None:
+        if self._corked is not None:
+            self._corked.append(data)
+        elif self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def cork(self, on: bool) -> None:
+        """While corked, writes gather; uncorking sends them as one (a syscall per read)."""
+        if on:
+            if self._corked is None:
+                self._corked = []
+            return
+        out, self._corked = self._corked, None
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # -- flow control ------------------------------------------------------------------------------
+
+    def flow(self, reason: str, go: bool) -> None:
+        """Pause reading from the client while any ``reason`` holds."""
+        if self.transport is None or self.closed:
+            return
+        if go:
+            if reason in self._paused:
+                self._paused.discard(reason)
+                if not self._paused:
+                    self.transport.resume_reading()
+        else:
+            if not self._paused:
+                self.transport.pause_reading()
+            self._paused.add(reason)
+
+    def pause_writing(self) -> None:
+        up = self.tunnel or (self.active.upstream if self.active else None)
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.tunnel or (self.active.upstream if self.active else None)
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+
+    # -- bytes in --------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering is not None:
+            return
+        if self.tunnel is not None:
+            if self.tunnel.transport is not None:
+                self.tunnel.transport.write(data)
+            return
+        if self.upgrading is not None:
+            self.upgrading.append(data)
+            if sum(map(len, self.upgrading)) > PENDING_LIMIT:
+                self.flow("upgrade", False)
+            return
+        if self.broken is not None:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            ex = self.parsing
+            if ex is not None:  # a body-less upgrade request ends with its head
+                ex.body_done = True
+                self.parsing = None
+            self.upgrading = [data[exc.args[0] :]]
+        except httptools.HttpParserError as exc:
+            self.reject(self.limit_error or pages.BAD_REQUEST, str(exc))
+            return
+        if self.parsing is not None and not self.parsing.head:
+            # Still inside a head: llhttp buffers a header until it ends, so bound it here.
+            self.head_bytes += len(data)
+            settings = self.proxy.settings
+            if self.head_bytes > settings.max_request_line + settings.max_header_bytes + 1024:
+                self.reject(pages.HEADERS_TOO_LARGE, "request head over the limit")
+                return
+        if self.active is None and self.queue:
+            self.serve_next()
+
+    def on_message_begin(self) -> None:
+        now = self.proxy.loop.time()
+        self.parsing = Exchange(self, now)
+        self.last_active = now
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.url += url
+        if len(ex.url) > self.proxy.settings.max_request_line:
+            self.limit_error = pages.URI_TOO_LONG
+            raise ValueError("request target over the limit")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.parsing
+        assert ex is not None
+        size = sum(len(n) + len(v) + 4 for n, v in ex.headers)
+        if size > self.proxy.settings.max_header_bytes:
+            self.limit_error = pages.HEADERS_TOO_LARGE
+            raise ValueError("request headers over the limit")
+        parser = self.parser
+        ex.method = parser.get_method().decode("ascii")
+        ex.version = parser.get_http_version()
+        ex.keep_alive = parser.should_keep_alive()
+        ex.upgrade = parser.should_upgrade()
+        ex.prepare(self.peer, self.local_port, self.proxy)
+        self.head_bytes = 0
+        self.queue.append(ex)
+        if len(self.queue) > PIPELINE_LIMIT:
+            self.flow("pipeline", False)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.bytes_in += len(body)
+        if ex.finished:
+            return
+        framed = ex.frame(body)
+        if ex.replay is not None:
+            ex.replay.append(framed)
+            if sum(map(len, ex.replay)) > REPLAY_LIMIT:
+                ex.replay = None
+        up = ex.upstream
+        if up is not None and up.transport is not None:
+            up.transport.write(framed)
+        else:
+            ex.pending.append(framed)
+            ex.pending_size += len(framed)
+            if ex.pending_size > PENDING_LIMIT:
+                self.flow("pending", False)
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.body_done = True
+        self.parsing = None
+        if ex.chunked_in and not ex.finished:
+            if ex.replay is not None:
+                ex.replay.append(_LAST_CHUNK)
+            up = ex.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(_LAST_CHUNK)
+            else:
+                ex.pending.append(_LAST_CHUNK)
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def serve_next(self) -> None:
+        ex = self.queue.popleft()
+        self.active = ex
+        if len(self.queue) <= PIPELINE_LIMIT:
+            self.flow("pipeline", True)
+        proxy = self.proxy
+        route = proxy.routes.table.resolve(ex.host) if ex.host else None
+        if route is None:
+            self.fail(ex, pages.NO_SUCH_APP if ex.host else pages.BAD_REQUEST)
+            return
+        ex.route = route
+        ex.app = route.name
+        proxy.activity.begin(route.name, proxy.loop.time())
+        endpoints = route.endpoints
+        if endpoints:
+            # The hot path: any endpoint with an idle pooled connection, round robin.
+            n = len(endpoints)
+            start = proxy.next_index(route.name)
+            for i in range(n):
+                endpoint = endpoints[(start + i) % n]
+                conn = proxy.pool.take(endpoint)
+                if conn is not None:
+                    self.attach(ex, conn, endpoint)
+                    return
+        self.start_task(ex, self.connect_and_attach(ex, route))
+
+    def start_task(self, ex: Exchange, coro: Coroutine[Any, Any, None]) -> None:
+        ex.task = self.proxy.loop.create_task(coro)
+
+    async def connect_and_attach(self, ex: Exchange, route: AppRoute) -> None:
+        proxy = self.proxy
+        if not route.endpoints:
+            woken = await self.hold(ex, route)
+            if woken is None:
+                return
+            route = woken
+        endpoint, conn, refused = await self.open(ex, route)
+        if conn is None and refused and proxy.waker is not None and ex.hold_start is None:
+            # Every endpoint refused: the app is going to sleep under us. Hold and re-wake.
+            woken = await self.hold(ex, route)
+            if woken is None:
+                return
+            endpoint, conn, refused = await self.open(ex, woken)
+        if ex.finished:
+            if conn is not None:
+                conn.close()
+            return
+        if conn is None or endpoint is None:
+            self.fail(ex, pages.CONNECTION_REFUSED, detail=refused)
+            return
+        self.attach(ex, conn, endpoint)
+
+    async def open(
+        self, ex: Exchange, route: AppRoute
+    ) -> tuple[Endpoint | None, UpstreamConnection | None, str]:
+        """A connection to one of the route's endpoints; the last failure if none."""
+        proxy = self.proxy
+        last = ""
+        started = proxy.loop.time()
+        for endpoint in proxy.order(route) if route.endpoints else []:
+            conn = proxy.pool.take(endpoint)
+            if conn is None:
+                try:
+                    conn = await proxy.connect(endpoint)
+                except (OSError, TimeoutError) as exc:
+                    proxy.stats.connect_errors[route.name] = (
+                        proxy.stats.connect_errors.get(route.name, 0) + 1
+                    )
+                    last = f"{endpoint.dyno} {endpoint.host}:{endpoint.port}: {_why(exc)}"
+                    continue
+            ex.connect_ms = round((proxy.loop.time() - started) * 1000)
+            return endpoint, conn, ""
+        return None, None, last or "no endpoints"
+
+    async def hold(self, ex: Exchange, route: AppRoute) -> AppRoute | None:
+        """Wait for the app to have endpoints; answer the request's error and None if not."""
+        proxy = self.proxy
+        app = route.name
+        if route.state is AppState.CRASHED:
+            self.fail(ex, pages.APP_CRASHED, detail=route.reason)
+            return None
+        if proxy.waker is None:
+            self.fail(ex, pages.NO_WEB_PROCESSES)
+            return None
+        held = proxy.stats.held
+        if held.get(app, 0) >= route.max_held:
+            self.fail(ex, pages.BACKLOG_TOO_DEEP)
+            return None
+        held[app] = held.get(app, 0) + 1
+        if ex.hold_start is None:
+            ex.hold_start = proxy.loop.time()
+        try:
+            proxy.wake(app)
+            woken = await proxy.routes.wait_for(app, route.boot_timeout)
+        except TimeoutError:
+            self.fail(ex, pages.BOOT_TIMEOUT)
+            return None
+        finally:
+            held[app] -= 1
+        if woken.state is AppState.CRASHED or not woken.endpoints:
+            self.fail(ex, pages.APP_CRASHED, detail=woken.reason)
+            return None
+        return woken
+
+    async def retry(self, ex: Exchange) -> None:
+        assert ex.route is not None
+        assert ex.replay is not None
+        endpoint, conn, refused = await self.open(ex, ex.route)
+        if ex.finished:
+            if conn is not None:
+                conn.close()
+            return
+        if conn is None or endpoint is None:
+            self.fail(ex, pages.CLOSED_WITHOUT_RESPONSE, detail=refused)
+            return
+        ex.pending = list(ex.replay)
+        self.attach(ex, conn, endpoint)
+
+    def attach(self, ex: Exchange, conn: UpstreamConnection, endpoint: Endpoint) -> None:
+        ex.upstream = conn
+        ex.endpoint = endpoint
+        ex.dyno = endpoint.dyno
+        conn.begin(ex)
+        transport = conn.transport
+        assert transport is not None
+        if ex.pending:
+            transport.writelines([ex.head, *ex.pending])
+            ex.pending = []
+            ex.pending_size = 0
+            self.flow("pending", True)
+        else:
+            transport.write(ex.head)
+        ex.sent_at = self.proxy.loop.time()
+
+    def open_tunnel(self, ex: Exchange, conn: UpstreamConnection, rest: bytes) -> None:
+        """101 Switching Protocols: from here on, bytes pass both ways untouched."""
+        proxy = self.proxy
+        self.tunnel = conn
+        ex.tunnel = True
+        conn.tunnel = self.write
+        conn.handler = _TunnelEnd(self)
+        if rest:
+            self.write(rest)
+        early, self.upgrading = self.upgrading or [], None
+        self.flow("upgrade", True)
+        if early and conn.transport is not None:
+            conn.transport.writelines(early)
+        proxy.stats.websockets += 1
+        self.log_exchange(ex)  # logged at the upgrade, as Heroku does; in flight until closed
+
+    def tunnel_closed(self) -> None:
+        """The app closed its end of the tunnel: close ours."""
+        self.tunnel = None
+        self._end_tunnel()
+        self.close()
+
+    def _end_tunnel(self) -> None:
+        ex = self.active
+        if ex is not None and ex.tunnel and not ex.finished:
+            ex.finished = True
+            self.active = None
+            self.proxy.stats.websockets -= 1
+            if ex.app:
+                self.proxy.activity.end(ex.app, self.proxy.loop.time())
+
+    # -- ends --------------------------------------------------------------------------------------
+
+    def fail(self, ex: Exchange, error: pages.RouterError, detail: str = "") -> None:
+        """Answer ``ex`` with the router's own error page."""
+        if ex.finished:
+            return
+        ex.error = error
+        if ex.upstream is not None:
+            ex.upstream.abort()
+            ex.upstream = None
+        if ex.response_started:  # too late for a page: cut the response
+            ex.close_after = True
+            self.finish(ex, abort=True)
+            return
+        ex.status = error.status
+        if not ex.body_done or not ex.keep_alive or self.proxy.draining:
+            ex.close_after = True
+        if error.status != 499:
+            body = pages.render(
+                error,
+                ex.request_id or secrets.token_hex(16),
+                json_body=ex.accept_json,
+                close=ex.close_after,
+                detail=detail,
+            )
+            ex.bytes_out = len(body)
+            self.write(body)
+        self.finish(ex)
+
+    def finish(self, ex: Exchange, *, abort: bool = False) -> None:
+        if ex.finished:
+            return
+        ex.finished = True
+        ex.sent_at = None
+        if ex.task is not None and not ex.task.done() and ex.task is not asyncio.current_task():
+            ex.task.cancel()
+        if ex.upstream is not None:
+            ex.upstream.abort()
+            ex.upstream = None
+        proxy = self.proxy
+        if ex.app and not ex.tunnel:
+            proxy.activity.end(ex.app, proxy.loop.time())
+        if not ex.tunnel:
+            self.log_exchange(ex)
+        if self.active is ex:
+            self.active = None
+        if abort or self.closed:
+            if self.transport is not None and not self.closed:
+                self.transport.abort()
+            return
+        self.last_active = proxy.loop.time()
+        if ex.close_after or not ex.keep_alive or proxy.draining:
+            self.close()
+            return
+        if self.broken is not None:
+            self.reject(self.broken, "malformed pipelined request")
+            return
+        if self.queue:
+            self.serve_next()
+
+    def log_exchange(self, ex: Exchange) -> None:
+        proxy = self.proxy
+        now = proxy.loop.time()
+        service = now - ex.start
+        error = ex.error
+        code = error.code if error is not None else ex.error_code
+        desc = error.desc if error is not None else ("Server request interrupted" if code else "")
+        if error is not None:
+            proxy.stats.error(ex.app, error.code)
+        proxy.stats.request(ex.app, ex.method, ex.status, service, ex.bytes_in, ex.bytes_out)
+        path = ex.url.decode("latin-1")
+        proxy.sink.emit(
+            ex.app,
+            router_line(
+                error_code=code,
+                error_desc=desc,
+                method=ex.method,
+                path=path,
+                host=ex.host,
+                app=ex.app or "-",
+                request_id=ex.request_id,
+                fwd=ex.fwd,
+                dyno=ex.dyno,
+                connect_ms=ex.connect_ms,
+                service_ms=round(service * 1000),
+                status=ex.status,
+                bytes_out=ex.bytes_out,
+                protocol=proxy.settings.protocol,
+                wake_ms=ex.wake_ms,
+            ),
+        )
+
+    def reject(self, error: pages.RouterError, reason: str) -> None:
+        """A malformed request: answer, close, forward nothing."""
+        if self.active is not None and not self.active.finished:
+            # Answer in order: after the response being served.
+            self.broken = error
+            self.flow("broken", False)
+            return
+        log.info(
+            "rejected malformed request",
+            extra={"peer": self.peer, "status": error.status, "reason": reason},
+        )
+        self.proxy.stats.error("", error.code)
+        self.write(pages.render(error, secrets.token_hex(16), json_body=False, close=True))
+        self.close()
+        self.broken = error
+
+    def check_timeouts(self, now: float, settings: RouterSettings) -> None:
+        if self.lingering is not None:
+            if now - self.lingering > LINGER and self.transport is not None:
+                self.transport.abort()
+            return
+        ex = self.active
+        if ex is not None:
+            if ex.sent_at is not None and now - ex.sent_at > settings.upstream_timeout:
+                self.fail(ex, pages.REQUEST_TIMEOUT)
+            return
+        if self.tunnel is not None or self.queue:
+            return
+        limit = settings.header_timeout if self.parsing is not None else settings.idle_timeout
+        if now - self.last_active > limit or self.proxy.draining:
+            self.close()
+
+
+class _TunnelEnd:
+    """The upstream half of a WebSocket tunnel reports only its end."""
+
+    def __init__(self, client: ClientConnection) -> None:
+        self._client = client
+
+    def response_head(self, conn: UpstreamConnection, status: int, reason: bytes) -> None:
+        pass
+
+    def response_body(self, data: bytes) -> None:
+        pass
+
+    def response_complete(self, conn: UpstreamConnection) -> None:
+        pass
+
+    def response_upgraded(self, conn: UpstreamConnection, rest: bytes) -> None:
+        pass
+
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        self._client.tunnel_closed()
+
+    def upstream_writable(self, writable: bool) -> None:
+        self._client.flow("tunnel", writable)
+
+    def cork(self, on: bool) -> None:
+        pass
