@@ -110,11 +110,10 @@ class Proxy:
         self._rr[app] = start + 1
         return start
 
-    def order(self, route: AppRoute) -> list[Endpoint]:
-        """Endpoints to try, round robin, those with an idle pooled connection first."""
+    def order(self, route: AppRoute, start: int) -> list[Endpoint]:
+        """Endpoints to try from ``start`` (round robin), those with an idle connection first."""
         endpoints = route.endpoints
         n = len(endpoints)
-        start = self.next_index(route.name)
         ordered = [endpoints[(start + i) % n] for i in range(n)]
         warm = [e for e in ordered if self.pool.has_idle(e)]
         return warm + [e for e in ordered if e not in warm] if warm else ordered
@@ -188,6 +187,7 @@ class Exchange:
         "response_started",
         "retried",
         "route",
+        "rr_start",
         "sent_at",
         "start",
         "status",
@@ -242,6 +242,8 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
         self.retried = False
         self.tunnel = False
+        #: Where round robin started for this request, so a retry moves on from there.
+        self.rr_start = 0
 
     # -- the request head, as forwarded --------------------------------------------------------
 
@@ -288,13 +290,15 @@ class Exchange:
             self.request_id = request_id.decode("ascii")
         else:
             self.request_id = secrets.token_hex(16)
-        self.fwd = (xff + b", " + peer.encode() if xff else peer.encode()).decode("latin-1")
+        # Logged as Heroku does: the client as the ingress saw it. Sent on with the ingress added.
+        self.fwd = xff.decode("latin-1") if xff else peer
+        forwarded_for = xff + b", " + peer.encode() if xff else peer.encode()
         settings = proxy.settings
         parts += (
             b"X-Request-Id: ",
             self.request_id.encode(),
             b"\r\nX-Forwarded-For: ",
-            self.fwd.encode("latin-1"),
+            forwarded_for,
             b"\r\nX-Forwarded-Proto: ",
             proto or settings.protocol.encode(),
             b"\r\nX-Forwarded-Host: ",
@@ -516,12 +520,13 @@ class ClientConnection(asyncio.Protocol):
         self.queue.clear()
 
     def close(self) -> None:
-        """Close; while a request body is still arriving, linger as nginx does.
+        """Close by lingering, as nginx does.
 
         Closing a socket with unread bytes makes the kernel send RST, which can
-        destroy the response still in flight to the client (a 413 or an early
-        200 to an upload). So: send FIN, keep reading and dropping, close when
-        the client does or after ``LINGER`` seconds.
+        destroy the response still in flight to the client (a 413, an early
+        answer to an upload, a 431 to a header still arriving). So: send FIN,
+        keep reading and dropping, close when the client does or after
+        ``LINGER`` seconds. A client that reads its answer closes at once.
         """
         transport = self.transport
         if transport is None or self.closed:
@@ -529,7 +534,7 @@ class ClientConnection(asyncio.Protocol):
         if self._corked:  # what the response wrote so far goes out before the FIN
             transport.write(b"".join(self._corked))
             self._corked = []
-        if self.parsing is not None and self.lingering is None and transport.can_write_eof():
+        if self.lingering is None and transport.can_write_eof():
             self.lingering = self.proxy.loop.time()
             transport.write_eof()
             if self._paused:
@@ -606,6 +611,8 @@ class ClientConnection(asyncio.Protocol):
             self.upgrading = [data[exc.args[0] :]]
         except httptools.HttpParserError as exc:
             self.reject(self.limit_error or pages.BAD_REQUEST, str(exc))
+            if self.active is None and self.queue:  # good requests before the bad one
+                self.serve_next()
             return
         if self.parsing is not None and not self.parsing.head:
             # Still inside a head: llhttp buffers a header until it ends, so bound it here.
@@ -706,7 +713,7 @@ class ClientConnection(asyncio.Protocol):
         if endpoints:
             # The hot path: any endpoint with an idle pooled connection, round robin.
             n = len(endpoints)
-            start = proxy.next_index(route.name)
+            start = ex.rr_start = proxy.next_index(route.name)
             for i in range(n):
                 endpoint = endpoints[(start + i) % n]
                 conn = proxy.pool.take(endpoint)
@@ -728,7 +735,7 @@ class ClientConnection(asyncio.Protocol):
         endpoint, conn, refused = await self.open(ex, route)
         if conn is None and refused and proxy.waker is not None and ex.hold_start is None:
             # Every endpoint refused: the app is going to sleep under us. Hold and re-wake.
-            woken = await self.hold(ex, route)
+            woken = await self.hold(ex, route, refused=frozenset(route.endpoints))
             if woken is None:
                 return
             endpoint, conn, refused = await self.open(ex, woken)
@@ -748,7 +755,7 @@ class ClientConnection(asyncio.Protocol):
         proxy = self.proxy
         last = ""
         started = proxy.loop.time()
-        for endpoint in proxy.order(route) if route.endpoints else []:
+        for endpoint in proxy.order(route, ex.rr_start) if route.endpoints else []:
             conn = proxy.pool.take(endpoint)
             if conn is None:
                 try:
@@ -763,7 +770,9 @@ class ClientConnection(asyncio.Protocol):
             return endpoint, conn, ""
         return None, None, last or "no endpoints"
 
-    async def hold(self, ex: Exchange, route: AppRoute) -> AppRoute | None:
+    async def hold(
+        self, ex: Exchange, route: AppRoute, refused: frozenset[Endpoint] = frozenset()
+    ) -> AppRoute | None:
         """Wait for the app to have endpoints; answer the request's error and None if not."""
         proxy = self.proxy
         app = route.name
@@ -782,7 +791,7 @@ class ClientConnection(asyncio.Protocol):
             ex.hold_start = proxy.loop.time()
         try:
             proxy.wake(app)
-            woken = await proxy.routes.wait_for(app, route.boot_timeout)
+            woken = await proxy.routes.wait_for(app, route.boot_timeout, refused)
         except TimeoutError:
             self.fail(ex, pages.BOOT_TIMEOUT)
             return None
@@ -908,11 +917,10 @@ class ClientConnection(asyncio.Protocol):
         if ex.close_after or not ex.keep_alive or proxy.draining:
             self.close()
             return
-        if self.broken is not None:
-            self.reject(self.broken, "malformed pipelined request")
-            return
         if self.queue:
             self.serve_next()
+        elif self.broken is not None:
+            self.reject(self.broken, "malformed pipelined request")
 
     def log_exchange(self, ex: Exchange) -> None:
         proxy = self.proxy
@@ -948,8 +956,17 @@ class ClientConnection(asyncio.Protocol):
 
     def reject(self, error: pages.RouterError, reason: str) -> None:
         """A malformed request: answer, close, forward nothing."""
-        if self.active is not None and not self.active.finished:
-            # Answer in order: after the response being served.
+        bad, self.parsing = self.parsing, None
+        if bad is not None:
+            if bad in self.queue:  # its head parsed, its body did not: never forwarded
+                self.queue.remove(bad)
+            elif bad is self.active and not bad.finished:
+                # Its body turned malformed mid-stream: the app is cut off before the end.
+                bad.close_after = True
+                self.fail(bad, error, detail=reason)
+                return
+        if self.queue or (self.active is not None and not self.active.finished):
+            # Answer in order: after the requests before it.
             self.broken = error
             self.flow("broken", False)
             return
