@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import secrets
 from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
@@ -155,95 +155,56 @@ class Proxy:
 
 
 class Exchange:
-    """One request/response on a client connection."""
+    """One request/response on a client connection.
 
-    __slots__ = (
-        "accept_json",
-        "app",
-        "body_done",
-        "bytes_in",
-        "bytes_out",
-        "chunked_in",
-        "chunked_out",
-        "client",
-        "close_after",
-        "connect_ms",
-        "dyno",
-        "endpoint",
-        "error",
-        "error_code",
-        "finished",
-        "fwd",
-        "head",
-        "headers",
-        "hold_start",
-        "host",
-        "keep_alive",
-        "method",
-        "pending",
-        "pending_size",
-        "replay",
-        "request_id",
-        "response_started",
-        "retried",
-        "route",
-        "rr_start",
-        "sent_at",
-        "start",
-        "status",
-        "task",
-        "tunnel",
-        "until_close",
-        "upgrade",
-        "upstream",
-        "url",
-        "version",
-        "wake_ms",
-    )
+    Fields default at class level: most requests set few of them, and a
+    plain attribute write is cheaper than forty in ``__init__``.
+    """
+
+    method = ""
+    version = "1.1"
+    host = ""
+    fwd = ""
+    request_id = ""
+    accept_json = False
+    keep_alive = True
+    upgrade = False
+    chunked_in = False
+    head = b""
+    pending_size = 0
+    body_done = False
+    upstream: UpstreamConnection | None = None
+    route: AppRoute | None = None
+    endpoint: Endpoint | None = None
+    app = ""
+    dyno = "router"
+    connect_ms = 0
+    status = 0
+    bytes_in = 0
+    bytes_out = 0
+    error: pages.RouterError | None = None
+    error_code = ""
+    response_started = False
+    finished = False
+    chunked_out = False
+    until_close = False
+    close_after = False
+    hold_start: float | None = None
+    wake_ms: int | None = None
+    sent_at: float | None = None
+    task: asyncio.Task[None] | None = None
+    retried = False
+    tunnel = False
+    #: Where round robin started for this request, so a retry moves on from there.
+    rr_start = 0
 
     def __init__(self, client: ClientConnection, now: float) -> None:
         self.client = client
         self.start = now
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.method = ""
-        self.version = "1.1"
-        self.host = ""
-        self.fwd = ""
-        self.request_id = ""
-        self.accept_json = False
-        self.keep_alive = True
-        self.upgrade = False
-        self.chunked_in = False
-        self.head = b""
         self.pending: list[bytes] = []
-        self.pending_size = 0
-        self.body_done = False
         self.replay: list[bytes] | None = []
-        self.upstream: UpstreamConnection | None = None
-        self.route: AppRoute | None = None
-        self.endpoint: Endpoint | None = None
-        self.app = ""
-        self.dyno = "router"
-        self.connect_ms = 0
-        self.status = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.error: pages.RouterError | None = None
-        self.error_code = ""
-        self.response_started = False
-        self.finished = False
-        self.chunked_out = False
-        self.until_close = False
-        self.close_after = False
-        self.hold_start: float | None = None
-        self.wake_ms: int | None = None
-        self.sent_at: float | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.retried = False
-        self.tunnel = False
-        #: Where round robin started for this request, so a retry moves on from there.
-        self.rr_start = 0
 
     # -- the request head, as forwarded --------------------------------------------------------
 
@@ -289,7 +250,7 @@ class Exchange:
         if _REQUEST_ID.match(request_id):
             self.request_id = request_id.decode("ascii")
         else:
-            self.request_id = secrets.token_hex(16)
+            self.request_id = os.urandom(16).hex()
         # Logged as Heroku does: the client as the ingress saw it. Sent on with the ingress added.
         self.fwd = xff.decode("latin-1") if xff else peer
         forwarded_for = xff + b", " + peer.encode() if xff else peer.encode()
@@ -332,30 +293,23 @@ class Exchange:
         if self.finished:
             conn.abort()
             return
+        parts, has_length, chunked, upgrade = _scan_response(status, reason, conn.headers)
         if 100 <= status < 200 and status != 101:
-            client.write(_response_head(status, reason, conn.headers, ()))
+            parts.append(_CRLF)
+            client.write(b"".join(parts))
             return
         self.status = status
         proxy = client.proxy
         no_body = self.method == "HEAD" or status in (204, 304)
-        has_length = chunked = False
-        for name, _ in conn.headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                has_length = True
-            elif lname == b"transfer-encoding":
-                chunked = True
-        extra: list[bytes] = [b"X-Request-Id: " + self.request_id.encode() + _CRLF]
-        if self.wake_ms is None and self.hold_start is not None:
-            self.wake_ms = round((proxy.loop.time() - self.hold_start) * 1000)
-            proxy.stats.wake(self.app, self.wake_ms / 1000)
-        if self.wake_ms is not None and proxy.settings.wake_header:
-            extra.append(b"Slipway-Wake: %dms\r\n" % self.wake_ms)
+        parts += (b"X-Request-Id: ", self.request_id.encode(), _CRLF)
+        if self.hold_start is not None:
+            if self.wake_ms is None:
+                self.wake_ms = round((proxy.loop.time() - self.hold_start) * 1000)
+                proxy.stats.wake(self.app, self.wake_ms / 1000)
+            if proxy.settings.wake_header:
+                parts.append(b"Slipway-Wake: %dms\r\n" % self.wake_ms)
         if status == 101 and self.upgrade:
-            extra.append(b"Connection: Upgrade\r\n")
-            for name, value in conn.headers:
-                if name.lower() == b"upgrade":
-                    extra += (b"Upgrade: ", value, _CRLF)
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, _CRLF)
         else:
             if self.upgrade:  # the app refused the upgrade: this connection ends here
                 self.close_after = True
@@ -363,14 +317,15 @@ class Exchange:
                 self.until_close = not chunked
                 if self.version == "1.1":
                     self.chunked_out = True
-                    extra.append(b"Transfer-Encoding: chunked\r\n")
+                    parts.append(b"Transfer-Encoding: chunked\r\n")
                 else:
                     self.close_after = True
             if self.close_after or not self.keep_alive or proxy.draining:
-                extra.append(b"Connection: close\r\n")
+                parts.append(b"Connection: close\r\n")
                 self.close_after = True
+        parts.append(_CRLF)
         self.response_started = True
-        client.write(_response_head(status, reason, conn.headers, extra))
+        client.write(b"".join(parts))
         if no_body:
             self.response_complete(conn)
 
@@ -440,27 +395,47 @@ def _header_pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
     return [(flat[i], flat[i + 2]) for i in range(0, len(flat), 4)]
 
 
-def _response_head(
-    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], extra: list[bytes] | tuple[()]
-) -> bytes:
+# Response headers the scan handles itself rather than copying through.
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"x-request-id", b"via", b"content-length"}
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+
+def _scan_response(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[list[bytes], bool, bool, bytes]:
+    """The client-side head (without its end), in one pass over the app's headers.
+
+    Returns the head's parts, whether the app sent a Content-Length, whether
+    it sent chunks, and its Upgrade value. Hop-by-hop headers (and those the
+    app named in Connection) stop here; ``Via`` gets slipway appended.
+    """
     parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason or b"-")]
-    connection_extra: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            connection_extra |= {t.strip().lower() for t in value.split(b",")}
+    has_length = chunked = False
     via = b"1.1 slipway"
+    upgrade = named = b""
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname == b"x-request-id" or lname in connection_extra:
-            continue
-        if lname == b"via":
-            via = value + b", 1.1 slipway"
+        if lname in _RESPONSE_SPECIAL:
+            if lname == b"content-length":
+                has_length = True
+                parts += (name, b": ", value, _CRLF)
+            elif lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"connection":
+                named += b"," + value
+            elif lname == b"via":
+                via = value + b", 1.1 slipway"
+            elif lname == b"upgrade":
+                upgrade = value
             continue
         parts += (name, b": ", value, _CRLF)
+    if named:
+        tokens = {t.strip().lower() for t in named.split(b",")} - _CONNECTION_OPTIONS - {b""}
+        if tokens:  # rare: the app named headers of its own as hop-by-hop
+            kept = [p for p in _header_pairs(parts[1:]) if p[0].lower() not in tokens]
+            parts = parts[:1] + [b for n, v in kept for b in (n, b": ", v, _CRLF)]
     parts += (b"Via: ", via, _CRLF)
-    parts += extra
-    parts.append(_CRLF)
-    return b"".join(parts)
+    return parts, has_length, chunked, upgrade
 
 
 class ClientConnection(asyncio.Protocol):
@@ -883,7 +858,7 @@ class ClientConnection(asyncio.Protocol):
         if error.status != 499:
             body = pages.render(
                 error,
-                ex.request_id or secrets.token_hex(16),
+                ex.request_id or os.urandom(16).hex(),
                 json_body=ex.accept_json,
                 close=ex.close_after,
                 detail=detail,
@@ -975,7 +950,7 @@ class ClientConnection(asyncio.Protocol):
             extra={"peer": self.peer, "status": error.status, "reason": reason},
         )
         self.proxy.stats.error("", error.code)
-        self.write(pages.render(error, secrets.token_hex(16), json_body=False, close=True))
+        self.write(pages.render(error, os.urandom(16).hex(), json_body=False, close=True))
         self.close()
         self.broken = error
 
