@@ -14,8 +14,9 @@ from control.kit.ops import ops_app
 from control.kit.tasks import TaskSet
 from router.accesslog import LogSink, StreamSink
 from router.activity import Activity
+from router.client import ClientConnection
 from router.metrics import RouterStats
-from router.proxy import ClientConnection, Proxy
+from router.proxy import Proxy
 from router.routes import Routes
 from router.settings import RouterSettings
 from router.waking import Waker
