@@ -254,6 +254,8 @@ class ClientConnection(asyncio.Protocol):
         assert ex is not None
         ex.body_done = True
         self.parsing = None
+        if ex.sent_at is not None:  # the app's 30 s start once it has the whole request
+            ex.sent_at = self.proxy.loop.time()
         if ex.chunked_in and not ex.finished:
             if ex.replay is not None:
                 ex.replay.append(LAST_CHUNK)
@@ -555,7 +557,8 @@ class ClientConnection(asyncio.Protocol):
             return
         ex = self.active
         if ex is not None:
-            if ex.sent_at is not None and now - ex.sent_at > settings.upstream_timeout:
+            waited = now - ex.sent_at if ex.sent_at is not None and ex.body_done else 0.0
+            if waited > settings.upstream_timeout:
                 self.fail(ex, pages.REQUEST_TIMEOUT)
             return
         if self.tunnel is not None or self.queue:

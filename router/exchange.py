@@ -42,6 +42,10 @@ _CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
 
+class BadRequest(ValueError):
+    """A head llhttp accepts but a router must not forward (raised inside the parser)."""
+
+
 class Exchange:
     """One request/response on a client connection.
 
@@ -103,9 +107,16 @@ class Exchange:
         connection_tokens: list[bytes] = []
         upgrade_value = b""
         request_id = b""
+        url = self.url
+        if not url.startswith(b"/") and not (url == b"*" and self.method == "OPTIONS"):
+            # Absolute-form and CONNECT targets name a host of their own: an app
+            # could read a different one than the router routed on.
+            raise BadRequest("request target must be a path (origin-form)")
         for name, value in self.headers:
             lname = name.lower()
             if lname == b"host":
+                if self.host:
+                    raise BadRequest("more than one Host header")
                 self.host = value.decode("latin-1")
                 parts += (name, b": ", value, _CRLF)
             elif lname in HOP_BY_HOP:
@@ -118,7 +129,7 @@ class Exchange:
             elif lname == b"x-request-id":
                 request_id = value.strip()
             elif lname == b"x-forwarded-for":
-                xff = value
+                xff = xff + b", " + value if xff else value
             elif lname == b"x-forwarded-proto":
                 proto = value
             elif lname == b"x-forwarded-host":

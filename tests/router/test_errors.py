@@ -99,6 +99,27 @@ async def test_an_app_slower_than_the_timeout_is_h12(
     assert "status=504" in line
 
 
+async def test_a_slow_upload_is_not_counted_against_the_app(
+    app: AppProcess, running: list[RunningRouter]
+) -> None:
+    """The 30 s (here 0.5 s) are the app's, from when it has the whole request."""
+    r = await start_router(
+        [AppRoute("hello", hosts=("hello.test",), endpoints=(app.endpoint,))],
+        upstream_timeout=0.5,
+    )
+    running.append(r)
+    reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: hello.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(6):
+        writer.write(b"3\r\nabc\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+    writer.write(b"0\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    writer.close()
+
+
 async def test_an_app_closing_without_answering_is_h13(running: list[RunningRouter]) -> None:
     raw = await RawApp("close").start()
     r = await start_router(

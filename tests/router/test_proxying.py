@@ -70,6 +70,17 @@ async def test_forwarded_headers_are_appended_and_set(nginx: Nginx, router: Runn
     assert got["via"] == "1.1 slipway"
 
 
+async def test_repeated_forwarded_for_headers_are_joined(router: RunningRouter) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(
+        b"GET /headers HTTP/1.1\r\nHost: hello.test\r\nX-Forwarded-For: 203.0.113.1\r\n"
+        b"X-Forwarded-For: 198.51.100.2\r\nConnection: close\r\n\r\n"
+    )
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert b'"x-forwarded-for": "203.0.113.1, 198.51.100.2, 127.0.0.1"' in data
+
+
 async def test_forwarded_headers_are_set_when_no_ingress_set_them(router: RunningRouter) -> None:
     async with (
         aiohttp.ClientSession() as http,

@@ -30,6 +30,9 @@ VECTORS = {
     "bare LF": b"POST / HTTP/1.1\nHost: hello.test\nContent-Length: 3\n\nabc",
     "signed content-length": HEAD + b"Content-Length: +3\r\n\r\nabc",
     "nul in a header": HEAD + b"X-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    "two hosts": b"GET / HTTP/1.1\r\nHost: hello.test\r\nHost: evil.test\r\n\r\n",
+    "absolute-form target": b"GET http://evil.test/ HTTP/1.1\r\nHost: hello.test\r\n\r\n",
+    "connect": b"CONNECT evil.test:443 HTTP/1.1\r\nHost: hello.test\r\n\r\n",
     "two transfer-encodings": HEAD
     + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 }
