@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.activity import Activity
-from router.routes import AppRoute
+from router.routes import AppRoute, Endpoint
+from tests.conftest import free_port
 from tests.router.conftest import AppProcess, RunningRouter, start_router
 
 HOST = {"Host": "hello.test"}
@@ -105,3 +107,43 @@ async def test_a_drain_cuts_what_outlives_the_grace_period(app: AppProcess) -> N
     assert loop.time() - started < 2
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()
+
+
+async def test_mixed_traffic_leaves_no_connections_or_descriptors_behind(
+    app: AppProcess,
+) -> None:
+    """Good requests, unknown hosts, a dead endpoint and abandoned clients: nothing leaks."""
+    dead = Endpoint("127.0.0.1", free_port(), "web.2")
+    r = await start_router(
+        [
+            AppRoute("hello", hosts=("hello.test",), endpoints=(app.endpoint,)),
+            AppRoute("dead", hosts=("dead.test",), endpoints=(dead,)),
+        ]
+    )
+    baseline = len(os.listdir("/proc/self/fd"))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20)) as http:
+
+        async def one(i: int) -> int:
+            host = ("hello.test", "nobody.test", "dead.test")[i % 3]
+            path = "/slow?seconds=5" if i % 10 == 0 else "/"
+            try:
+                async with http.get(
+                    f"{r.url}{path}",
+                    headers={"Host": host},
+                    timeout=aiohttp.ClientTimeout(total=0.3),
+                ) as resp:
+                    await resp.read()
+                    return resp.status
+            except TimeoutError:
+                return 499
+
+        statuses = await asyncio.gather(*(one(i) for i in range(300)))
+    assert {200, 404, 503, 499} == set(statuses)
+    for _ in range(100):
+        if not r.router.proxy.connections:
+            break
+        await asyncio.sleep(0.05)
+    assert not r.router.proxy.connections
+    assert all(a.in_flight == 0 for a in r.router.activity.apps.values())
+    await r.router.stop(grace=0.5)
+    assert len(os.listdir("/proc/self/fd")) <= baseline + 2
