@@ -222,6 +222,8 @@ class Exchange:
             if self.close_after or not self.keep_alive or proxy.draining:
                 parts.append(b"Connection: close\r\n")
                 self.close_after = True
+            elif self.version == "1.0":  # HTTP/1.0 keeps a connection only when told so
+                parts.append(b"Connection: keep-alive\r\n")
         parts.append(_CRLF)
         self.response_started = True
         client.write(b"".join(parts))

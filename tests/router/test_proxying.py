@@ -267,3 +267,18 @@ async def test_an_early_answer_to_an_upload_reaches_a_closing_client(
     data = await asyncio.wait_for(reader.read(), 10)
     assert data.startswith(b"HTTP/1.1 413")
     writer.close()
+
+
+async def test_http_1_0_clients_get_lengths_or_a_close_and_keep_alive_when_asked(
+    router: RunningRouter,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+    writer.write(b"GET / HTTP/1.0\r\nHost: hello.test\r\nConnection: keep-alive\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"Connection: keep-alive" in head
+    writer.write(b"GET /download?size=100 HTTP/1.0\r\nHost: hello.test\r\n\r\n")
+    rest = await asyncio.wait_for(reader.read(), 5)  # no length and no chunks: ends at close
+    assert b"Connection: close" in rest
+    assert rest.endswith(b"x" * 100)
+    assert b"chunked" not in rest.lower()
+    writer.close()
