@@ -1,0 +1,241 @@
+"""KubernetesRuntime: the Runtime seam over Deployments, EndpointSlices and Pods.
+
+Writes are small and targeted: ``apply`` creates or patches a Deployment (and
+a Service for web) without touching replicas; ``scale`` goes through the
+scale subresource; the last-activity time is a Deployment annotation so a
+restarted agent knows how long an app has been idle. Reads are three
+resilient watches feeding one cache; every change recomputes the status of
+the process types it touches and publishes it if it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from kubernetes_asyncio import client
+from prometheus_client import CollectorRegistry, Counter
+
+from agent.kubernetes import manifests
+from agent.kubernetes.errors import Conflict, NotFound, NotLeader, translated
+from agent.kubernetes.manifests import Manifest, key_of
+from agent.kubernetes.settings import KubeSettings
+from agent.kubernetes.status import Cache, Key, status_of
+from agent.kubernetes.watching import ResourceWatch, WatchMetrics
+from agent.runtime import ProcessSpec, ProcessStatus
+from control.kit.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+
+def _always() -> bool:
+    return True
+
+
+class KubernetesRuntime:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        settings: KubeSettings,
+        registry: CollectorRegistry,
+        is_leader: Callable[[], bool] = _always,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        # Typed as Any: we pass and receive the wire form (dicts, raw responses), not the
+        # client's model classes, which the generated signatures insist on.
+        self._apps: Any = client.AppsV1Api(api)
+        self._core: Any = client.CoreV1Api(api)
+        self._discovery: Any = client.DiscoveryV1Api(api)
+        self._is_leader = is_leader
+        self.cache = Cache()
+        self._published: dict[Key, ProcessStatus] = {}
+        self._subscribers: list[asyncio.Queue[ProcessStatus]] = []
+        self._tasks = TaskSet()
+        self._started = False
+        self._metrics = WatchMetrics(registry)
+        self._scales = Counter(
+            "slipway_agent_kube_scales_total",
+            "Scale subresource patches sent, by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        common: dict[str, Any] = {
+            "settings": settings,
+            "selector": manifests.SELECTOR,
+            "metrics": self._metrics,
+            "sleep": sleep,
+        }
+        self.watches = (
+            ResourceWatch(
+                "deployments",
+                self._apps.list_namespaced_deployment,
+                on_reset=self._resetter(self.cache.deployments),
+                on_event=self._eventer(self.cache.deployments),
+                **common,
+            ),
+            ResourceWatch(
+                "pods",
+                self._core.list_namespaced_pod,
+                on_reset=self._resetter(self.cache.pods),
+                on_event=self._eventer(self.cache.pods),
+                **common,
+            ),
+            ResourceWatch(
+                "endpointslices",
+                self._discovery.list_namespaced_endpoint_slice,
+                on_reset=self._resetter(self.cache.slices),
+                on_event=self._eventer(self.cache.slices),
+                **common,
+            ),
+        )
+
+    # -- the view ------------------------------------------------------------------------------
+
+    def _resetter(self, bucket: dict[str, Manifest]) -> Callable[[list[Manifest]], None]:
+        def reset(items: list[Manifest]) -> None:
+            touched = {k for k in map(key_of, bucket.values()) if k is not None}
+            bucket.clear()
+            for obj in items:
+                bucket[str(obj["metadata"]["name"])] = obj
+            touched |= {k for k in map(key_of, items) if k is not None}
+            self._publish(touched)
+
+        return reset
+
+    def _eventer(self, bucket: dict[str, Manifest]) -> Callable[[str, Manifest], None]:
+        def on_event(kind: str, obj: Manifest) -> None:
+            name = str(obj["metadata"]["name"])
+            touched = {k for k in (key_of(obj), key_of(bucket.get(name) or {})) if k is not None}
+            if kind == "DELETED":
+                bucket.pop(name, None)
+            else:
+                bucket[name] = obj
+            self._publish(touched)
+
+        return on_event
+
+    def _publish(self, keys: set[Key]) -> None:
+        if not all(w.synced.is_set() for w in self.watches):
+            return  # the first snapshot goes out once all three are listed
+        for key in sorted(keys):
+            status = status_of(self.cache, key)
+            if self._published.get(key) == status:
+                continue
+            self._published[key] = status
+            for queue in self._subscribers:
+                queue.put_nowait(status)
+
+    def ready(self) -> str | None:
+        """None while every watch is in sync; otherwise why the view may be stale."""
+        problems = [f"{w.resource}: {w.problem}" for w in self.watches if w.problem]
+        return "; ".join(problems) or None
+
+    def last_activity(self, app: str) -> float | None:
+        """The newest persisted last-activity time (epoch seconds) over the app's Deployments."""
+        times = [
+            t
+            for d in self.cache.deployments.values()
+            if (key_of(d) or ("", ""))[0] == app
+            if (t := manifests.last_activity(d)) is not None
+        ]
+        return max(times, default=None)
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for w in self.watches:
+            self._tasks.start(f"kube-watch-{w.resource}", w.run())
+
+    async def watch(self) -> AsyncIterator[ProcessStatus]:
+        self.start()
+        queue: asyncio.Queue[ProcessStatus] = asyncio.Queue()
+        await asyncio.wait(
+            [asyncio.ensure_future(w.synced.wait()) for w in self.watches],
+            return_when=asyncio.ALL_COMPLETED,
+        )
+        self._subscribers.append(queue)
+        try:
+            # Everything first (publishing may not have run if nothing changed since sync).
+            for key in sorted(self.cache.keys() | set(self._published)):
+                status = status_of(self.cache, key)
+                self._published[key] = status
+                yield status
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.remove(queue)
+
+    async def close(self) -> None:
+        await self._tasks.stop()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def apply(self, spec: ProcessSpec) -> None:
+        ns, port = self.settings.namespace, self.settings.app_port
+        name = manifests.object_name(spec.app, spec.process)
+        body = manifests.deployment(spec, port=port, replicas=0)
+        if self.settings.image_pull_secret:
+            body["spec"]["template"]["spec"]["imagePullSecrets"] = [
+                {"name": self.settings.image_pull_secret}
+            ]
+        try:
+            with translated(f"create deployment {name}"):
+                await self._apps.create_namespaced_deployment(ns, body, _preload_content=False)
+            log.info("deployment created", extra={"app": spec.app, "process": spec.process})
+        except Conflict:
+            del body["spec"]["replicas"]
+            with translated(f"patch deployment {name}"):
+                await self._apps.patch_namespaced_deployment(name, ns, body, _preload_content=False)
+            log.info(
+                "deployment updated",
+                extra={"app": spec.app, "process": spec.process, "release": spec.release},
+            )
+        if spec.process == "web":
+            svc = manifests.service(spec, port=port)
+            try:
+                with translated(f"create service {name}"):
+                    await self._core.create_namespaced_service(ns, svc, _preload_content=False)
+            except Conflict:
+                with translated(f"patch service {name}"):
+                    await self._core.patch_namespaced_service(name, ns, svc, _preload_content=False)
+
+    async def remove(self, app: str, process: str) -> None:
+        ns, name = self.settings.namespace, manifests.object_name(app, process)
+        try:
+            with translated(f"delete deployment {name}"):
+                await self._apps.delete_namespaced_deployment(name, ns, _preload_content=False)
+        except NotFound:
+            pass
+        if process == "web":
+            try:
+                with translated(f"delete service {name}"):
+                    await self._core.delete_namespaced_service(name, ns, _preload_content=False)
+            except NotFound:
+                pass
+
+    async def scale(self, app: str, process: str, replicas: int) -> None:
+        if not self._is_leader():
+            raise NotLeader(f"not the leader: refusing to scale {app}/{process}")
+        ns, name = self.settings.namespace, manifests.object_name(app, process)
+        body = manifests.scale_patch(replicas)
+        with translated(f"scale deployment {name}"):
+            await self._apps.patch_namespaced_deployment_scale(
+                name, ns, body, _preload_content=False
+            )
+        self._scales.labels("up" if replicas > 0 else "down").inc()
+        log.info("scaled", extra={"app": app, "process": process, "replicas": replicas})
+
+    async def record_activity(self, app: str, process: str, at: float) -> None:
+        """Persist the last-activity time (epoch seconds) on the Deployment; leader only."""
+        if not self._is_leader():
+            raise NotLeader(f"not the leader: refusing to write activity of {app}")
+        ns, name = self.settings.namespace, manifests.object_name(app, process)
+        with translated(f"annotate deployment {name}"):
+            await self._apps.patch_namespaced_deployment(
+                name, ns, manifests.activity_patch(at), _preload_content=False
+            )
