@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -79,3 +80,24 @@ def translated(what: str) -> Iterator[None]:
         raise from_status(int(exc.status or 0), f"{what}: {_message(exc)}") from exc
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise ApiUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def checked(resp: Any, what: str) -> Any:
+    """The raw response of a ``_preload_content=False`` call, or the KubeError for its status.
+
+    kubernetes-asyncio only raises for a bad status when it parses the body
+    itself; we read lists and watches raw, so the status is checked here.
+    """
+    status = int(resp.status)
+    if 200 <= status < 300:
+        return resp
+    try:
+        text = await resp.text()
+    finally:
+        resp.release()
+    try:
+        body = json.loads(text)
+        message = body.get("message") if isinstance(body, dict) else None
+    except ValueError:
+        message = None
+    raise from_status(status, f"{what}: {status} {message or text[:200]}")

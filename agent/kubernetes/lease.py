@@ -19,7 +19,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from agent.kubernetes.errors import Conflict, KubeError, NotFound, translated
+from agent.kubernetes.errors import Conflict, KubeError, NotFound, checked, translated
 from agent.kubernetes.settings import KubeSettings
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class Elector:
                 resp = await self._api.read_namespaced_lease(
                     s.lease_name, s.namespace, _preload_content=False
                 )
-                current = await resp.json()
+                current = await (await checked(resp, "read lease")).json()
         except NotFound:
             current = None
         record = record_of(current) if current is not None else None
@@ -207,7 +207,7 @@ class Elector:
                 resp = await self._api.read_namespaced_lease(
                     s.lease_name, s.namespace, _preload_content=False
                 )
-                current = await resp.json()
+                current = await (await checked(resp, "read lease")).json()
             rv = (current.get("metadata") or {}).get("resourceVersion")
             with translated("release lease"):
                 await self._api.replace_namespaced_lease(

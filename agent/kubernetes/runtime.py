@@ -108,7 +108,9 @@ class KubernetesRuntime:
 
     def _eventer(self, bucket: dict[str, Manifest]) -> Callable[[str, Manifest], None]:
         def on_event(kind: str, obj: Manifest) -> None:
-            name = str(obj["metadata"]["name"])
+            name = (obj.get("metadata") or {}).get("name")
+            if not name:
+                return  # not an object of ours (a malformed event): nothing to file it under
             touched = {k for k in (key_of(obj), key_of(bucket.get(name) or {})) if k is not None}
             if kind == "DELETED":
                 bucket.pop(name, None)
@@ -185,12 +187,12 @@ class KubernetesRuntime:
             ]
         try:
             with translated(f"create deployment {name}"):
-                await self._apps.create_namespaced_deployment(ns, body, _preload_content=False)
+                await self._apps.create_namespaced_deployment(ns, body)
             log.info("deployment created", extra={"app": spec.app, "process": spec.process})
         except Conflict:
             del body["spec"]["replicas"]
             with translated(f"patch deployment {name}"):
-                await self._apps.patch_namespaced_deployment(name, ns, body, _preload_content=False)
+                await self._apps.patch_namespaced_deployment(name, ns, body)
             log.info(
                 "deployment updated",
                 extra={"app": spec.app, "process": spec.process, "release": spec.release},
@@ -199,22 +201,22 @@ class KubernetesRuntime:
             svc = manifests.service(spec, port=port)
             try:
                 with translated(f"create service {name}"):
-                    await self._core.create_namespaced_service(ns, svc, _preload_content=False)
+                    await self._core.create_namespaced_service(ns, svc)
             except Conflict:
                 with translated(f"patch service {name}"):
-                    await self._core.patch_namespaced_service(name, ns, svc, _preload_content=False)
+                    await self._core.patch_namespaced_service(name, ns, svc)
 
     async def remove(self, app: str, process: str) -> None:
         ns, name = self.settings.namespace, manifests.object_name(app, process)
         try:
             with translated(f"delete deployment {name}"):
-                await self._apps.delete_namespaced_deployment(name, ns, _preload_content=False)
+                await self._apps.delete_namespaced_deployment(name, ns)
         except NotFound:
             pass
         if process == "web":
             try:
                 with translated(f"delete service {name}"):
-                    await self._core.delete_namespaced_service(name, ns, _preload_content=False)
+                    await self._core.delete_namespaced_service(name, ns)
             except NotFound:
                 pass
 
@@ -224,9 +226,7 @@ class KubernetesRuntime:
         ns, name = self.settings.namespace, manifests.object_name(app, process)
         body = manifests.scale_patch(replicas)
         with translated(f"scale deployment {name}"):
-            await self._apps.patch_namespaced_deployment_scale(
-                name, ns, body, _preload_content=False
-            )
+            await self._apps.patch_namespaced_deployment_scale(name, ns, body)
         self._scales.labels("up" if replicas > 0 else "down").inc()
         log.info("scaled", extra={"app": app, "process": process, "replicas": replicas})
 
@@ -236,6 +236,4 @@ class KubernetesRuntime:
             raise NotLeader(f"not the leader: refusing to write activity of {app}")
         ns, name = self.settings.namespace, manifests.object_name(app, process)
         with translated(f"annotate deployment {name}"):
-            await self._apps.patch_namespaced_deployment(
-                name, ns, manifests.activity_patch(at), _preload_content=False
-            )
+            await self._apps.patch_namespaced_deployment(name, ns, manifests.activity_patch(at))

@@ -20,7 +20,14 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from agent.kubernetes.errors import ApiUnavailable, Gone, KubeError, from_status, translated
+from agent.kubernetes.errors import (
+    ApiUnavailable,
+    Gone,
+    KubeError,
+    checked,
+    from_status,
+    translated,
+)
 from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
 
@@ -106,7 +113,7 @@ class ResourceWatch:
                 _preload_content=False,
                 _request_timeout=self.settings.watch_timeout,
             )
-            body = await resp.json()
+            body = await (await checked(resp, f"list {self.resource}")).json()
         self.metrics.relists.labels(self.resource).inc()
         self.resource_version = (body.get("metadata") or {}).get("resourceVersion")
         self._on_reset(list(body.get("items") or []))
@@ -128,6 +135,7 @@ class ResourceWatch:
                 # The client gives up a little after the server should have ended it.
                 _request_timeout=timeout + 10,
             )
+            resp = await checked(resp, f"watch {self.resource}")
             # The apiserver accepted the watch: whatever we missed, we resume from.
             self._set_problem(None)
             try:
