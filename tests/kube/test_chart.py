@@ -1,0 +1,325 @@
+"""charts/slipway rendered and linted by the Helm v4 SDK, every manifest schema-validated."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "slipway"
+VALUES = Path(__file__).parent / "values"
+KUBE_VERSION = "1.30.0"
+NAMESPACE = "slipway"
+#: Custom resources kubernetes-validate has no schema for, checked by hand below.
+CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+#: The metric names the router and agent export (router/metrics.py, the agent's metrics).
+KNOWN_METRICS = {
+    "slipway_router_requests_total",
+    "slipway_router_request_duration_seconds_bucket",
+    "slipway_router_in_flight",
+    "slipway_router_wake_duration_seconds_bucket",
+    "slipway_agent_apps",
+    "slipway_agent_wakes_total",
+    "slipway_agent_sleeps_total",
+}
+
+
+def values_of(name: str) -> dict[str, Any]:
+    if name == "default":
+        return {}
+    loaded: dict[str, Any] = yaml.safe_load((VALUES / f"{name}.yaml").read_text())
+    return loaded
+
+
+def render(values: dict[str, Any], chart: Path = CHART) -> list[dict[str, Any]]:
+    with helm.Chart.load(str(chart)) as loaded:
+        files = loaded.render(values, name="slipway", namespace=NAMESPACE)
+    docs = []
+    for path, text in sorted(files.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def containers(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for dep in of_kind(docs, "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            yield dep["metadata"]["name"], pod, c
+
+
+SCENARIOS = ["default", "minimal", "full"]
+
+
+@pytest.fixture(params=SCENARIOS)
+def scenario(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(values_of(request.param))
+
+
+# -- lint and schemas -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_the_chart_lints_clean_in_strict_mode(name: str) -> None:
+    report = helm.lint(str(CHART), values_of(name), strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    assert report["messages"] == []
+
+
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+    scenario: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = scenario
+    assert docs
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CRDS:
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_service_monitors_select_a_rendered_service_port_by_name() -> None:
+    docs = render(values_of("full"))
+    monitors = of_kind(docs, "ServiceMonitor")
+    assert len(monitors) == 6
+    services = of_kind(docs, "Service")
+    for mon in monitors:
+        assert mon["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        selector = mon["spec"]["selector"]["matchLabels"]
+        (svc,) = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
+        ports = {p["name"] for p in svc["spec"]["ports"]}
+        assert mon["spec"]["endpoints"][0]["port"] in ports
+        assert mon["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"router": {"workers": 0}}, "/router/workers"),
+        ({"router": {"replicas": "many"}}, "/router/replicas"),
+        ({"agent": {"idleAfter": "five minutes"}}, "/agent/idleAfter"),
+        ({"ingress": {"appsDomain": "*.apps.example.com"}}, "/ingress/appsDomain"),
+        ({"image": {"repository": ""}}, "/image/repository"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(complaint)):
+        render(values)
+
+
+# -- RBAC -----------------------------------------------------------------------------------------
+
+
+def rules_of(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+AGENT_LEAST = {
+    *(("apps", "deployments", v) for v in ("get", "list", "watch", "patch")),
+    *(("apps", "deployments/scale", v) for v in ("get", "patch", "update")),
+    *(("discovery.k8s.io", "endpointslices", v) for v in ("list", "watch")),
+    *(("", "pods", v) for v in ("list", "watch")),
+}
+LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+DEPLOY = {
+    *(("apps", "deployments", v) for v in ("create", "update", "delete")),
+    *(("", "services", v) for v in ("get", "create", "patch", "delete")),
+}
+
+
+def test_the_agent_gets_exactly_the_least_rules_and_nothing_cluster_wide() -> None:
+    docs = render({})
+    assert of_kind(docs, "ClusterRole") == []
+    assert of_kind(docs, "ClusterRoleBinding") == []
+    assert {r["metadata"]["name"] for r in of_kind(docs, "Role")} == {
+        "slipway-agent-apps",
+        "slipway-agent-leader",
+    }
+    assert rules_of(named(docs, "Role", "slipway-agent-apps")) == AGENT_LEAST
+    assert rules_of(named(docs, "Role", "slipway-agent-leader")) == LEASES
+    for binding in of_kind(docs, "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "slipway-agent", "namespace": NAMESPACE}
+        ]
+
+
+def test_deploy_rights_add_only_create_and_delete_of_app_objects_in_the_apps_namespace() -> None:
+    docs = render(values_of("full"))
+    apps_role = named(docs, "Role", "slipway-agent-apps")
+    assert apps_role["metadata"]["namespace"] == "slipway-apps"
+    assert rules_of(apps_role) == AGENT_LEAST | DEPLOY
+    leader = named(docs, "Role", "slipway-agent-leader")
+    assert "namespace" not in leader["metadata"]  # the release namespace, where the agent runs
+    assert rules_of(leader) == LEASES
+
+
+def test_only_the_agent_mounts_an_api_token(scenario: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = scenario
+    for sa in of_kind(docs, "ServiceAccount"):
+        expected = None if sa["metadata"]["name"] == "slipway-agent" else False
+        assert sa.get("automountServiceAccountToken") is expected, sa["metadata"]["name"]
+    for dep in of_kind(docs, "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == dep["metadata"]["name"]
+        if dep["metadata"]["name"] != "slipway-agent":
+            assert pod["automountServiceAccountToken"] is False
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+
+def test_every_container_is_locked_down_probed_and_has_requests(
+    scenario: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = scenario
+    seen = 0
+    for name, pod, c in containers(docs):
+        seen += 1
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, name
+        assert sc["allowPrivilegeEscalation"] is False, name
+        assert sc["capabilities"]["drop"] == ["ALL"], name
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert c["resources"]["requests"]["cpu"], name
+        assert c["resources"]["requests"]["memory"], name
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], name
+    assert seen >= 2
+
+
+def test_the_components_run_with_their_commands_and_ports() -> None:
+    docs = render(values_of("full"))
+    by_name = {name: c for name, _, c in containers(docs)}
+    assert by_name["slipway-router"]["args"] == ["serve", "router", "--workers", "8"]
+    assert {p["containerPort"] for p in by_name["slipway-router"]["ports"]} == {8080, 9080}
+    assert by_name["slipway-router"]["readinessProbe"]["httpGet"]["port"] == "ops"
+    assert by_name["slipway-agent"]["args"] == ["serve", "agent"]
+    assert {p["containerPort"] for p in by_name["slipway-agent"]["ports"]} == {8081}
+    assert by_name["slipway-logs"]["args"] == ["serve", "logs"]
+    assert {p["containerPort"] for p in by_name["slipway-logs"]["ports"]} == {8082, 24224}
+    assert by_name["slipway-exporter-postgres"]["args"] == ["exporter", "postgres"]
+    assert by_name["slipway-exporter-postgres"]["ports"][0]["containerPort"] == 9187
+    assert by_name["slipway-exporter-redis"]["args"] == ["exporter", "redis"]
+    assert by_name["slipway-exporter-redis"]["ports"][0]["containerPort"] == 9121
+    assert by_name["slipway-control"]["args"] == ["serve", "control"]
+    assert by_name["slipway-control"]["ports"][0]["containerPort"] == 8000
+    assert all(c["image"] == "registry.example.com/slipway:1.2.3" for c in by_name.values())
+    env = {e["name"]: e for e in by_name["slipway-agent"]["env"]}
+    assert env["SLIPWAY_KUBE_NAMESPACE"]["value"] == "slipway-apps"
+    assert env["SLIPWAY_KUBE_LEASE_NAME"]["value"] == "slipway-leader"
+    assert env["SLIPWAY_KUBE_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    router_env = {e["name"]: e.get("value") for e in by_name["slipway-router"]["env"]}
+    assert router_env["SLIPWAY_AGENT_URL"] == "http://slipway-agent:8081"
+
+
+def test_control_is_rendered_only_when_enabled() -> None:
+    assert not [d for d in render({}) if d["metadata"]["name"] == "slipway-control"]
+    assert named(render({"control": {"enabled": True}}), "Deployment", "slipway-control")
+
+
+def test_exporter_targets_are_a_secret_mounted_read_only() -> None:
+    docs = render(values_of("full"))
+    redis_targets = named(docs, "Secret", "slipway-exporter-redis-targets")
+    assert "redis://127.0.0.1:6379" in redis_targets["stringData"]["targets.yaml"]
+    assert not [d for d in of_kind(docs, "Secret") if "postgres" in d["metadata"]["name"]]
+    pg = named(docs, "Deployment", "slipway-exporter-postgres")["spec"]["template"]["spec"]
+    assert {"name": "targets", "secret": {"secretName": "pg-targets"}} in pg["volumes"]
+    mount = next(m for m in pg["containers"][0]["volumeMounts"] if m["name"] == "targets")
+    assert mount["readOnly"] is True
+    assert of_kind(docs, "ConfigMap")
+    assert all("targets.yaml" not in cm.get("data", {}) for cm in of_kind(docs, "ConfigMap"))
+
+
+def test_disruption_budgets_keep_a_router_and_a_leader_candidate_up() -> None:
+    docs = render({})
+    assert named(docs, "PodDisruptionBudget", "slipway-router")["spec"]["minAvailable"] == 1
+    assert named(docs, "PodDisruptionBudget", "slipway-agent")["spec"]["maxUnavailable"] == 1
+    # One replica: a budget would block node drains for ever.
+    assert of_kind(render(values_of("minimal")), "PodDisruptionBudget") == []
+
+
+def test_the_ingress_sends_every_app_host_to_the_router_with_streaming_settings() -> None:
+    docs = render(values_of("full"))
+    ingress = named(docs, "Ingress", "slipway-router")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "*.apps.example.org"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "slipway-router", "port": {"name": "http"}}
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["*.apps.example.org"], "secretName": "wildcard-apps-example-org"}
+    ]
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    assert notes["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert notes["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert notes["nginx.ingress.kubernetes.io/proxy-http-version"] == "1.1"
+    assert notes["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert of_kind(render(values_of("minimal")), "Ingress") == []
+
+
+# -- dashboards and Fluent Bit --------------------------------------------------------------------
+
+
+def test_each_dashboard_file_becomes_a_configmap_for_the_grafana_sidecar() -> None:
+    docs = render({})
+    maps = [cm for cm in of_kind(docs, "ConfigMap") if "dashboard" in cm["metadata"]["name"]]
+    files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    assert sorted(k for cm in maps for k in cm["data"]) == files
+    for cm in maps:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        for text in cm["data"].values():
+            assert json.loads(text)["panels"]
+
+
+def test_the_router_agent_dashboard_queries_only_metrics_that_exist() -> None:
+    dash = json.loads((CHART / "dashboards" / "router-agent.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    used = {m for e in exprs for m in re.findall(r"\bslipway_[a-z_]+", e)}
+    assert used == KNOWN_METRICS
+    titles = " ".join(p["title"] for p in dash["panels"]).lower()
+    for topic in ("requests", "latency", "errors", "asleep", "awake", "wakes", "wake duration"):
+        assert topic in titles, topic
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def test_fluent_bit_files_become_one_configmap_and_none_without_files(tmp_path: Path) -> None:
+    chart = tmp_path / "slipway"
+    shutil.copytree(CHART, chart)
+    shutil.rmtree(chart / "files" / "fluent-bit", ignore_errors=True)
+    assert not [d for d in render({}, chart) if d["metadata"]["name"] == "slipway-fluent-bit"]
+    (chart / "files" / "fluent-bit").mkdir(parents=True)
+    conf = "[OUTPUT]\n    Name forward\n    Host ${SLIPWAY_LOGS_HOST}\n"
+    (chart / "files" / "fluent-bit" / "fluent-bit.conf").write_text(conf)
+    (chart / "files" / "fluent-bit" / "parsers.conf").write_text("[PARSER]\n    Name cri\n")
+    cm = named(render({}, chart), "ConfigMap", "slipway-fluent-bit")
+    assert cm["data"]["fluent-bit.conf"] == conf.rstrip("\n")
+    assert set(cm["data"]) == {"fluent-bit.conf", "parsers.conf"}
