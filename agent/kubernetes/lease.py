@@ -138,6 +138,10 @@ class Elector:
         self._was_leader = False
 
     @property
+    def namespace(self) -> str:
+        return self.settings.lease_namespace or self.settings.namespace
+
+    @property
     def me(self) -> str:
         return self.settings.identity
 
@@ -167,7 +171,7 @@ class Elector:
         try:
             with translated("read lease"):
                 resp = await self._api.read_namespaced_lease(
-                    s.lease_name, s.namespace, _preload_content=False
+                    s.lease_name, self.namespace, _preload_content=False
                 )
                 current = await (await checked(resp, "read lease")).json()
         except NotFound:
@@ -181,13 +185,13 @@ class Elector:
                 if current is None:
                     with translated("create lease"):
                         await self._api.create_namespaced_lease(
-                            s.namespace, lease_body(s.lease_name, new, None)
+                            self.namespace, lease_body(s.lease_name, new, None)
                         )
                 else:
                     rv = (current.get("metadata") or {}).get("resourceVersion")
                     with translated("replace lease"):
                         await self._api.replace_namespaced_lease(
-                            s.lease_name, s.namespace, lease_body(s.lease_name, new, rv)
+                            s.lease_name, self.namespace, lease_body(s.lease_name, new, rv)
                         )
                 self._mine = new
             except Conflict:
@@ -205,13 +209,13 @@ class Elector:
         try:
             with translated("read lease"):
                 resp = await self._api.read_namespaced_lease(
-                    s.lease_name, s.namespace, _preload_content=False
+                    s.lease_name, self.namespace, _preload_content=False
                 )
                 current = await (await checked(resp, "read lease")).json()
             rv = (current.get("metadata") or {}).get("resourceVersion")
             with translated("release lease"):
                 await self._api.replace_namespaced_lease(
-                    s.lease_name, s.namespace, lease_body(s.lease_name, released, rv)
+                    s.lease_name, self.namespace, lease_body(s.lease_name, released, rv)
                 )
         except KubeError as exc:
             log.warning("lease release failed", extra={"error": str(exc)})

@@ -155,17 +155,18 @@ class KubernetesRuntime:
 
     async def watch(self) -> AsyncIterator[ProcessStatus]:
         self.start()
+        await asyncio.gather(*(w.synced.wait() for w in self.watches))
         queue: asyncio.Queue[ProcessStatus] = asyncio.Queue()
-        await asyncio.wait(
-            [asyncio.ensure_future(w.synced.wait()) for w in self.watches],
-            return_when=asyncio.ALL_COMPLETED,
-        )
+        # Subscribe and take the snapshot with no await between: every status queued
+        # after this point is newer than the snapshot, so the consumer never goes back.
         self._subscribers.append(queue)
+        snapshot = [
+            status_of(self.cache, key) for key in sorted(self.cache.keys() | set(self._published))
+        ]
+        for status in snapshot:
+            self._published[(status.app, status.process)] = status
         try:
-            # Everything first (publishing may not have run if nothing changed since sync).
-            for key in sorted(self.cache.keys() | set(self._published)):
-                status = status_of(self.cache, key)
-                self._published[key] = status
+            for status in snapshot:
                 yield status
             while True:
                 yield await queue.get()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from control.kit.durations import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +17,8 @@ class KubeSettings:
     """This replica's name in the Lease (the pod name on a cluster)."""
     lease_name: str = "slipway-agent"
     """The coordination.k8s.io Lease the agent replicas elect a leader with."""
+    lease_namespace: str | None = None
+    """Namespace of the Lease (the agent's own); None means ``namespace``."""
     lease_duration: float = 15.0
     """Seconds a leader holds the Lease without renewing: client-go's default."""
     renew_interval: float = 5.0
@@ -27,3 +33,45 @@ class KubeSettings:
     """The container port apps listen on ($PORT), as on Heroku-style platforms."""
     image_pull_secret: str | None = None
     """Name of a Secret with registry credentials for app images."""
+
+
+def from_env(environ: Mapping[str, str], **flags: Any) -> KubeSettings:
+    """Settings from ``SLIPWAY_KUBE_*`` variables (as the chart sets them), then flags on top.
+
+    A flag given as None leaves the variable's (or the default) value. A bad
+    number raises ValueError naming the variable.
+    """
+    values: dict[str, Any] = {}
+    for name, kind in _ENV.items():
+        raw = environ.get(f"SLIPWAY_KUBE_{name.upper()}")
+        if raw is None or raw == "":
+            continue
+        if kind is float:
+            try:
+                values[name] = parse_duration(raw)
+            except ValueError as exc:
+                raise ValueError(f"SLIPWAY_KUBE_{name.upper()}: {exc}") from exc
+        elif kind is int:
+            try:
+                values[name] = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"SLIPWAY_KUBE_{name.upper()}: not a number: {raw!r}") from exc
+        else:
+            values[name] = raw
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return KubeSettings(**values)
+
+
+_ENV: dict[str, type] = {
+    "namespace": str,
+    "identity": str,
+    "lease_name": str,
+    "lease_namespace": str,
+    "lease_duration": float,
+    "renew_interval": float,
+    "watch_timeout": float,
+    "backoff_initial": float,
+    "backoff_max": float,
+    "app_port": int,
+    "image_pull_secret": str,
+}

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 
 import pytest
 from kubernetes_asyncio import client
+from prometheus_client import CollectorRegistry
 
+from agent.kubernetes.errors import NotLeader
 from agent.kubernetes.lease import Elector, LeaseRecord, Verdict, decide, leads, record_of
+from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.settings import KubeSettings
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import NAMESPACE
+from tests.kube.test_runtime import SPEC, settings
 
 T0 = 1_700_000_000.0
 
@@ -152,3 +156,30 @@ async def test_a_stale_lease_write_is_refused_by_the_apiserver_with_409(
     with pytest.raises(client.ApiException) as caught:
         await coordination.replace_namespaced_lease("slipway-agent", NAMESPACE, body)
     assert caught.value.status == 409
+
+
+async def test_only_the_leader_scales_and_the_new_leader_can_after_a_hand_over(
+    api: client.ApiClient, apiserver: ApiServer
+) -> None:
+    clock = Clock()
+    a, b = elector(api, "agent-a", clock), elector(api, "agent-b", clock)
+    run_a = KubernetesRuntime(
+        api, settings=settings(), registry=CollectorRegistry(), is_leader=a.is_leader
+    )
+    run_b = KubernetesRuntime(
+        api, settings=settings(), registry=CollectorRegistry(), is_leader=b.is_leader
+    )
+    await run_a.apply(SPEC)
+    await a.step()
+    await b.step()
+    await run_a.scale("blog", "web", 1)
+    with pytest.raises(NotLeader):
+        await run_b.scale("blog", "web", 0)
+    await a.release()
+    await b.step()
+    with pytest.raises(NotLeader):
+        await run_a.scale("blog", "web", 0)
+    await run_b.scale("blog", "web", 0)
+    dep = apiserver.get("deployments", NAMESPACE, "blog-web")
+    assert dep is not None
+    assert dep["spec"]["replicas"] == 0
