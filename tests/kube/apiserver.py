@@ -99,7 +99,7 @@ class ApiServer(kmock.KubernetesEmulator):
     _rv: int = attrs.field(default=100, init=False)
     _compacted: int = attrs.field(default=0, init=False)
     _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
-    _streams: set[aiohttp.web.StreamResponse] = attrs.field(factory=set, init=False)
+    _streams: set[asyncio.Transport] = attrs.field(factory=set, init=False)
     watch_requests: list[dict[str, str]] = attrs.field(factory=list, init=False)
 
     # -- what tests (the controllers) use ---------------------------------------------------------
@@ -140,10 +140,8 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def drop_watches(self) -> None:
         """Cut every open watch stream mid-flight, as a crashed apiserver or LB would."""
-        for stream in list(self._streams):
-            transport = stream._req.transport if stream._req is not None else None  # type: ignore[attr-defined]
-            if transport is not None:
-                transport.abort()
+        for transport in list(self._streams):
+            transport.abort()
         self._streams.clear()
         await asyncio.sleep(0)
 
@@ -327,7 +325,9 @@ class ApiServer(kmock.KubernetesEmulator):
         assert raw_request is not None
         stream = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await stream.prepare(raw_request)
-        self._streams.add(stream)
+        transport = raw_request.transport
+        if transport is not None:
+            self._streams.add(transport)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
 
@@ -382,7 +382,8 @@ class ApiServer(kmock.KubernetesEmulator):
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass
         finally:
-            self._streams.discard(stream)
+            if transport is not None:
+                self._streams.discard(transport)
         return stream
 
     @staticmethod

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -55,12 +56,14 @@ async def next_status(statuses: AsyncIterator[ProcessStatus], timeout: float = 5
 
 
 async def status_until(
-    statuses: AsyncIterator[ProcessStatus], check: object, timeout: float = 5
+    statuses: AsyncIterator[ProcessStatus],
+    check: Callable[[ProcessStatus], bool],
+    timeout: float = 5,
 ) -> ProcessStatus:
     async with asyncio.timeout(timeout):
         while True:
             status = await anext(statuses)
-            if check(status):  # type: ignore[operator]
+            if check(status):
                 return status
 
 
@@ -95,8 +98,7 @@ async def test_reapplying_a_spec_patches_it_and_keeps_the_replicas_the_scale_set
 ) -> None:
     await runtime.apply(SPEC)
     await runtime.scale("blog", "web", 2)
-    release4 = ProcessSpec(**{**{f: getattr(SPEC, f) for f in SPEC.__slots__}, "release": 4,
-                              "command": "bundle exec puma"})  # fmt: skip
+    release4 = dataclasses.replace(SPEC, release=4, command="bundle exec puma")
     await runtime.apply(release4)
     dep = apiserver.get("deployments", NAMESPACE, "blog-web")
     assert dep is not None
