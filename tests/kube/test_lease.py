@@ -183,3 +183,28 @@ async def test_only_the_leader_scales_and_the_new_leader_can_after_a_hand_over(
     dep = apiserver.get("deployments", NAMESPACE, "blog-web")
     assert dep is not None
     assert dep["spec"]["replicas"] == 0
+
+
+async def test_a_leader_cut_off_from_the_apiserver_stops_leading_once_its_lease_runs_out(
+    api: client.ApiClient, apiserver: ApiServer
+) -> None:
+    clock = Clock()
+    a = elector(api, "agent-a", clock)
+    naps: list[float] = []
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)
+        clock.now += seconds
+        if len(naps) == 1:
+            apiserver.outage = True  # the apiserver goes away after the first renewal
+        if len(naps) == 5:
+            raise asyncio.CancelledError  # end of the test's run
+
+    with pytest.raises(asyncio.CancelledError):
+        await a.run(sleep=nap)
+    assert naps == [5.0] * 5
+    # Renewed at T0; four failed rounds later (T0 + 20 s) the 15 s Lease has run out.
+    assert not a.is_leader()
+    apiserver.outage = False
+    assert await a.step() is Verdict.RENEW  # still the holder on record, so it renews
+    assert a.is_leader()
