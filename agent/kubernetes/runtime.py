@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from agent.kubernetes import manifests
 from agent.kubernetes.errors import Conflict, NotFound, NotLeader, translated
-from agent.kubernetes.manifests import Manifest, key_of
+from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
-from agent.kubernetes.status import Cache, Key, status_of
+from agent.kubernetes.status import Bucket, Cache, Key, status_of
 from agent.kubernetes.watching import ResourceWatch, WatchMetrics
 from agent.runtime import ProcessSpec, ProcessStatus
 from control.kit.tasks import TaskSet
@@ -95,27 +95,18 @@ class KubernetesRuntime:
 
     # -- the view ------------------------------------------------------------------------------
 
-    def _resetter(self, bucket: dict[str, Manifest]) -> Callable[[list[Manifest]], None]:
+    def _resetter(self, bucket: Bucket) -> Callable[[list[Manifest]], None]:
         def reset(items: list[Manifest]) -> None:
-            touched = {k for k in map(key_of, bucket.values()) if k is not None}
-            bucket.clear()
-            for obj in items:
-                bucket[str(obj["metadata"]["name"])] = obj
-            touched |= {k for k in map(key_of, items) if k is not None}
-            self._publish(touched)
+            self._publish(bucket.reset(items))
 
         return reset
 
-    def _eventer(self, bucket: dict[str, Manifest]) -> Callable[[str, Manifest], None]:
+    def _eventer(self, bucket: Bucket) -> Callable[[str, Manifest], None]:
         def on_event(kind: str, obj: Manifest) -> None:
             name = (obj.get("metadata") or {}).get("name")
             if not name:
                 return  # not an object of ours (a malformed event): nothing to file it under
-            touched = {k for k in (key_of(obj), key_of(bucket.get(name) or {})) if k is not None}
-            if kind == "DELETED":
-                bucket.pop(name, None)
-            else:
-                bucket[name] = obj
+            touched = bucket.delete(str(name)) if kind == "DELETED" else bucket.put(obj)
             self._publish(touched)
 
         return on_event
@@ -140,8 +131,9 @@ class KubernetesRuntime:
         """The newest persisted last-activity time (epoch seconds) over the app's Deployments."""
         times = [
             t
-            for d in self.cache.deployments.values()
-            if (key_of(d) or ("", ""))[0] == app
+            for (owner, _), objs in self.cache.deployments.by_key.items()
+            if owner == app
+            for d in objs.values()
             if (t := manifests.last_activity(d)) is not None
         ]
         return max(times, default=None)

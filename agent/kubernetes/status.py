@@ -30,22 +30,61 @@ CRASH_REASONS = frozenset(
 Key = tuple[str, str]
 
 
+class Bucket:
+    """The watched objects of one resource, by name and by (app, process).
+
+    The second index makes a status O(objects of that process), not O(cluster):
+    an agent with thousands of sleeping review apps recomputes one app per event.
+    """
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Manifest] = {}
+        self.by_key: dict[Key, dict[str, Manifest]] = {}
+
+    def put(self, obj: Manifest) -> set[Key]:
+        """Store ``obj``; returns the keys whose status may have changed."""
+        name = str(obj["metadata"]["name"])
+        touched = self.delete(name)
+        self.by_name[name] = obj
+        key = key_of(obj)
+        if key is not None:
+            self.by_key.setdefault(key, {})[name] = obj
+            touched.add(key)
+        return touched
+
+    def delete(self, name: str) -> set[Key]:
+        old = self.by_name.pop(name, None)
+        key = key_of(old) if old is not None else None
+        if key is None:
+            return set()
+        members = self.by_key[key]
+        del members[name]
+        if not members:
+            del self.by_key[key]
+        return {key}
+
+    def reset(self, items: Iterable[Manifest]) -> set[Key]:
+        touched = set(self.by_key)
+        self.by_name.clear()
+        self.by_key.clear()
+        for obj in items:
+            touched |= self.put(obj)
+        return touched
+
+    def of(self, key: Key) -> list[Manifest]:
+        return list(self.by_key.get(key, {}).values())
+
+
 @dataclass
 class Cache:
-    """The last listed/watched state of the three resources, by object name."""
+    """The last listed/watched state of the three resources."""
 
-    deployments: dict[str, Manifest] = field(default_factory=dict)
-    pods: dict[str, Manifest] = field(default_factory=dict)
-    slices: dict[str, Manifest] = field(default_factory=dict)
+    deployments: Bucket = field(default_factory=Bucket)
+    pods: Bucket = field(default_factory=Bucket)
+    slices: Bucket = field(default_factory=Bucket)
 
     def keys(self) -> set[Key]:
-        found: set[Key] = set()
-        for bucket in (self.deployments, self.pods, self.slices):
-            for obj in bucket.values():
-                key = key_of(obj)
-                if key is not None:
-                    found.add(key)
-        return found
+        return set(self.deployments.by_key) | set(self.pods.by_key) | set(self.slices.by_key)
 
 
 def _crash_reason(pod: Manifest) -> str:
@@ -83,13 +122,10 @@ def _endpoints(slices: Iterable[Manifest]) -> dict[str, tuple[str, int, bool]]:
 
 def status_of(cache: Cache, key: Key) -> ProcessStatus:
     app, process = key
-    deployment = next((d for d in cache.deployments.values() if key_of(d) == key), None)
+    deployment = next(iter(cache.deployments.of(key)), None)
     desired = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
-    pods = sorted(
-        (p for p in cache.pods.values() if key_of(p) == key),
-        key=lambda p: str(p["metadata"]["name"]),
-    )
-    endpoints = _endpoints(s for s in cache.slices.values() if key_of(s) == key)
+    pods = sorted(cache.pods.of(key), key=lambda p: str(p["metadata"]["name"]))
+    endpoints = _endpoints(cache.slices.of(key))
     instances: list[Instance] = []
     for pod in pods:
         name = str(pod["metadata"]["name"])

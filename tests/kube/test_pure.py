@@ -67,11 +67,9 @@ def cache_with(*, pods: list[dict], slices: list[dict], replicas: int = 1) -> Ca
         },
         "spec": {"replicas": replicas},
     }
-    cache.deployments["blog-web"] = dep
-    for p in pods:
-        cache.pods[p["metadata"]["name"]] = p
-    for s in slices:
-        cache.slices[s["metadata"]["name"]] = s
+    cache.deployments.put(dep)
+    cache.pods.reset(pods)
+    cache.slices.reset(slices)
     return cache
 
 
@@ -110,6 +108,18 @@ def test_a_slice_without_ports_gives_no_endpoints() -> None:
     sl = endpoint_slice("blog", "web", [("blog-web-1", "10.0.0.1", True)], port=5000)
     sl["ports"] = []
     assert status_of(cache_with(pods=[], slices=[sl]), ("blog", "web")).instances == ()
+
+
+def test_an_object_relabelled_to_another_app_moves_and_both_apps_are_recomputed() -> None:
+    cache = Cache()
+    cache.pods.put(pod("blog", "web", 1, ip="10.0.0.1"))
+    moved = pod("shop", "web", 1, ip="10.0.0.1")
+    moved["metadata"]["name"] = "blog-web-1"
+    assert cache.pods.put(moved) == {("blog", "web"), ("shop", "web")}
+    assert status_of(cache, ("blog", "web")).instances == ()
+    assert [i.name for i in status_of(cache, ("shop", "web")).instances] == ["blog-web-1"]
+    assert cache.pods.delete("blog-web-1") == {("shop", "web")}
+    assert cache.keys() == set()
 
 
 def test_objects_without_our_labels_belong_to_no_process() -> None:
