@@ -129,8 +129,6 @@ class RedisSource:
                 # The poll loop owns retrying (with backoff); redis-py's own retries
                 # would multiply connection attempts on a server that is down.
                 retry=Retry(NoBackoff(), 0),
-                lib_name=None,
-                lib_version=None,
                 **kwargs,
             )
             # The core parses INFO's text itself; redis-py's dict would lose the layout.
