@@ -40,6 +40,7 @@ class SnapshotStore:
         self._snapshots: dict[str, TargetSnapshot] = {}
         self.generation = 0
         self.target_count = 0
+        self.round_duration: float | None = None
 
     def put(
         self,
@@ -137,4 +138,9 @@ class SnapshotCollector(Collector):
                 "slipway_exporter_targets", {"kind": store.kind.value}, store.target_count
             )
             metrics["slipway_exporter_targets"] = targets
+            if store.round_duration is not None:
+                name = "slipway_exporter_round_duration_seconds"
+                rounds = Metric(name, EXPORTER_FAMILIES[name].help, "gauge")
+                rounds.add_sample(name, {"kind": store.kind.value}, store.round_duration)
+                metrics[name] = rounds
         yield from metrics.values()

@@ -82,6 +82,8 @@ class Poller:
         if due:
             await asyncio.gather(*(self._poll_one(t, now) for t in due))
         self.rounds += 1
+        self._store.round_duration = self._now() - now
+        self._store.generation += 1
 
     async def _poll_one(self, target: Target, tick: float) -> None:
         members = self._members.get(target.name, [])

@@ -72,6 +72,9 @@ EXPORTER_FAMILIES: dict[str, Family] = {
         "1 while the last poll of this target failed, labelled with the bounded error kind."
     ),
     "slipway_exporter_targets": gauge("Targets in the targets file, by kind."),
+    "slipway_exporter_round_duration_seconds": gauge(
+        "Seconds the last poll round (every due target) took; keep it well below the interval."
+    ),
 }
 
 

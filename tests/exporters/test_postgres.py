@@ -164,6 +164,8 @@ class TestFailingTargets:
         assert sample(store, "silent", "slipway_exporter_poll_duration_seconds") < 1.5
         # the silent server held one slot for its timeout and nothing else
         assert took < 1.0 + 1.5
+        assert exporter.store.round_duration is not None
+        assert exporter.store.round_duration <= took
         fresh = sample(store, "addon-3", "slipway_exporter_last_poll_success_timestamp_seconds")
         assert fresh is not None
         assert fresh >= before

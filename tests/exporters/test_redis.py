@@ -203,6 +203,7 @@ class TestExposition:
             "redis_db_keys_expiring", "redis_connected_slaves",
             "slipway_exporter_poll_duration_seconds",
             "slipway_exporter_last_poll_success_timestamp_seconds", "slipway_exporter_targets",
+            "slipway_exporter_round_duration_seconds",
         }  # fmt: skip
         assert expected <= names, expected - names
         assert families["redis_commands_processed"].type == "counter"
