@@ -1,11 +1,10 @@
 """HTTP: /metrics (every target), /probe?target=NAME (one), /healthz, /readyz.
 
 /metrics is the Prometheus text format 0.0.4, as postgres_exporter and
-redis_exporter serve it. The snapshot part of the body changes only when a
-poll ends, so it is rendered once per snapshot generation and reused: with a
-few hundred add-on databases that is ~10k series, and rendering them on every
-scrape would be most of the scrape's cost. ``live`` (process metrics) is
-rendered on every request.
+redis_exporter serve it. The snapshot part is assembled from the targets'
+pre-rendered chunks (see :mod:`exporters.collector`) once per snapshot
+generation and reused until a poll changes something; ``live`` (process
+metrics) is rendered on every request.
 """
 
 from __future__ import annotations
@@ -24,15 +23,8 @@ ReadyCheck = Callable[[], str | None]
 class Exposition:
     """The rendered /metrics body, cached per snapshot generation."""
 
-    def __init__(
-        self,
-        *,
-        store: SnapshotStore,
-        registry: CollectorRegistry,
-        live: CollectorRegistry | None = None,
-    ) -> None:
+    def __init__(self, *, store: SnapshotStore, live: CollectorRegistry | None = None) -> None:
         self._store = store
-        self._registry = registry
         self._live = live
         self._cached: tuple[int, bytes] | None = None
         self.renders = 0
@@ -40,7 +32,7 @@ class Exposition:
     def body(self) -> bytes:
         generation = self._store.generation
         if self._cached is None or self._cached[0] != generation:
-            self._cached = (generation, generate_latest(self._registry))
+            self._cached = (generation, self._store.render().encode())
             self.renders += 1
         body = self._cached[1]
         if self._live is not None:

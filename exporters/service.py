@@ -51,7 +51,7 @@ class Exporter:
         ProcessCollector(registry=self.live)
         self.source = source or make_source(settings)
         self.poller = Poller(source=self.source, store=self.store, settings=settings)
-        self.exposition = Exposition(store=self.store, registry=self.registry, live=self.live)
+        self.exposition = Exposition(store=self.store, live=self.live)
         self.first_round = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self._mtime: float | None = None

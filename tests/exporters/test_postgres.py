@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.errors import ErrorKind
@@ -269,3 +270,22 @@ class TestExposition:
             for s in family.samples:
                 if family.name.startswith(("pg_", "slipway_pg_", "slipway_exporter_poll")):
                     assert "target" in s.labels, s
+
+    async def test_the_fast_text_and_the_collector_hold_the_same_samples(
+        self, exporter: Exporter
+    ) -> None:
+        await exporter.poller.poll_once()
+        fast = exporter.store.render()
+        slow = generate_latest(exporter.registry).decode()
+
+        def parsed(text: str) -> dict[str, tuple[str, set[tuple[str, frozenset, float]]]]:  # type: ignore[type-arg]
+            return {
+                f.name: (
+                    f.type,
+                    {(s.name, frozenset(s.labels.items()), s.value) for s in f.samples},
+                )
+                for f in text_string_to_metric_families(text)
+            }
+
+        assert parsed(fast) == parsed(slow)
+        assert len(parsed(fast)["pg_locks_count"][1]) > 50 * 9
