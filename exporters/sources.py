@@ -47,7 +47,6 @@ class PostgresSource:
     def __init__(self, settings: ExporterSettings) -> None:
         self._settings = settings
         self._conns: dict[str, psycopg.AsyncConnection[Any]] = {}
-        self.connects = 0  # connections opened, for the benchmark and the tests
 
     async def _connection(self, target: Target) -> psycopg.AsyncConnection[Any]:
         conn = self._conns.get(target.name)
@@ -62,7 +61,6 @@ class PostgresSource:
         }
         if target.password is not None:
             kwargs["password"] = target.password
-        self.connects += 1
         conn = await psycopg.AsyncConnection.connect(target.dsn, **kwargs)
         self._conns[target.name] = conn
         return conn
@@ -110,10 +108,6 @@ class RedisSource:
         self._settings = settings
         self._clients: dict[str, aioredis.Redis] = {}
         self._sections = redis_info.SECTIONS + (("commandstats",) if settings.command_stats else ())
-
-    @property
-    def connects(self) -> int:
-        return sum(c.connection_pool._created_connections for c in self._clients.values())  # type: ignore[attr-defined]
 
     def _client(self, target: Target) -> aioredis.Redis:
         client = self._clients.get(target.name)
