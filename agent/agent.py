@@ -247,7 +247,7 @@ class Agent:
                 except Exception as exc:
                     log.error(
                         "scale failed; retrying",
-                        extra={"app": machine.name, "process": process, "error": repr(exc)},
+                        extra={"app": machine.name, "process_type": process, "error": repr(exc)},
                     )
                     asyncio.get_running_loop().call_later(SCALE_RETRY, dirty.set)
                     continue

@@ -149,6 +149,7 @@ class LocalRuntime:
                 inc.task = asyncio.get_running_loop().create_task(
                     self._supervise(key, inc), name=f"local:{key[0]}:{inc.name}"
                 )
+                inc.task.add_done_callback(_log_failure)
         self._emit(key)
 
     def _retire(self, group: _Group, index: int) -> None:
@@ -228,7 +229,7 @@ class LocalRuntime:
                 "process crashed",
                 extra={
                     "app": key[0],
-                    "process": inc.name,
+                    "dyno": inc.name,
                     "reason": inc.reason,
                     "restart_in": round(delay, 3),
                 },
@@ -271,7 +272,7 @@ class LocalRuntime:
                         "process ready",
                         extra={
                             "app": key[0],
-                            "process": inc.name,
+                            "dyno": inc.name,
                             "port": inc.port,
                             "boot_ms": round((ready_at - started) * 1000),
                         },
@@ -376,6 +377,12 @@ async def _answers(host: str, port: int, path: str | None, timeout: float) -> bo
                     await writer.wait_closed()
     except (OSError, TimeoutError):
         return False
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A supervisor must never die silently: its instance would look up forever."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("supervisor failed", exc_info=task.exception(), extra={"task": task.get_name()})
 
 
 def _kill_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
