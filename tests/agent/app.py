@@ -14,6 +14,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class Server(ThreadingHTTPServer):
+    # The default backlog of 5 makes a burst of connects wait for SYN retries (1 s+).
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -42,8 +48,7 @@ def main() -> None:
     if mode == "never":
         time.sleep(3600)
     time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", int(os.environ["PORT"])), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
 
