@@ -206,6 +206,7 @@ class LocalRuntime:
             started = loop.time()
             try:
                 proc = await self._spawn(spec, inc.name, port)
+                self._emit(key)  # booting, on its port
             except OSError as exc:
                 code: int | str = f"could not start: {exc.strerror or exc}"
                 up_for = 0.0
@@ -333,17 +334,17 @@ class LocalRuntime:
     async def _pump(self, app: str, name: str, stream: asyncio.StreamReader) -> None:
         buffer = b""
         while chunk := await stream.read(65536):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            while len(buffer) > MAX_LINE:
-                lines.append(buffer[:MAX_LINE])
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            # A line longer than MAX_LINE goes out in pieces, so memory stays bounded.
+            pieces = [p for line in lines for p in _cut(line)]
+            while len(buffer) >= MAX_LINE:
+                pieces.append(buffer[:MAX_LINE])
                 buffer = buffer[MAX_LINE:]
             now = time.time()
-            for line in lines:
-                text = line.decode("utf-8", "replace").rstrip("\r")
-                self.sink.publish(app, "app", name, text, now)
+            for piece in pieces:
+                self.sink.publish(app, "app", name, _text(piece), now)
         if buffer:
-            self.sink.publish(app, "app", name, buffer.decode("utf-8", "replace"), time.time())
+            self.sink.publish(app, "app", name, _text(buffer), time.time())
 
     def _pick_port(self) -> int:
         for _ in range(64):
@@ -377,6 +378,14 @@ async def _answers(host: str, port: int, path: str | None, timeout: float) -> bo
                     await writer.wait_closed()
     except (OSError, TimeoutError):
         return False
+
+
+def _cut(line: bytes) -> list[bytes]:
+    return [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)] or [b""]
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").rstrip("\r")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
