@@ -189,6 +189,10 @@ async def test_closing_stops_every_child(local: Watched) -> None:
         ):
             pids.append(int((await resp.text()).split()[-1]))
     await local.runtime.close()
+    # SIGKILL is delivered asynchronously: give the kernel a moment, bounded.
+    deadline = time.monotonic() + 2
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert [pid for pid in pids if alive(pid)] == []
 
 
