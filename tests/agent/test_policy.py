@@ -200,6 +200,24 @@ class TestAppMachine:
         fresh = Instance("web.1", "127.0.0.1", 5002, ready=True)
         assert [e.kind for e in m.observe(web(fresh), 500.5)] == [EventKind.AWAKE]
 
+    def test_a_stale_crash_of_the_stopped_process_does_not_fail_the_next_wake(self) -> None:
+        m = AppMachine(app(Policy(idle_after=10)))
+        m.start(0.0)
+        m.wake(1.0)
+        m.observe(web(CRASHED), 1.5)
+        m.tick(12.0, Seen(), False, 30)
+        m.scaled_down()
+        m.wake(13.0)
+        assert m.observe(web(CRASHED), 13.1) == []  # the old web.1, reported late
+        assert m.phase is Phase.WAKING
+
+    def test_a_never_sleeping_app_whose_boot_timed_out_is_woken_again(self) -> None:
+        m = AppMachine(app(Policy(never_sleep=True, boot_timeout=5)))
+        m.start(0.0)
+        assert [e.kind for e in m.tick(5.0, Seen(), False, 30)] == [EventKind.BOOT_TIMEOUT]
+        assert [e.kind for e in m.tick(5.01, Seen(), False, 30)] == [EventKind.WAKING]
+        assert m.desired == {"web": 1}
+
     def test_a_crashed_app_without_traffic_goes_to_sleep_and_stops_looping(self) -> None:
         m = AppMachine(app(Policy(idle_after=10)))
         m.start(0.0)
