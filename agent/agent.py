@@ -242,6 +242,9 @@ class Agent:
                 key = (machine.name, process)
                 if self._applied.get(key) == replicas:
                     continue
+                if process == WEB and replicas == 0:
+                    # Before the call: a wake during it must not take the stopping instances.
+                    machine.retire()
                 try:
                     await self.runtime.scale(machine.name, process, replicas)
                 except Exception as exc:
@@ -252,5 +255,3 @@ class Agent:
                     asyncio.get_running_loop().call_later(SCALE_RETRY, dirty.set)
                     continue
                 self._applied[key] = replicas
-                if process == WEB and replicas == 0:
-                    machine.scaled_down()

@@ -5,8 +5,9 @@ Each instance (``web.1``) is supervised by one task: pick a port, spawn
 (a TCP connect, or GET of the health path) every few milliseconds while it
 boots, then wait for it to exit or be stopped. An exit that was not asked
 for is a crash: the instance shows ``crashed`` (with the exit code) and is
-restarted after a backoff that doubles with each crash in a row, so a crash
-loop is visible and cheap instead of hidden and hot.
+restarted: at once the first time, then after a backoff that doubles with
+each crash in a row, so a crash loop is visible and cheap instead of hidden
+and hot.
 
 Output is read line by line from pipes and handed to a ``ProcessLogSink``.
 """
@@ -220,9 +221,14 @@ class LocalRuntime:
             if up_for >= self.settings.backoff_reset:
                 crashes_in_a_row = 0
             crashes_in_a_row += 1
-            delay = min(
-                self.settings.backoff_max,
-                self.settings.backoff_initial * 2 ** (crashes_in_a_row - 1),
+            # Like Heroku: the first crash restarts at once, a loop backs off.
+            delay = (
+                0.0
+                if crashes_in_a_row == 1
+                else min(
+                    self.settings.backoff_max,
+                    self.settings.backoff_initial * 2 ** (crashes_in_a_row - 2),
+                )
             )
             inc.ready, inc.crashed = False, True
             inc.reason = code if isinstance(code, str) else _describe_exit(code)
@@ -376,7 +382,7 @@ async def _answers(host: str, port: int, path: str | None, timeout: float) -> bo
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, ValueError):  # ValueError: a status line over 64 KiB
         return False
 
 

@@ -89,8 +89,12 @@ class AppMachine:
         """A router holds a request for the app: make it serve (once, however often asked)."""
         if self.phase is Phase.ASLEEP:
             self._scale_up()
-            self.phase, self.reason = Phase.WAKING, ""
-            self.wake_started = now
+            self.reason, self.wake_started = "", now
+            if self._ready():
+                # The stop was never carried out (the wake came first): nothing to wait for.
+                self.phase, self.awake_since = Phase.AWAKE, now
+                return [Event(EventKind.WAKING), Event(EventKind.AWAKE, seconds=0.0)]
+            self.phase = Phase.WAKING
             return [Event(EventKind.WAKING)]
         if self.phase is Phase.DRAINING:
             self.drain_version = None
@@ -157,8 +161,8 @@ class AppMachine:
                 return [Event(EventKind.ASLEEP, reason="drain timed out" if timed_out else "")]
         return []
 
-    def scaled_down(self) -> None:
-        """The shell told the runtime to stop web: what it ran is retired."""
+    def retire(self) -> None:
+        """The shell is about to tell the runtime to stop web: what it runs is retired."""
         web = self.statuses.get(WEB)
         if web is not None:
             self.retired = frozenset((i.host, i.port) for i in web.instances if i.port)

@@ -194,7 +194,7 @@ class TestAppMachine:
         m.tick(500.0, Seen(), False, 30)
         m.drain_version = 1
         m.tick(500.1, Seen(), True, 30)
-        m.scaled_down()
+        m.retire()
         m.wake(500.2)
         assert m.observe(web(READY), 500.3) == []  # the old web.1, reported late
         fresh = Instance("web.1", "127.0.0.1", 5002, ready=True)
@@ -206,7 +206,7 @@ class TestAppMachine:
         m.wake(1.0)
         m.observe(web(CRASHED), 1.5)
         m.tick(12.0, Seen(), False, 30)
-        m.scaled_down()
+        m.retire()
         m.wake(13.0)
         assert m.observe(web(CRASHED), 13.1) == []  # the old web.1, reported late
         assert m.phase is Phase.WAKING
@@ -217,6 +217,19 @@ class TestAppMachine:
         assert [e.kind for e in m.tick(5.0, Seen(), False, 30)] == [EventKind.BOOT_TIMEOUT]
         assert [e.kind for e in m.tick(5.01, Seen(), False, 30)] == [EventKind.WAKING]
         assert m.desired == {"web": 1}
+
+    def test_a_wake_before_the_stop_was_carried_out_is_awake_at_once(self) -> None:
+        m = _awake(Policy(idle_after=1))
+        m.tick(500.0, Seen(), False, 30)
+        m.drain_version = 1
+        m.tick(500.1, Seen(), True, 30)
+        assert m.desired == {"web": 0}
+        events = m.wake(500.2)  # the shell never got to retire web.1
+        assert [(e.kind, e.seconds) for e in events] == [
+            (EventKind.WAKING, None),
+            (EventKind.AWAKE, 0.0),
+        ]
+        assert m.view().endpoints == (("127.0.0.1", 5001, "web.1"),)
 
     def test_a_crashed_app_without_traffic_goes_to_sleep_and_stops_looping(self) -> None:
         m = AppMachine(app(Policy(idle_after=10)))
