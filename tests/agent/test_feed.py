@@ -21,7 +21,7 @@ from agent.local import LocalRuntime
 from agent.settings import AgentSettings, LocalSettings
 from router.errors import RouterError
 from router.feed import AgentClient, AgentUnavailable
-from router.routes import Routes
+from router.routes import Routes, RouteTable
 from router.server import Router
 from router.settings import RouterSettings
 from tests.agent.conftest import ListSink, get, write_app
@@ -219,3 +219,13 @@ async def test_a_wake_the_agent_cannot_take_fails_at_once(cluster: Cluster) -> N
             await wrong.stop()
     finally:
         await unreachable.stop()
+
+
+async def test_the_router_reads_every_field_of_the_agents_table(cluster: Cluster) -> None:
+    await cluster.agent.wake("hello")
+    await cluster.until(lambda: str(cluster.agent.machines["hello"].phase) == "awake")
+    table = RouteTable.from_payload(cluster.agent.table)  # type: ignore[arg-type]
+    assert table.to_payload() == cluster.agent.table
+    route = table.apps["hello"]
+    assert (route.state, route.boot_timeout, route.max_held) == ("awake", 60.0, 100)
+    assert [e.dyno for e in route.endpoints] == ["web.1"]
