@@ -175,3 +175,30 @@ async def test_requests_racing_twenty_sleeps_are_all_served(
     assert len(statuses) > 40
     assert set(statuses) == {200}, [st for st in statuses if st != 200]
     assert s.metric("slipway_agent_wakes_total", app="hello") >= 20
+
+
+async def test_workers_sleep_and_wake_with_web_and_always_on_ones_keep_running(
+    slipway: StartUp, tmp_path: Path
+) -> None:
+    toml = write_app(tmp_path, "hello", idle_after="0.3s", always_on=["clock"])
+    procfile = tmp_path / "hello" / "Procfile"
+    procfile.write_text(
+        procfile.read_text() + "worker: echo worker up; sleep 60\nclock: echo tick; sleep 60\n"
+    )
+    s = await slipway(toml)
+    machine = s.up.agent.machines["hello"]
+
+    def running(process: str) -> int:
+        status = machine.statuses.get(process)
+        return 0 if status is None else sum(i.ready for i in status.instances)
+
+    await s.until(lambda: running("clock") == 1)
+    assert running("worker") == 0
+    async with aiohttp.ClientSession() as http:
+        status, _, _ = await get(http, s.url, HOST)
+    assert status == 200
+    await s.until(lambda: running("worker") == 1)
+    await s.until(lambda: s.state("hello") == "asleep", timeout=5)
+    await s.until(lambda: running("worker") == 0 and running("web") == 0)
+    assert running("clock") == 1
+    assert ("hello", "worker.1", "worker up") in s.sink.lines
