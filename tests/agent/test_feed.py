@@ -19,8 +19,8 @@ from agent.api import api_app
 from agent.apps import load_apps
 from agent.local import LocalRuntime
 from agent.settings import AgentSettings, LocalSettings
-from router.errors import RouterError
-from router.feed import AgentClient, AgentUnavailable
+from router.errors import AgentUnavailable, RouterError
+from router.feed import AgentClient
 from router.routes import Routes, RouteTable
 from router.server import Router
 from router.settings import RouterSettings
