@@ -1,0 +1,101 @@
+"""The store's I/O shell: an async engine, migrations at start, and transactions.
+
+Every write happens in one ``Store.tx()`` transaction, which is also where
+SQLAlchemy's errors become ``StoreError`` (or ``Conflict`` for a unique
+constraint). SQLite allows one writer at a time, and a deferred transaction
+that reads before it writes fails at once with "database is locked" when
+another got there first, so on SQLite transactions are serialised by a lock in
+this process (the embedded default has exactly one control process). On
+PostgreSQL they run concurrently and rows that decide a number (the next
+release version) are locked with ``SELECT ... FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from control.errors import Conflict, StoreError
+from control.store.queries import Tx
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite ignores ON DELETE CASCADE unless asked, per connection.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        try:
+            engine = create_async_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open the state store {safe_url(url)}: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+        return cls(engine)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe to run at every start."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+
+        def upgrade(connection: sa.Connection) -> None:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(upgrade)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"migrating the state store failed: {exc}") from exc
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"the state store does not answer: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        """One transaction: committed on success, rolled back on any error."""
+        lock = self._write_lock if self._sqlite else contextlib.nullcontext()
+        async with lock:
+            try:
+                async with self.engine.begin() as conn:
+                    yield Tx(conn, sqlite=self._sqlite)
+            except IntegrityError as exc:
+                raise Conflict(
+                    "the change conflicts with another one; retry", id="conflict"
+                ) from exc
+            except (SQLAlchemyError, OSError) as exc:
+                raise StoreError(f"the state store failed: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
