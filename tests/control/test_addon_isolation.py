@@ -121,8 +121,9 @@ class TestPostgresTenants:
                 await conn.execute("SELECT 1")
         finally:
             await conn.close()
-        assert await admin_scalar("SELECT 1 FROM pg_roles WHERE rolname = %s", a.resource) is None
-        assert await admin_scalar("SELECT 1 FROM pg_database WHERE datname = %s", a.resource) is None
+        role = await admin_scalar("SELECT 1 FROM pg_roles WHERE rolname = %s", a.resource)
+        database = await admin_scalar("SELECT 1 FROM pg_database WHERE datname = %s", a.resource)
+        assert (role, database) == (None, None)
         await pg_addons.destroy(a.resource)  # idempotent
 
     async def test_an_unknown_plan_is_refused_naming_the_plans(
