@@ -34,8 +34,8 @@ class ControlSettings:
     #: how the first operator gets in. None: mint one with ``slipway tokens:create``.
     bootstrap_admin_token: str | None = None
     addons: AddonServers = AddonServers()
-    #: Where the exporters' targets file is (re)written after every add-on change;
-    #: DSN files go beside it. None: not written.
-    exporter_targets_path: str | None = None
+    #: Directory where the exporters' targets files (and the DSN files they refer to)
+    #: are rewritten after every add-on change. None: not written.
+    exporter_targets_dir: str | None = None
     #: Seconds a ``release:`` command may run before the release fails.
     release_timeout: float = 300.0
