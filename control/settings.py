@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The embedded default: one file beside where slipway runs.
+DEFAULT_DB_URL = "sqlite+aiosqlite:///slipway.db"
+
 
 @dataclass(frozen=True, slots=True)
 class AddonServers:
@@ -26,7 +29,7 @@ class AddonServers:
 class ControlSettings:
     #: SQLAlchemy async URL of the state store: ``sqlite+aiosqlite:///path`` on one
     #: machine, ``postgresql+psycopg://...`` on a cluster.
-    db_url: str = "sqlite+aiosqlite:///slipway.db"
+    db_url: str = DEFAULT_DB_URL
     host: str = "127.0.0.1"
     #: 8000: the conventional port of an HTTP API behind an ingress.
     port: int = 8000
