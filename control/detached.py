@@ -33,11 +33,11 @@ class DetachedTarget:
 
     async def scale(self, app: str, item: Formation) -> None:
         log.info(
-            "formation recorded; no runtime attached", extra={"app": app, "process": item.type}
+            "formation recorded; no runtime attached", extra={"app": app, "process_type": item.type}
         )
 
     async def restart(self, app: str, process: str | None) -> None:
-        log.info("restart asked; no runtime attached", extra={"app": app, "process": process})
+        log.info("restart asked; no runtime attached", extra={"app": app, "process_type": process})
 
     async def dynos(self, app: str) -> list[Dyno]:
         return []

@@ -440,7 +440,8 @@ class Control:
                         )
                 if artifact is not None:
                     await self.target.deploy(deployment)
-            except (ControlError, OSError) as exc:
+            except Exception as exc:
+                # Whatever broke, the release must not stay pending: record it as failed.
                 if not isinstance(exc, ReleaseFailed):
                     output = f"{output}\ndeploy failed: {exc}".strip()
                 await self._finish(app, release, ReleaseStatus.FAILED, output, actor)

@@ -44,6 +44,12 @@ async def errors(request: web.Request, handler: Next) -> web.StreamResponse:
             raise
         ident = _HTTP_IDS.get(exc.status, "error")
         return _error(exc.status, {"id": ident, "message": exc.reason})
+    except Exception:
+        # A bug: logged with its traceback here, a constant message to the client.
+        log.exception("unexpected error", extra={"method": request.method, "path": request.path})
+        return _error(
+            500, {"id": "internal_error", "message": "internal error; see the server log"}
+        )
 
 
 def _metrics(registry: CollectorRegistry) -> Callable[..., Awaitable[web.StreamResponse]]:
