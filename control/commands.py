@@ -386,7 +386,7 @@ def login(token: str) -> None:
     """Save a token in the login file (~/.config/slipway/token)."""
     token = token.strip()
     url = os.environ.get("SLIPWAY_API_URL") or "http://127.0.0.1:8000"
-    described = Client(base_url=url, token=token).call("GET", "/tokens/verify").body
+    described = Client(base_url=url, token=token).call("GET", "/auth/verify").body
     path = login_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

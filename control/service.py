@@ -67,6 +67,17 @@ def default_formation(process: str, *, now: float) -> Formation:
     )
 
 
+def as_int(value: object) -> int | None:
+    """An integer sent as JSON: 2 or 2.0 (JSON Schema's integer), never true/false."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def validate_app_name(name: object) -> str:
     if not isinstance(name, str) or not APP_NAME.match(name):
         raise Unprocessable(
@@ -103,12 +114,8 @@ def apply_formation_update(current: Formation, update: Mapping[str, Any], now: f
     }
     for key in ("quantity", "min_scale", "max_scale"):
         if key in update:
-            value = update[key]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or not 0 <= value <= MAX_QUANTITY
-            ):
+            value = as_int(update[key])
+            if value is None or not 0 <= value <= MAX_QUANTITY:
                 raise Unprocessable(f"{key} must be an integer from 0 to {MAX_QUANTITY}")
             values[key] = value
     if "idle_after" in update:
@@ -175,9 +182,9 @@ class Control:
         return auth.Principal(token)
 
     async def create_token(
-        self, *, name: str, admin: bool, app: str | None, actor: str
+        self, *, name: object, admin: bool, app: str | None, actor: str
     ) -> tuple[Token, str]:
-        if not name or len(name) > 200:
+        if not isinstance(name, str) or not name or len(name) > 200:
             raise Unprocessable("a token needs a name of 1-200 characters")
         if admin == (app is not None):
             raise Unprocessable("a token is either admin or for one app, not both or neither")
@@ -355,8 +362,10 @@ class Control:
         )
 
     async def rollback(self, name: str, version: object, *, actor: str) -> Release:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        number = as_int(version)
+        if number is None or number < 1:
             raise Unprocessable("release must be a release version number (v3 is 3)")
+        version = number
         async with self.store.tx() as tx:
             app = await tx.get_app(name)
             old = await tx.get_release(app, version)
@@ -553,6 +562,14 @@ class Control:
         await self.target.restart(name, process)
 
     # -- add-ons --------------------------------------------------------------
+
+    def plan_names(self) -> list[str]:
+        """Every plan a client may ask for: ``postgres``, ``postgres:mini``, ..."""
+        names = []
+        for service, provisioner in sorted(self.provisioners.items()):
+            names.append(service)
+            names += [f"{service}:{plan}" for plan in provisioner.plans]
+        return names
 
     def _provisioner(self, service: str) -> Provisioner:
         provisioner = self.provisioners.get(service)

@@ -43,7 +43,11 @@ async def errors(request: web.Request, handler: Next) -> web.StreamResponse:
         if exc.status < 400:
             raise
         ident = _HTTP_IDS.get(exc.status, "error")
-        return _error(exc.status, {"id": ident, "message": exc.reason})
+        response = _error(exc.status, {"id": ident, "message": exc.reason})
+        if "Allow" in exc.headers:
+            # RFC 9110: a 405 says which methods the resource has.
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         # A bug: logged with its traceback here, a constant message to the client.
         log.exception("unexpected error", extra={"method": request.method, "path": request.path})

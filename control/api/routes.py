@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from control.api import schemas, wire
-from control.api.paging import Page, int_cursor, parse_range
+from control.api.paging import Page, int_cursor, parse_range, range_pattern
 from control.auth import Principal
-from control.errors import BadRequest, ReleaseFailed, Unauthorized
+from control.errors import BadRequest, ReleaseFailed, Unauthorized, Unprocessable
 from control.service import Control
 
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
@@ -36,6 +36,8 @@ class Call:
     request: web.Request
     principal: Principal
     control: Control
+    #: The route's request schema: fields it does not name are refused.
+    schema: schemas.Schema | None = None
 
     @property
     def app(self) -> str:
@@ -50,6 +52,9 @@ class Call:
             raise BadRequest("the body is not valid JSON", id="bad_request") from None
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object", id="bad_request")
+        unknown = [] if self.schema is None else schemas.unknown_fields(self.schema, data)
+        if unknown:
+            raise Unprocessable(f"unknown fields: {', '.join(unknown)}", id="unknown_fields")
         return data
 
     def page(self, field: str) -> Page:
@@ -258,7 +263,7 @@ async def create_token(call: Call) -> web.Response:
     if not isinstance(admin, bool) or (app is not None and not isinstance(app, str)):
         raise BadRequest("admin must be true/false and app a name", id="bad_request")
     token, secret = await call.control.create_token(
-        name=str(body.get("name") or ""), admin=admin, app=app, actor=call.principal.actor
+        name=body.get("name"), admin=admin, app=app, actor=call.principal.actor
     )
     return reply({**wire.token(token), "token": secret}, 201)
 
@@ -276,7 +281,7 @@ async def verify_token(call: Call) -> web.Response:
 
 
 async def openapi_document(call: Call) -> web.Response:
-    return reply(openapi())
+    return reply(openapi(plans=call.control.plan_names()))
 
 
 # -- the table --------------------------------------------------------------------
@@ -343,7 +348,7 @@ ROUTES: tuple[Route, ...] = (
           schemas.ref("Token"), body=schemas.TOKEN_CREATE, errors=(400, 401, 403, 404, 422)),
     Route("DELETE", "/tokens/{id}", delete_token, "Revoke a token", Scope.ADMIN, 200,
           {"type": "object"}, errors=(401, 403, 404)),
-    Route("GET", "/tokens/verify", verify_token,
+    Route("GET", "/auth/verify", verify_token,
           "Check the bearer token (and that it may act on ?app=): for the logs service",
           Scope.ANY, 200, schemas.VERIFY, errors=(401, 403), query=("app",)),
     Route("GET", "/openapi.json", openapi_document, "This document", Scope.ANY, 200,
@@ -369,11 +374,17 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     async def handle(request: web.Request) -> web.StreamResponse:
         control = request.app[CONTROL]
         principal = await control.authenticate(bearer(request))
+        unknown = sorted(set(request.query) - set(route.query))
+        if unknown:
+            raise BadRequest(
+                f"unknown query parameters: {', '.join(map(repr, unknown))}", id="bad_request"
+            )
         if route.scope is Scope.ADMIN:
             principal.require_admin()
         elif route.scope is Scope.APP:
             principal.require_app(request.match_info["app"])
-        return await route.handler(Call(request=request, principal=principal, control=control))
+        call = Call(request=request, principal=principal, control=control, schema=route.body)
+        return await route.handler(call)
 
     return handle
 
@@ -398,11 +409,12 @@ _STATUS_TEXT = {
 }  # fmt: skip
 
 
-def openapi() -> dict[str, Any]:
+def openapi(*, plans: list[str] | None = None) -> dict[str, Any]:
+    """The document; with ``plans``, add-on plans are listed as this server offers them."""
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]}
             for name in _path_params(route.path)
         ]
         params += [
@@ -422,7 +434,10 @@ def openapi() -> dict[str, Any]:
                     "in": "header",
                     "required": False,
                     "description": f"'{route.range_field} ]LAST..; max=N' (Heroku-style)",
-                    "schema": {"type": "string"},
+                    "schema": {
+                        "type": "string",
+                        "pattern": range_pattern(route.range_field, documented=True),
+                    },
                 }
             )
             responses["206"] = {
@@ -430,7 +445,8 @@ def openapi() -> dict[str, Any]:
                 "headers": {"Next-Range": {"schema": {"type": "string"}}},
                 "content": {"application/json": {"schema": route.response or {}}},
             }
-        for status in (*route.errors, 503):
+        # 400 everywhere: any route refuses query parameters it does not know.
+        for status in sorted({400, *route.errors, 503}):
             responses[str(status)] = {
                 "description": _STATUS_TEXT[status],
                 "content": {"application/json": {"schema": schemas.ref("Error")}},
@@ -442,9 +458,12 @@ def openapi() -> dict[str, Any]:
             "responses": responses,
         }
         if route.body is not None:
+            body = route.body
+            if route.body is schemas.ADDON_CREATE and plans is not None:
+                body = schemas.with_plans(plans)
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": route.body}},
+                "content": {"application/json": {"schema": body}},
             }
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
@@ -461,6 +480,15 @@ def openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+_PATH_SCHEMAS: dict[str, schemas.Schema] = {
+    "app": {"type": "string", "minLength": 1},
+    "version": {"type": "string", "pattern": "^v?[0-9]+$"},
+    "type": {"type": "string", "minLength": 1},
+    "addon": {"type": "string", "minLength": 1},
+    "id": {"type": "string", "minLength": 1},
+}
 
 
 def _path_params(path: str) -> list[str]:

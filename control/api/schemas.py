@@ -205,7 +205,11 @@ ADDON_CREATE: Schema = {
     "type": "object",
     "required": ["plan"],
     "properties": {
-        "plan": {"type": "string", "description": "'postgres', 'postgres:mini', 'redis', ..."},
+        "plan": {
+            "type": "string",
+            "minLength": 1,
+            "description": "'postgres', 'postgres:mini', 'redis', ...",
+        },
         "attachment": {
             "type": "object",
             "properties": {"name": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,49}$"}},
@@ -214,18 +218,62 @@ ADDON_CREATE: Schema = {
     },
     "additionalProperties": False,
 }
+
+
+def with_plans(plans: list[str]) -> Schema:
+    """ADDON_CREATE with ``plan`` narrowed to what this server offers."""
+    properties = {**ADDON_CREATE["properties"], "plan": {"type": "string", "enum": plans}}
+    return {**ADDON_CREATE, "properties": properties}
+
+
+TOKEN_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
 TOKEN_CREATE: Schema = {
-    "type": "object",
-    "required": ["name"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
-        "admin": {"type": "boolean"},
-        "app": APP_NAME,
-    },
-    "additionalProperties": False,
+    "oneOf": [
+        {
+            "type": "object",
+            "description": "An admin token: everything.",
+            "required": ["name", "admin"],
+            "properties": {"name": TOKEN_NAME, "admin": {"const": True}},
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "description": "A token for one app.",
+            "required": ["name", "app"],
+            "properties": {"name": TOKEN_NAME, "app": APP_NAME, "admin": {"const": False}},
+            "additionalProperties": False,
+        },
+    ]
 }
 VERIFY: Schema = {
     "type": "object",
     "required": ["token"],
     "properties": {"token": ref("Token"), "app": {"type": ["string", "null"]}},
 }
+
+
+def unknown_fields(schema: Schema, data: Any, where: str = "") -> list[str]:
+    """Fields of ``data`` a closed object schema (``additionalProperties: false``) does not name.
+
+    The service checks each field's value; this catches what it would
+    silently ignore, such as a misspelt ``quantitiy``. A ``oneOf`` passes if
+    any branch does.
+    """
+    if "oneOf" in schema:
+        found = [unknown_fields(branch, data, where) for branch in schema["oneOf"]]
+        return min(found, key=len)
+    if isinstance(data, dict) and schema.get("type") == "object":
+        properties = schema.get("properties", {})
+        unknown = []
+        if schema.get("additionalProperties") is False:
+            unknown = [f"{where}{key}" for key in data if key not in properties]
+        for key, sub in properties.items():
+            if key in data:
+                unknown += unknown_fields(sub, data[key], f"{where}{key}.")
+        return unknown
+    if isinstance(data, list) and isinstance(schema.get("items"), dict):
+        unknown = []
+        for index, item in enumerate(data):
+            unknown += unknown_fields(schema["items"], item, f"{where}{index}.")
+        return unknown
+    return []

@@ -23,7 +23,7 @@ class TestAuthentication:
             async with api.session.get(api.base + path) as response:
                 assert response.status == 200
 
-    @pytest.mark.parametrize("path", ["/apps", "/openapi.json", "/tokens/verify", "/audit"])
+    @pytest.mark.parametrize("path", ["/apps", "/openapi.json", "/auth/verify", "/audit"])
     async def test_everything_else_needs_a_token(self, api: Api, path: str) -> None:
         status, body, _ = await api.call("GET", path, token=None)
         assert status == 401
@@ -104,12 +104,12 @@ class TestAuthentication:
 
 
 class TestTokenVerification:
-    """The contract the logs service relies on: GET /tokens/verify?app=NAME."""
+    """The contract the logs service relies on: GET /auth/verify?app=NAME."""
 
     async def test_a_token_for_the_app_is_accepted_and_described(self, api: Api) -> None:
         await api.call("POST", "/apps", json={"name": "shop"})
         token = await make_token(api, app="shop")
-        status, body, _ = await api.call("GET", "/tokens/verify?app=shop", token=token)
+        status, body, _ = await api.call("GET", "/auth/verify?app=shop", token=token)
         assert status == 200
         assert body["app"] == "shop"
         assert body["token"]["app"] == {"name": "shop"}
@@ -119,11 +119,11 @@ class TestTokenVerification:
         await api.call("POST", "/apps", json={"name": "shop"})
         await api.call("POST", "/apps", json={"name": "blog"})
         token = await make_token(api, app="blog")
-        status, body, _ = await api.call("GET", "/tokens/verify?app=shop", token=token)
+        status, body, _ = await api.call("GET", "/auth/verify?app=shop", token=token)
         assert (status, body["id"]) == (403, "forbidden")
 
     async def test_an_admin_token_may_read_any_app(self, api: Api) -> None:
-        status, body, _ = await api.call("GET", "/tokens/verify?app=whatever")
+        status, body, _ = await api.call("GET", "/auth/verify?app=whatever")
         assert status == 200
         assert body["token"]["admin"] is True
 
@@ -189,13 +189,29 @@ class TestApps:
         assert status == 400
         assert "JSON object body" in body["message"]
 
+    async def test_unknown_body_fields_are_refused_by_name(self, api: Api) -> None:
+        status, body, _ = await api.call("POST", "/apps", json={"name": "shop", "stack": "x"})
+        assert (status, body) == (422, {"id": "unknown_fields", "message": "unknown fields: stack"})
+
+    async def test_unknown_nested_fields_are_refused_with_their_path(self, api: Api) -> None:
+        await api.call("POST", "/apps", json={"name": "shop"})
+        status, body, _ = await api.call(
+            "PATCH", "/apps/shop/formation", json={"updates": [{"type": "web", "quantitiy": 2}]}
+        )
+        assert (status, body["message"]) == (422, "unknown fields: updates.0.quantitiy")
+
+    async def test_unknown_query_parameters_are_refused(self, api: Api) -> None:
+        status, body, _ = await api.call("GET", "/apps?page=2")
+        assert (status, body["message"]) == (400, "unknown query parameters: 'page'")
+
     async def test_an_unknown_path_and_a_wrong_method_answer_in_the_error_shape(
         self, api: Api
     ) -> None:
         status, body, _ = await api.call("GET", "/nowhere")
         assert (status, body["id"]) == (404, "not_found")
-        status, body, _ = await api.call("PUT", "/apps")
+        status, body, headers = await api.call("PUT", "/apps")
         assert (status, body["id"]) == (405, "method_not_allowed")
+        assert set(headers["Allow"].split(",")) == {"GET", "POST"}
 
 
 class TestPagination:
@@ -244,7 +260,16 @@ class TestPagination:
         status, body, _ = await api.call(
             "GET", "/apps/shop/releases", headers={"Range": "version ]abc..; max=2"}
         )
-        assert (status, body["message"]) == (400, "the version cursor must be a number")
+        assert (status, body["id"]) == (400, "bad_range")
+        assert "ordered by 'version'" in body["message"]
+
+    @pytest.mark.parametrize("header", ["", "version ]1234567890123456789..; max=2"])
+    async def test_an_empty_range_or_an_oversized_cursor_is_a_bad_request(
+        self, api: Api, header: str
+    ) -> None:
+        await api.call("POST", "/apps", json={"name": "shop"})
+        status, body, _ = await api.call("GET", "/apps/shop/releases", headers={"Range": header})
+        assert (status, body["id"]) == (400, "bad_range")
 
 
 class TestAudit:

@@ -237,7 +237,7 @@ class TestFormation:
             ({"min_scale": 3, "max_scale": 2}, "min_scale must not exceed max_scale"),
             ({"quantity": 5, "max_scale": 2}, "quantity 5 exceeds max_scale 2"),
             ({"never_sleep": "yes"}, "never_sleep must be true or false"),
-            ({"size": "large"}, "unknown formation fields: size"),
+            ({"size": "large"}, "unknown fields: size"),
         ],
     )
     async def test_a_bad_formation_is_refused_with_the_reason(
