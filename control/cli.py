@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "open": "control.commands:open_app",
     "login": "control.commands:login",
     "tokens:create": "control.commands:tokens_create",
+    "up": "control.up:up",
 }
 
 

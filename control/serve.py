@@ -8,6 +8,7 @@ from control.cli import LazyGroup
 COMPONENTS: dict[str, str] = {
     "router": "router.cli:serve",
     "control": "control.server:serve",
+    "agent": "agent.cli:serve",
 }
 
 serve = LazyGroup(
