@@ -156,7 +156,8 @@ class Control:
     def _lock(self, app: App) -> asyncio.Lock:
         return self._locks.setdefault(app.id, asyncio.Lock())
 
-    async def start(self, *, bootstrap_admin_token: str | None = None) -> None:
+    async def start(self, *, bootstrap_admin_token: str | None = None, resume: bool = True) -> None:
+        """Migrate, recover from a crash, and bring the runtime back to the current releases."""
         await self.store.migrate()
         async with self.store.tx() as tx:
             interrupted = await tx.fail_interrupted_releases(now=self._clock())
@@ -171,6 +172,23 @@ class Control:
                 "releases interrupted by a restart marked failed", extra={"count": interrupted}
             )
         await self._write_targets()
+        if resume:
+            await self.resume()
+
+    async def resume(self) -> None:
+        """Hand every app's current release to the target again (after a restart)."""
+        after: str | None = None
+        while True:
+            page = await self.list_apps(after=after, limit=200)
+            for app in page:
+                try:
+                    await self._redeploy_current(app)
+                except Exception as exc:
+                    # One app that cannot start must not keep the others (or the API) down.
+                    log.error("resuming an app failed", extra={"app": app.name, "error": str(exc)})
+            if len(page) < 200:
+                return
+            after = page[-1].name
 
     # -- auth -----------------------------------------------------------------
 
