@@ -21,6 +21,7 @@ from typing import Any
 from control import auth
 from control.addons import Provisioner
 from control.errors import (
+    AddonError,
     Conflict,
     ControlError,
     NotFound,
@@ -172,8 +173,23 @@ class Control:
                 "releases interrupted by a restart marked failed", extra={"count": interrupted}
             )
         await self._write_targets()
+        await self._ensure_addons()
         if resume:
             await self.resume()
+
+    async def _ensure_addons(self) -> None:
+        """Re-assert every add-on on its server: limits as the plan says, Redis users back."""
+        async with self.store.tx() as tx:
+            addons = await tx.all_addons()
+        for addon in addons:
+            provisioner = self.provisioners.get(addon.service)
+            if provisioner is None:
+                log.error("add-on service not configured", extra={"addon": addon.name})
+                continue
+            try:
+                await provisioner.ensure(addon.resource, url=addon.url, plan=addon.plan)
+            except AddonError as exc:
+                log.error("add-on check failed", extra={"addon": addon.name, "error": str(exc)})
 
     async def resume(self) -> None:
         """Hand every app's current release to the target again (after a restart)."""

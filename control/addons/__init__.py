@@ -32,3 +32,9 @@ class Provisioner(Protocol):
 
     async def destroy(self, resource: str) -> None:
         """Remove the tenant and everything it owns; idempotent."""
+
+    async def ensure(self, resource: str, *, url: str, plan: str) -> None:
+        """Re-assert an existing tenant's access and limits (at start); idempotent.
+
+        Raises AddonError when the tenant cannot be restored (its data is gone).
+        """

@@ -24,6 +24,25 @@ from control.errors import AddonError, Unprocessable
 log = logging.getLogger(__name__)
 
 
+def _limits(name: str, limits: PostgresPlan) -> list[sql.Composed]:
+    """The statements that put a role under its plan (pure, idempotent)."""
+    role = sql.Identifier(name)
+    return [
+        sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(
+            role, sql.Literal(limits.connection_limit)
+        ),
+        sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
+            role, sql.Literal(limits.statement_timeout)
+        ),
+        sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
+            role, sql.Literal(limits.idle_in_transaction_timeout)
+        ),
+        sql.SQL("ALTER ROLE {} SET temp_file_limit = {}").format(
+            role, sql.Literal(limits.temp_file_limit)
+        ),
+    ]
+
+
 class PostgresAddons:
     service = "postgres"
 
@@ -65,18 +84,8 @@ class PostgresAddons:
         password = secrets.token_urlsafe(24)
         role = sql.Identifier(name)
         statements = [
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {}").format(
-                role, sql.Literal(password), sql.Literal(limits.connection_limit)
-            ),
-            sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
-                role, sql.Literal(limits.statement_timeout)
-            ),
-            sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
-                role, sql.Literal(limits.idle_in_transaction_timeout)
-            ),
-            sql.SQL("ALTER ROLE {} SET temp_file_limit = {}").format(
-                role, sql.Literal(limits.temp_file_limit)
-            ),
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password)),
+            *_limits(name, limits),
             sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role),
             sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role),
         ]
@@ -92,6 +101,24 @@ class PostgresAddons:
         log.info("postgres add-on created", extra={"resource": name, "plan": plan})
         url = f"postgresql://{name}:{password}@{self._public_host}:{self._public_port}/{name}"
         return Provisioned(resource=name, url=url)
+
+    async def ensure(self, resource: str, *, url: str, plan: str) -> None:
+        """Re-apply the plan's limits (they may have changed since); a lost role is an error."""
+        limits = self._plans.get(plan)
+        async with await self._admin() as conn:
+            try:
+                exists = await (
+                    await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (resource,))
+                ).fetchone()
+                if exists is None:
+                    raise AddonError(f"postgres add-on {resource} is gone from its server")
+                if limits is not None:
+                    for statement in _limits(resource, limits):
+                        await conn.execute(statement)
+            except psycopg.Error as exc:
+                raise AddonError(
+                    f"checking postgres add-on {resource} failed: {exc.sqlstate or 'error'}"
+                ) from exc
 
     async def destroy(self, resource: str) -> None:
         async with await self._admin() as conn:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -99,6 +100,24 @@ class RedisAddons:
         log.info("redis add-on created", extra={"resource": user, "plan": plan})
         url = f"redis://{user}:{password}@{self._public_host}:{self._public_port}/0"
         return Provisioned(resource=user, url=url)
+
+    async def ensure(self, resource: str, *, url: str, plan: str) -> None:
+        """Set the user again from the registry: a Redis restarted without an aclfile lost it."""
+        password = urlsplit(url).password
+        if not password:
+            raise AddonError(f"redis add-on {resource} has no password in its URL")
+        client = self._admin()
+        try:
+            await client.execute_command(  # type: ignore[no-untyped-call]
+                "ACL", "SETUSER", resource, *acl_rules(password, f"{resource}:")
+            )
+            await self._save(client)
+        except RedisError as exc:
+            raise AddonError(
+                f"restoring redis add-on {resource} failed: {type(exc).__name__}"
+            ) from exc
+        finally:
+            await client.aclose()
 
     async def destroy(self, resource: str) -> None:
         client = self._admin()

@@ -13,7 +13,7 @@ from control.addons import Provisioned
 from control.addons.plans import PostgresPlan, RedisPlan
 from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
-from control.errors import Unprocessable
+from control.errors import AddonError, Unprocessable
 from tests.control.conftest import ADMIN_DSN, REDIS_URL, TEST_PREFIX
 
 # Small limits so the tests hit them quickly.
@@ -248,3 +248,54 @@ class TestRedisTenants:
             await client.aclose()
             await admin.aclose()
         await redis_addons.destroy(a.resource)  # idempotent
+
+
+class TestEnsure:
+    async def test_a_redis_user_lost_with_a_restart_comes_back_with_its_password(
+        self, redis_addons: RedisAddons
+    ) -> None:
+        a = await redis_addons.create("mini")
+        admin = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            await admin.set(f"{a.resource}:kept", "yes")
+            await admin.acl_deluser(a.resource)  # what a Redis restart without aclfile does
+            await redis_addons.ensure(a.resource, url=a.url, plan="mini")
+            client = aioredis.Redis.from_url(a.url)
+            try:
+                assert await client.get(f"{a.resource}:kept") == b"yes"
+                with pytest.raises(NoPermissionError):
+                    await client.keys("*")
+            finally:
+                await client.aclose()
+        finally:
+            await admin.aclose()
+            await redis_addons.destroy(a.resource)
+
+    async def test_a_postgres_role_gets_its_plans_current_limits(
+        self, pg_addons: PostgresAddons
+    ) -> None:
+        a = await pg_addons.create("tiny")
+        try:
+            raised = PostgresAddons(
+                admin_dsn=ADMIN_DSN,
+                public_host="127.0.0.1",
+                public_port=5432,
+                prefix=TEST_PREFIX,
+                plans={"tiny": PostgresPlan(3, "1s", "10s", "1MB")},
+            )
+            await raised.ensure(a.resource, url=a.url, plan="tiny")
+            limit = await admin_scalar(
+                "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", a.resource
+            )
+            assert limit == 3
+        finally:
+            await pg_addons.destroy(a.resource)
+
+    async def test_a_lost_postgres_role_is_reported_not_recreated(
+        self, pg_addons: PostgresAddons
+    ) -> None:
+        a = await pg_addons.create("tiny")
+        await pg_addons.destroy(a.resource)
+        with pytest.raises(AddonError, match="is gone from its server"):
+            await pg_addons.ensure(a.resource, url=a.url, plan="tiny")
+        assert await admin_scalar("SELECT 1 FROM pg_roles WHERE rolname = %s", a.resource) is None

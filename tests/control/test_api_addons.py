@@ -166,3 +166,19 @@ class TestExporterTargets:
         postgres = tomllib.loads((api.targets_dir / "postgres-targets.toml").read_text())
         assert postgres.get("targets", []) == []
         assert not dsn_file.exists()
+
+
+class TestRestart:
+    async def test_starting_again_restores_redis_users_from_the_registry(
+        self, api: Api, shop: str
+    ) -> None:
+        await api.call("POST", "/apps/shop/addons", json={"plan": "redis"})
+        _, config, _ = await api.call("GET", "/apps/shop/config-vars")
+        user = config["REDIS_URL"].split("//")[1].split(":")[0]
+        admin = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+        try:
+            await admin.acl_deluser(user)
+            await api.control.start()
+            assert await admin.acl_getuser(user) is not None
+        finally:
+            await admin.aclose()
