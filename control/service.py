@@ -179,7 +179,7 @@ class Control:
 
     async def _ensure_addons(self) -> None:
         """Re-assert every add-on on its server: limits as the plan says, Redis users back."""
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             addons = await tx.all_addons()
         for addon in addons:
             provisioner = self.provisioners.get(addon.service)
@@ -209,7 +209,7 @@ class Control:
     # -- auth -----------------------------------------------------------------
 
     async def authenticate(self, secret: str) -> auth.Principal:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             token = await tx.find_token(auth.digest(secret))
         if token is None:
             raise Unauthorized("the token is not valid", id="unauthorized")
@@ -274,14 +274,14 @@ class Control:
     async def list_apps(
         self, *, after: str | None, limit: int, only: str | None = None
     ) -> list[App]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             if only is not None:
                 app = await tx.find_app(only)
                 return [app] if app is not None and (after is None or app.name > after) else []
             return await tx.list_apps(after=after, limit=limit)
 
     async def get_app(self, name: str) -> App:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             return await tx.get_app(name)
 
     async def rename_app(self, name: str, new_name: object, *, actor: str) -> App:
@@ -300,7 +300,7 @@ class Control:
         return renamed
 
     async def delete_app(self, name: str, *, actor: str) -> App:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             addons = await tx.list_addons(app)
         async with self._lock(app):
@@ -324,7 +324,7 @@ class Control:
     # -- config vars ----------------------------------------------------------
 
     async def config(self, name: str) -> dict[str, str]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             release = await tx.current_release(app)
             addons = await tx.list_addons(app)
@@ -340,7 +340,7 @@ class Control:
                 raise Unprocessable(f"config var name {key!r} is invalid", id="invalid_config_var")
             if value is not None and not isinstance(value, str):
                 raise Unprocessable(f"the value of {key} must be a string or null")
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             owned = {a.config_var: a.name for a in await tx.list_addons(app)}
         for key in changes:
@@ -400,7 +400,7 @@ class Control:
         if number is None or number < 1:
             raise Unprocessable("release must be a release version number (v3 is 3)")
         version = number
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             old = await tx.get_release(app, version)
         if old.status is not ReleaseStatus.SUCCEEDED:
@@ -417,11 +417,11 @@ class Control:
         )
 
     async def list_releases(self, name: str, *, after: int | None, limit: int) -> list[Release]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             return await tx.list_releases(await tx.get_app(name), after=after, limit=limit)
 
     async def get_release(self, name: str, version: int) -> Release:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             return await tx.get_release(await tx.get_app(name), version)
 
     async def _release(
@@ -520,7 +520,7 @@ class Control:
             )
 
     async def _redeploy_current(self, app: App) -> None:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             release = await tx.current_release(app)
             formation = await tx.list_formation(app)
             addons = await tx.list_addons(app)
@@ -541,7 +541,7 @@ class Control:
     # -- formation and dynos --------------------------------------------------
 
     async def formation(self, name: str) -> list[Formation]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             return await tx.list_formation(await tx.get_app(name))
 
     async def update_formation(self, name: str, updates: object, *, actor: str) -> list[Formation]:
@@ -634,7 +634,7 @@ class Control:
                 f"attachment name {attachment!r} is invalid: uppercase letters, digits, _",
                 id="invalid_attachment",
             )
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             current = await tx.current_release(app)
             taken = {a.attachment: a.name for a in await tx.list_addons(app)}
@@ -681,13 +681,13 @@ class Control:
         return addon, release
 
     async def list_addons(self, name: str) -> list[Addon]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             return await tx.list_addons(await tx.get_app(name))
 
     async def destroy_addon(
         self, name: str, addon_name: str, *, actor: str
     ) -> tuple[Addon, Release]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             addon = await tx.get_addon(app, addon_name)
         await self._provisioner(addon.service).destroy(addon.resource)
@@ -724,7 +724,7 @@ class Control:
     async def _write_targets(self) -> None:
         if self._targets_writer is None:
             return
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             addons = await tx.all_addons()
         try:
             await self._targets_writer(addons)
@@ -735,7 +735,7 @@ class Control:
     # -- audit ----------------------------------------------------------------
 
     async def audit(self, *, app: str | None, after: int | None, limit: int) -> list[AuditEntry]:
-        async with self.store.tx() as tx:
+        async with self.store.tx(write=False) as tx:
             if app is not None:
                 await tx.get_app(app)
             return await tx.list_audit(app=app, after=after, limit=limit)

@@ -4,8 +4,9 @@ Every write happens in one ``Store.tx()`` transaction, which is also where
 SQLAlchemy's errors become ``StoreError`` (or ``Conflict`` for a unique
 constraint). SQLite allows one writer at a time, and a deferred transaction
 that reads before it writes fails at once with "database is locked" when
-another got there first, so on SQLite transactions are serialised by a lock in
-this process (the embedded default has exactly one control process). On
+another got there first, so on SQLite writing transactions are serialised by a
+lock in this process (readers run beside them, in WAL mode; the embedded
+default has exactly one control process). On
 PostgreSQL they run concurrently and rows that decide a number (the next
 release version) are locked with ``SELECT ... FOR UPDATE``.
 """
@@ -37,10 +38,14 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite ignores ON DELETE CASCADE unless asked, per connection.
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # SQLite ignores ON DELETE CASCADE unless asked, per connection.
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Write-ahead log: readers never wait for the writer (nor it for them).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # A reader meeting a checkpoint waits this long (ms) instead of failing at once.
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 
@@ -53,11 +58,12 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         try:
-            engine = create_async_engine(url, pool_pre_ping=True)
+            # A ping per checkout survives a PostgreSQL restart; a SQLite file cannot go away.
+            engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open the state store {safe_url(url)}: {exc}") from exc
         if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+            event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return cls(engine)
 
     async def migrate(self) -> None:
@@ -83,9 +89,13 @@ class Store:
             raise StoreError(f"the state store does not answer: {exc}") from exc
 
     @contextlib.asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
-        """One transaction: committed on success, rolled back on any error."""
-        lock = self._write_lock if self._sqlite else contextlib.nullcontext()
+    async def tx(self, *, write: bool = True) -> AsyncIterator[Tx]:
+        """One transaction: committed on success, rolled back on any error.
+
+        ``write=False`` is for transactions that only read: on SQLite they
+        skip the writers' lock (WAL lets them run beside the writer).
+        """
+        lock = self._write_lock if self._sqlite and write else contextlib.nullcontext()
         async with lock:
             try:
                 async with self.engine.begin() as conn:
