@@ -16,6 +16,7 @@ import click
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from agent.runtime import Runtime
 from control import exporter_targets
 from control.addons import Provisioner
 from control.addons.postgres import PostgresAddons
@@ -25,8 +26,10 @@ from control.detached import DetachedTarget
 from control.errors import ControlError
 from control.kit import logfmt, runner
 from control.kit.durations import parse_duration
+from control.kit.tasks import TaskSet
 from control.models import Addon
 from control.releasing import ReleaseTarget
+from control.runtime_target import RuntimeTarget
 from control.service import Control
 from control.settings import DEFAULT_DB_URL, AddonServers, ControlSettings
 from control.store.db import Store, safe_url
@@ -74,6 +77,71 @@ def build_control(
     )
 
 
+class ControlServer:
+    """The API listening, the store migrated, the target resumed; started and stopped in order."""
+
+    def __init__(
+        self, control: Control, settings: ControlSettings, *, registry: CollectorRegistry
+    ) -> None:
+        self.control = control
+        self.settings = settings
+        self.port = settings.port
+        self._started = False
+        app = build_app(control, registry=registry, ready=self._ready)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    def _ready(self) -> str | None:
+        return None if self._started else "migrating the state store"
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        # Port 0 (tests) binds a free one: read back which.
+        self.port = self._runner.addresses[0][1]
+        await self.control.start(bootstrap_admin_token=self.settings.bootstrap_admin_token)
+        self._started = True
+        log.info(
+            "control API listening",
+            extra={
+                "host": self.settings.host,
+                "port": self.port,
+                "db": safe_url(self.settings.db_url),
+            },
+        )
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        await self.control.store.close()
+
+
+class EmbeddedControl:
+    """The control plane inside another process (``slipway up``), over its Runtime.
+
+    ``start(tasks)`` follows the runtime's snapshots as a named task and
+    serves the API; ``stop()`` closes both. The caller owns the runtime.
+    """
+
+    def __init__(
+        self,
+        settings: ControlSettings,
+        *,
+        runtime: Runtime,
+        registry: CollectorRegistry,
+        addon_prefix: str = "slipway_",
+    ) -> None:
+        self.target = RuntimeTarget(runtime=runtime, release_timeout=settings.release_timeout)
+        self.control = build_control(settings, target=self.target, addon_prefix=addon_prefix)
+        self.server = ControlServer(self.control, settings, registry=registry)
+
+    async def start(self, tasks: TaskSet) -> None:
+        tasks.start("control-release-target", self.target.run())
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
 async def serve_api(
     control: Control,
     settings: ControlSettings,
@@ -81,27 +149,13 @@ async def serve_api(
     *,
     registry: CollectorRegistry,
 ) -> None:
-    """Start the store, serve until ``stop``, then close; shared with ``slipway up``."""
-    started = False
-
-    def ready() -> str | None:
-        return None if started else "migrating the state store"
-
-    app = build_app(control, registry=registry, ready=ready)
-    app_runner = web.AppRunner(app, access_log=None)
-    await app_runner.setup()
+    """Serve until ``stop``, then close."""
+    server = ControlServer(control, settings, registry=registry)
     try:
-        await web.TCPSite(app_runner, settings.host, settings.port).start()
-        await control.start(bootstrap_admin_token=settings.bootstrap_admin_token)
-        started = True
-        log.info(
-            "control API listening",
-            extra={"host": settings.host, "port": settings.port, "db": safe_url(settings.db_url)},
-        )
+        await server.start()
         await stop.wait()
     finally:
-        await app_runner.cleanup()
-        await control.store.close()
+        await server.stop()
 
 
 @click.command("control")

@@ -18,12 +18,12 @@ from prometheus_client import CollectorRegistry
 
 from agent.local import LocalRuntime
 from agent.settings import LocalSettings
-from control.api.app import build_app
 from control.kit.tasks import TaskSet
 from control.runtime_target import RuntimeTarget
+from control.server import EmbeddedControl
 from control.service import Control
+from control.settings import ControlSettings
 from control.store.db import Store
-from tests.conftest import free_port
 from tests.control.conftest import ADMIN_TOKEN
 
 APP = textwrap.dedent(
@@ -107,29 +107,26 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """The control plane embedded over a LocalRuntime, as ``slipway up`` wires it."""
     runtime = LocalRuntime(settings=LocalSettings(stop_grace=2.0), sink=QuietSink())
-    target = RuntimeTarget(runtime=runtime, release_timeout=20)
-    store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
-    control = Control(store=store, target=target)
-    tasks = TaskSet()
-    tasks.start("release-target", target.run())
-    await control.start(bootstrap_admin_token=ADMIN_TOKEN)
-    runner = aiohttp.web.AppRunner(
-        build_app(control, registry=CollectorRegistry(), ready=lambda: None)
+    settings = ControlSettings(
+        db_url=f"sqlite+aiosqlite:///{tmp_path}/state.db",
+        port=0,
+        bootstrap_admin_token=ADMIN_TOKEN,
+        release_timeout=20,
     )
-    await runner.setup()
-    port = free_port()
-    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    embedded = EmbeddedControl(settings, runtime=runtime, registry=CollectorRegistry())
+    tasks = TaskSet()
+    await embedded.start(tasks)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        yield World(f"http://127.0.0.1:{port}", session, target)
+        yield World(f"http://127.0.0.1:{embedded.server.port}", session, embedded.target)
         assert not tasks.failed.is_set()
     finally:
         await session.close()
-        await runner.cleanup()
+        await embedded.stop()
         await runtime.close()
         await tasks.stop()
-        await store.close()
 
 
 @pytest.fixture
