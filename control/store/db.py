@@ -31,6 +31,8 @@ from control.errors import Conflict, StoreError
 from control.store.queries import Tx
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+#: Advisory lock key for migrations: any fixed number; "slipway" in ASCII.
+_MIGRATION_LOCK = 0x736C6970776179
 
 
 def safe_url(url: str) -> str:
@@ -72,6 +74,12 @@ class Store:
         config.set_main_option("script_location", str(_MIGRATIONS))
 
         def upgrade(connection: sa.Connection) -> None:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together: one migrates, the others wait, then find
+                # nothing left to do. Held until this transaction ends.
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

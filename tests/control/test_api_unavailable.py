@@ -31,7 +31,9 @@ async def test_an_unreachable_addon_server_is_a_503_naming_it(api: Api) -> None:
     assert (await api.call("GET", "/apps/shop/addons"))[1] == []
 
 
-async def test_a_lost_state_database_is_a_503_and_the_api_recovers_once_it_is_back(tmp_path: Path) -> None:
+async def test_a_lost_state_database_is_a_503_and_the_api_recovers_once_it_is_back(
+    tmp_path: Path,
+) -> None:
     async with scratch_database() as url, running_api(url, tmp_path) as api:
         database = url.rsplit("/", 1)[1]
         async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:

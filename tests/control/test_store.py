@@ -42,6 +42,18 @@ class TestMigrations:
             version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
         assert version == "0001"
 
+    async def test_replicas_starting_together_migrate_once(self) -> None:
+        async with scratch_database() as url:
+            stores = [Store.open(url) for _ in range(3)]
+            try:
+                await asyncio.gather(*(store.migrate() for store in stores))
+                async with stores[0].engine.connect() as conn:
+                    version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+                assert version == "0001"
+            finally:
+                for store in stores:
+                    await store.close()
+
     async def test_an_unreachable_database_is_a_store_error_without_the_password(self) -> None:
         store = Store.open("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/none")
         try:
