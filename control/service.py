@@ -41,6 +41,8 @@ PROCESS_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
 ATTACHMENT = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 #: One app's processes past this are a typo, not a plan (a local machine runs them all).
 MAX_QUANTITY = 100
+#: All of an app's config vars together (Heroku's limit): env is not a data store.
+MAX_CONFIG_BYTES = 32 * 1024
 #: The platform's default: sleep after 5 idle minutes.
 DEFAULT_IDLE_AFTER = 300.0
 DEFAULT_MAX_SCALE = 10
@@ -357,6 +359,12 @@ class Control:
                     config.pop(key, None)
                 else:
                     config[key] = value
+            size = sum(len(k.encode()) + len(v.encode()) for k, v in config.items())
+            if size > MAX_CONFIG_BYTES:
+                raise Unprocessable(
+                    f"config vars would take {size} bytes; the limit is {MAX_CONFIG_BYTES}",
+                    id="config_too_large",
+                )
             return current.artifact, current.procfile, config
 
         set_keys = sorted(k for k, v in changes.items() if v is not None)

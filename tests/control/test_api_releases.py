@@ -66,6 +66,18 @@ class TestConfigVars:
         assert status == 422
         assert message in error["message"]
 
+    async def test_config_past_32_kib_is_refused_and_nothing_is_released(
+        self, api: Api, shop: str
+    ) -> None:
+        await api.call("PATCH", "/apps/shop/config-vars", json={"A": "x" * 20000})
+        status, error, _ = await api.call(
+            "PATCH", "/apps/shop/config-vars", json={"B": "y" * 20000}
+        )
+        assert (status, error["id"]) == (422, "config_too_large")
+        assert "the limit is 32768" in error["message"]
+        _, releases, _ = await api.call("GET", "/apps/shop/releases")
+        assert len(releases) == 3
+
 
 class TestDeploysAndRollback:
     async def test_a_deploy_becomes_the_current_release(self, api: Api, shop: str) -> None:
