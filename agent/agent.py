@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.activity import ActivityPost, Reports
 from agent.apps import WEB, AppConfig
-from agent.errors import UnknownApp
+from agent.errors import AgentError, UnknownApp
 from agent.machine import AppMachine, Event, EventKind, Phase, RouteView
 from agent.metrics import AgentMetrics
 from agent.runtime import Runtime
@@ -110,6 +110,8 @@ class Agent:
         machine = self.machines.get(app)
         if machine is None:
             raise UnknownApp(app)
+        if not self.started:
+            raise AgentError("the agent is still starting")
         self._handle(machine, machine.wake(asyncio.get_running_loop().time()))
 
     def report(self, post: ActivityPost) -> None:
@@ -242,6 +244,9 @@ class Agent:
                 key = (machine.name, process)
                 if self._applied.get(key) == replicas:
                     continue
+                if process == WEB and replicas == 0:
+                    # Before the call: a wake during it must not take the stopping instances.
+                    machine.retire()
                 try:
                     await self.runtime.scale(machine.name, process, replicas)
                 except Exception as exc:
@@ -252,5 +257,3 @@ class Agent:
                     asyncio.get_running_loop().call_later(SCALE_RETRY, dirty.set)
                     continue
                 self._applied[key] = replicas
-                if process == WEB and replicas == 0:
-                    machine.scaled_down()

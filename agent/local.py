@@ -5,8 +5,9 @@ Each instance (``web.1``) is supervised by one task: pick a port, spawn
 (a TCP connect, or GET of the health path) every few milliseconds while it
 boots, then wait for it to exit or be stopped. An exit that was not asked
 for is a crash: the instance shows ``crashed`` (with the exit code) and is
-restarted after a backoff that doubles with each crash in a row, so a crash
-loop is visible and cheap instead of hidden and hot.
+restarted: at once the first time, then after a backoff that doubles with
+each crash in a row, so a crash loop is visible and cheap instead of hidden
+and hot.
 
 Output is read line by line from pipes and handed to a ``ProcessLogSink``.
 """
@@ -206,6 +207,7 @@ class LocalRuntime:
             started = loop.time()
             try:
                 proc = await self._spawn(spec, inc.name, port)
+                self._emit(key)  # booting, on its port
             except OSError as exc:
                 code: int | str = f"could not start: {exc.strerror or exc}"
                 up_for = 0.0
@@ -219,9 +221,14 @@ class LocalRuntime:
             if up_for >= self.settings.backoff_reset:
                 crashes_in_a_row = 0
             crashes_in_a_row += 1
-            delay = min(
-                self.settings.backoff_max,
-                self.settings.backoff_initial * 2 ** (crashes_in_a_row - 1),
+            # Like Heroku: the first crash restarts at once, a loop backs off.
+            delay = (
+                0.0
+                if crashes_in_a_row == 1
+                else min(
+                    self.settings.backoff_max,
+                    self.settings.backoff_initial * 2 ** (crashes_in_a_row - 2),
+                )
             )
             inc.ready, inc.crashed = False, True
             inc.reason = code if isinstance(code, str) else _describe_exit(code)
@@ -333,17 +340,17 @@ class LocalRuntime:
     async def _pump(self, app: str, name: str, stream: asyncio.StreamReader) -> None:
         buffer = b""
         while chunk := await stream.read(65536):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            while len(buffer) > MAX_LINE:
-                lines.append(buffer[:MAX_LINE])
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            # A line longer than MAX_LINE goes out in pieces, so memory stays bounded.
+            pieces = [p for line in lines for p in _cut(line)]
+            while len(buffer) >= MAX_LINE:
+                pieces.append(buffer[:MAX_LINE])
                 buffer = buffer[MAX_LINE:]
             now = time.time()
-            for line in lines:
-                text = line.decode("utf-8", "replace").rstrip("\r")
-                self.sink.publish(app, "app", name, text, now)
+            for piece in pieces:
+                self.sink.publish(app, "app", name, _text(piece), now)
         if buffer:
-            self.sink.publish(app, "app", name, buffer.decode("utf-8", "replace"), time.time())
+            self.sink.publish(app, "app", name, _text(buffer), time.time())
 
     def _pick_port(self) -> int:
         for _ in range(64):
@@ -375,8 +382,16 @@ async def _answers(host: str, port: int, path: str | None, timeout: float) -> bo
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, ValueError):  # ValueError: a status line over 64 KiB
         return False
+
+
+def _cut(line: bytes) -> list[bytes]:
+    return [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)] or [b""]
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").rstrip("\r")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

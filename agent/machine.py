@@ -89,8 +89,12 @@ class AppMachine:
         """A router holds a request for the app: make it serve (once, however often asked)."""
         if self.phase is Phase.ASLEEP:
             self._scale_up()
-            self.phase, self.reason = Phase.WAKING, ""
-            self.wake_started = now
+            self.reason, self.wake_started = "", now
+            if self._ready():
+                # The stop was never carried out (the wake came first): nothing to wait for.
+                self.phase, self.awake_since = Phase.AWAKE, now
+                return [Event(EventKind.WAKING), Event(EventKind.AWAKE, seconds=0.0)]
+            self.phase = Phase.WAKING
             return [Event(EventKind.WAKING)]
         if self.phase is Phase.DRAINING:
             self.drain_version = None
@@ -109,16 +113,17 @@ class AppMachine:
         if status.process != WEB:
             return []
         ready = bool(self._ready())
+        crashed = any(i.crashed and (i.host, i.port) not in self.retired for i in status.instances)
         if self.phase is Phase.WAKING:
             if ready:
                 self.phase, self.awake_since = Phase.AWAKE, now
                 return [Event(EventKind.AWAKE, seconds=now - self.wake_started)]
-            if status.crashed:
+            if crashed:
                 self.phase, self.reason = Phase.CRASHED, self._crash_reason(status)
                 self.awake_since = now
                 return [Event(EventKind.CRASHED, reason=self.reason)]
         elif self.phase is Phase.AWAKE and not ready:
-            if status.crashed:
+            if crashed:
                 self.phase, self.reason = Phase.CRASHED, self._crash_reason(status)
                 return [Event(EventKind.CRASHED, reason=self.reason)]
             # Restarting (a new release, or a clean exit): hold requests as for a wake.
@@ -127,12 +132,14 @@ class AppMachine:
             if ready:
                 self.phase, self.reason, self.awake_since = Phase.AWAKE, "", now
                 return [Event(EventKind.RECOVERED)]
-            self.reason = self._crash_reason(status) if status.crashed else self.reason
+            self.reason = self._crash_reason(status) if crashed else self.reason
         return []
 
     def tick(self, now: float, seen: Seen, drained: bool, drain_timeout: float) -> list[Event]:
         """Timers: the boot timeout, the idle policy, the end of a drain."""
         policy = self.config.policy
+        if self.phase is Phase.ASLEEP and not policy.sleeps:
+            return self.wake(now)  # a never-sleeping app whose boot timed out: try again
         if self.phase is Phase.WAKING and now - self.wake_started >= policy.boot_timeout:
             self.reason = f"web did not become ready within {policy.boot_timeout:g}s"
             self._scale_down()
@@ -154,11 +161,11 @@ class AppMachine:
                 return [Event(EventKind.ASLEEP, reason="drain timed out" if timed_out else "")]
         return []
 
-    def scaled_down(self) -> None:
-        """The shell told the runtime to stop web: what it ran is retired."""
+    def retire(self) -> None:
+        """The shell is about to tell the runtime to stop web: what it runs is retired."""
         web = self.statuses.get(WEB)
         if web is not None:
-            self.retired = frozenset((i.host, i.port) for i in web.instances)
+            self.retired = frozenset((i.host, i.port) for i in web.instances if i.port)
 
     # -- outputs --------------------------------------------------------------------------
 

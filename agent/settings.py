@@ -35,7 +35,8 @@ class LocalSettings:
     stop_grace: float = 10.0
     """Seconds between SIGTERM and SIGKILL when stopping (Heroku gives 30 s)."""
     backoff_initial: float = 1.0
-    """Seconds before the first restart of a crashed process; doubles per crash in a row."""
+    """Seconds before the second restart in a crash loop (the first is at once); doubles per
+    crash in a row."""
     backoff_max: float = 30.0
     """The longest wait between restarts in a crash loop."""
     backoff_reset: float = 10.0

@@ -23,7 +23,7 @@ import aiohttp
 
 from control.kit.tasks import TaskSet
 from router.activity import Activity, ActivityReport
-from router.errors import RouterError, RouteTableError
+from router.errors import AgentUnavailable, RouteTableError
 from router.routes import Routes, RouteTable, RouteTablePayload
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,6 @@ class ActivityPost(TypedDict):
     router: str
     version: int
     apps: dict[str, ActivityReport]
-
-
-class AgentUnavailable(RouterError):
-    """The agent could not be reached or refused a request."""
 
 
 class AgentClient:

@@ -15,10 +15,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 STARTED = time.time()
 
 
+class Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 makes a burst of first requests wait for SYN retries.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.path == "/healthz":  # slipway's readiness probe (health_path in apps.toml)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         greeting = os.environ.get("GREETING", "Hello")
         up = time.time() - STARTED
         body = f"{greeting} from {os.environ.get('DYNO', 'hello')}, up {up:.1f}s\n".encode()
@@ -29,13 +40,14 @@ class Hello(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
+        if self.path == "/healthz":
+            return
         print(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}", flush=True)
 
 
 def main() -> None:
     port = int(os.environ.get("PORT", "5000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Hello)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", port), Hello)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"listening on 127.0.0.1:{port}", flush=True)
     try:
