@@ -73,6 +73,18 @@ class TestAuthentication:
         status, _, _ = await api.call("GET", "/apps/ghost", token=token)
         assert status == 403
 
+    async def test_an_app_token_follows_its_app_through_a_rename(self, api: Api) -> None:
+        await api.call("POST", "/apps", json={"name": "mine"})
+        token = await make_token(api, app="mine")
+        assert (await api.call("PATCH", "/apps/mine", json={"name": "ours"}, token=token))[0] == 200
+        assert (await api.call("GET", "/apps/ours", token=token))[0] == 200
+
+    async def test_deleting_an_app_revokes_its_tokens(self, api: Api) -> None:
+        await api.call("POST", "/apps", json={"name": "mine"})
+        token = await make_token(api, app="mine")
+        await api.call("DELETE", "/apps/mine")
+        assert (await api.call("GET", "/apps", token=token))[0] == 401
+
     async def test_a_revoked_token_stops_working(self, api: Api) -> None:
         status, token, _ = await api.call("POST", "/tokens", json={"name": "ci", "admin": True})
         assert (await api.call("GET", "/apps", token=token["token"]))[0] == 200
