@@ -32,3 +32,4 @@ services:
 
 bench: $(STAMP) services
 	$(PY) bench/router.py
+	$(PY) bench/wake.py
