@@ -35,23 +35,23 @@ class GitAppJson:
             raise ReviewError(f"commit {commit!r} is not a hexadecimal sha")
         with tempfile.TemporaryDirectory(prefix="slipway-appjson-") as tmp:
             repo = Path(tmp)
-            await self._run(repo, "init", "--quiet", "--bare", ".")
+            await self._run(None, "init", "--quiet", "--bare", str(repo))
             await self._run(repo, "fetch", "--quiet", "--depth", "1", git_url, commit)
             code, out = await self._git_out(repo, "show", f"{commit}:app.json")
             if code != 0:
                 return None
             return out
 
-    async def _run(self, repo: Path, *args: str) -> None:
+    async def _run(self, repo: Path | None, *args: str) -> None:
         code, out = await self._git_out(repo, *args)
         if code != 0:
             raise ReviewError(f"git {args[0]} failed: {out.strip()[-300:]}")
 
-    async def _git_out(self, repo: Path, *args: str) -> tuple[int, str]:
+    async def _git_out(self, repo: Path | None, *args: str) -> tuple[int, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_TERMINAL_PROMPT": "0"}
         proc = await asyncio.create_subprocess_exec(
             self._git,
-            f"--git-dir={repo}",
+            *([f"--git-dir={repo}"] if repo is not None else []),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
