@@ -59,11 +59,14 @@ def detect(src: Path) -> Detected:
 def _python_requirements(src: Path, processes: dict[str, str]) -> Detected:
     digest = hashlib.sha256(b"python-requirements\0")
     _hash_requirements(src, Path("requirements.txt"), digest, depth=0)
+    text = (src / "requirements.txt").read_text(encoding="utf-8", errors="replace")
+    # An app with nothing to install skips pip, which costs a second or two just to start.
+    empty = all(not line.strip() or line.strip().startswith("#") for line in text.splitlines())
     return Detected(
         stack=Stack.PYTHON,
         process_types=processes,
         manifest="requirements.txt",
-        requirements=("-r", "requirements.txt"),
+        requirements=() if empty else ("-r", "requirements.txt"),
         fingerprint=digest.hexdigest(),
     )
 

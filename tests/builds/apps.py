@@ -71,9 +71,23 @@ def wheel(name: str, version: str, module_source: str) -> tuple[str, bytes]:
 
 
 def python_app(
-    dep_version: str = "1.0", procfile: str = "web: python app.py\nworker: python worker.py\n"
+    dep_version: str = "1.0",
+    procfile: str = "web: python app.py\nworker: python worker.py\n",
+    *,
+    deps: bool = True,
 ) -> dict[str, str | bytes]:
-    """A tiny app that needs one local wheel: what a demo app looks like to the builder."""
+    """A tiny app that needs one local wheel: what a demo app looks like to the builder.
+
+    ``deps=False`` gives the same app with an empty requirements.txt, for tests
+    about anything but installing (pip costs seconds per build).
+    """
+    if not deps:
+        return {
+            "Procfile": procfile,
+            "requirements.txt": "# nothing to install\n",
+            "app.py": "print('hello')\n",
+            "worker.py": "print('working')\n",
+        }
     whl_name, whl = wheel("tinydep", dep_version, f"VERSION = {dep_version!r}\n")
     return {
         "Procfile": procfile,

@@ -61,10 +61,10 @@ async def test_a_changed_requirement_installs_a_new_dependency_set_beside_the_ol
 
 
 async def test_caches_are_per_app_so_another_app_with_the_same_requirements_installs_its_own(
-    tmp_path: Path, builder: LocalBuilder, settings: BuildSettings
+    tmp_path: Path, builder: LocalBuilder, settings: BuildSettings, sink: RecordingSink
 ) -> None:
     repo = tmp_path / "repo"
-    sha = commit(repo, python_app())
+    sha = commit(repo, python_app(deps=False))
 
     one = await builder.build("one", Source.git(str(repo), sha))
     two = await builder.build("two", Source.git(str(repo), sha))
@@ -72,3 +72,6 @@ async def test_caches_are_per_app_so_another_app_with_the_same_requirements_inst
     assert (one.cache_hit, two.cache_hit) == (False, False)
     assert (one.slug / ".venv").resolve().is_relative_to(settings.cache_dir / "one")
     assert (two.slug / ".venv").resolve().is_relative_to(settings.cache_dir / "two")
+    # Nothing to install: the venv is made, pip never starts.
+    assert "       requirements.txt lists no dependencies" in sink.texts("one")
+    assert not any("pip" in text for text in sink.texts())

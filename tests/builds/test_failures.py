@@ -218,7 +218,7 @@ async def test_no_more_builds_run_at_once_than_the_concurrency_limit(
     )
     builder = LocalBuilder(settings, sink=sink, metrics=BuildMetrics(registry))
     repo = tmp_path / "repo"
-    sha = commit(repo, python_app())
+    sha = commit(repo, python_app(deps=False))
 
     artifacts = await asyncio.gather(
         *(builder.build(f"app{i}", Source.git(str(repo), sha)) for i in range(4))

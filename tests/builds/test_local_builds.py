@@ -70,7 +70,7 @@ async def test_the_same_commit_gives_the_same_digest_and_a_change_gives_another(
     tmp_path: Path, builder: LocalBuilder
 ) -> None:
     repo = tmp_path / "repo"
-    first = commit(repo, python_app())
+    first = commit(repo, python_app(deps=False))
     second = commit(repo, {"app.py": "print('changed')\n"})
 
     one = await builder.build("demo", Source.git(str(repo), first))
@@ -87,7 +87,7 @@ async def test_a_tarball_with_one_top_directory_builds_from_inside_it(
     tmp_path: Path, builder: LocalBuilder
 ) -> None:
     tree = tmp_path / "tree" / "demo-main"
-    for name, content in python_app().items():
+    for name, content in python_app(deps=False).items():
         path = tree / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
