@@ -75,10 +75,10 @@ class LocalBuilder:
         if source.commit is not None and not _COMMIT.match(source.commit):
             raise SourceError(f"commit {source.commit!r} is not a hexadecimal sha")
         build_id = build_id or secrets.token_hex(6)
-        async with self._slots:
-            lock = self._app_locks.setdefault(app, asyncio.Lock())
-            async with lock:
-                return await self._timed(app, source, build_id)
+        # The app's lock first: a second build of a busy app waits without taking a
+        # slot that another app's build could use.
+        async with self._app_locks.setdefault(app, asyncio.Lock()), self._slots:
+            return await self._timed(app, source, build_id)
 
     async def _timed(self, app: str, source: Source, build_id: str) -> Artifact:
         started = time.monotonic()
