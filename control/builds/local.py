@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _COMMIT = re.compile(r"^[0-9a-f]{4,64}$")
+_BUILD_ID = re.compile(r"^[a-z0-9]{1,32}$")
 _MARKER = ".complete"
 #: Written into every slug: what a release needs to know without re-reading the source.
 SLUG_META = "slipway.json"
@@ -74,7 +75,10 @@ class LocalBuilder:
             raise BuildError(f"app name {app!r} must be lowercase letters, digits and '-'")
         if source.commit is not None and not _COMMIT.match(source.commit):
             raise SourceError(f"commit {source.commit!r} is not a hexadecimal sha")
-        build_id = build_id or secrets.token_hex(6)
+        if build_id is None:
+            build_id = secrets.token_hex(6)
+        if not _BUILD_ID.match(build_id):
+            raise BuildError(f"build id {build_id!r} must be 1-32 lowercase letters and digits")
         # The app's lock first: a second build of a busy app waits without taking a
         # slot that another app's build could use.
         async with self._app_locks.setdefault(app, asyncio.Lock()), self._slots:
@@ -82,14 +86,13 @@ class LocalBuilder:
 
     async def _timed(self, app: str, source: Source, build_id: str) -> Artifact:
         started = time.monotonic()
-        stack = "unknown"
         result = "failed"
         work = self._settings.work_dir / f"{app}-{build_id}"
         tail: deque[str] = deque(maxlen=self._settings.tail_lines)
+        run = _Run(app, work, tail)
         try:
             async with asyncio.timeout(self._settings.timeout):
-                artifact = await self._build(_Run(app, work, tail), source, build_id)
-            stack = artifact.stack.value
+                artifact = await self._build(run, source, build_id)
             result = "succeeded"
             self._metrics.cache.labels("hit" if artifact.cache_hit else "miss").inc()
             self._say(app, f"-----> Build {build_id} succeeded ({artifact.digest[:19]})")
@@ -102,9 +105,13 @@ class LocalBuilder:
         except BuildError as exc:
             self._say(app, f" !     {str(exc).splitlines()[0]}")
             raise
+        except OSError as exc:
+            # The build root itself failed us (disk full, permissions): still a failed build.
+            self._say(app, f" !     build directory error: {exc.strerror}")
+            raise BuildFailed(f"build directory error: {exc}", tail=tuple(tail)) from exc
         finally:
             elapsed = time.monotonic() - started
-            self._metrics.builds.labels(stack, result).inc()
+            self._metrics.builds.labels(run.stack, result).inc()
             self._metrics.duration.labels(result).observe(elapsed)
             await asyncio.to_thread(shutil.rmtree, work, True)
             log.info(
@@ -124,6 +131,7 @@ class LocalBuilder:
 
         commit = await self._fetch(run, source, src, cache)
         detected = await asyncio.to_thread(detect, src)
+        run.stack = detected.stack.value
         self._say(app, f"-----> {detected.stack.value.capitalize()} app detected")
         self._say(app, "       Procfile declares types -> " + ", ".join(detected.process_types))
         key, cache_hit = await self._install(run, detected, src, cache)
@@ -334,13 +342,14 @@ class LocalBuilder:
         self._sink.publish(app, "build", "build", text, self._clock())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Run:
     """One build in progress: whose it is, where it works, its last lines of output."""
 
     app: str
     work: Path
     tail: deque[str]
+    stack: str = "unknown"
 
 
 def _ignore(_: str) -> None:

@@ -44,7 +44,7 @@ async def test_a_bad_requirement_fails_with_pips_last_lines_and_leaves_the_last_
     assert deps == [(good.slug / ".venv").resolve().parent.name]
     assert (good.slug / ".venv" / "bin" / "python").exists()
     assert (
-        registry.get_sample_value("slipway_builds_total", {"stack": "unknown", "result": "failed"})
+        registry.get_sample_value("slipway_builds_total", {"stack": "python", "result": "failed"})
         == 1.0
     )
 
@@ -154,6 +154,15 @@ async def test_bad_app_names_and_commits_are_refused_before_any_command_runs(
     with pytest.raises(BuildError, match=message):
         await builder.build(app, Source.git("/nowhere", commit_sha))
     assert sink.lines == []
+
+
+@pytest.mark.parametrize("build_id", ["../escape", "UPPER", "", "x" * 33])
+async def test_a_build_id_that_could_escape_the_slug_directory_is_refused(
+    builder: LocalBuilder, settings: BuildSettings, build_id: str
+) -> None:
+    with pytest.raises(BuildError, match="must be 1-32 lowercase letters and digits"):
+        await builder.build("demo", Source.git("/nowhere", "a" * 40), build_id=build_id)
+    assert not settings.root.exists()
 
 
 def _script(path: Path, body: str) -> str:
