@@ -30,6 +30,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 _BUILDPACK = re.compile(r"^[A-Za-z0-9._/-]+(@[A-Za-z0-9._+-]+)?$")
 _DIGEST = re.compile(r"\*\*\* Digest: (sha256:[0-9a-f]{64})")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_PROCESS = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 # The CNB platform API this Job speaks; creator refuses a version it does not know.
 PLATFORM_API = "0.12"
 # Paketo's builder images run as the cnb user (1000:1000); the volumes must be theirs.
@@ -183,6 +184,13 @@ def build_job(
             },
         },
     }
+
+
+def process_command(process_type: str) -> list[str]:
+    """The command that runs a Procfile type in a CNB app image: its launcher symlink."""
+    if not _PROCESS.match(process_type):
+        raise BuildError(f"process type {process_type!r} is not a Procfile name")
+    return [f"/cnb/process/{process_type}"]
 
 
 def digest_from_report(text: str) -> str:

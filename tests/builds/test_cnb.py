@@ -12,6 +12,7 @@ from control.builds.cnb import (
     digest_from_log,
     digest_from_report,
     order_toml,
+    process_command,
 )
 from control.builds.errors import BuildError
 from control.builds.settings import CNBSettings
@@ -190,3 +191,14 @@ def test_the_digest_is_read_from_creators_log_output() -> None:
 def test_log_output_without_an_export_is_an_error() -> None:
     with pytest.raises(BuildError, match="no '\\*\\*\\* Digest:' line"):
         digest_from_log(["===> DETECTING", "ERROR: No buildpack groups passed detection."])
+
+
+def test_a_procfile_type_runs_as_its_cnb_launcher_process() -> None:
+    assert process_command("web") == ["/cnb/process/web"]
+    assert process_command("release_task") == ["/cnb/process/release_task"]
+
+
+@pytest.mark.parametrize("name", ["", "../../bin/sh", "web worker"])
+def test_a_process_type_that_is_not_a_procfile_name_has_no_command(name: str) -> None:
+    with pytest.raises(BuildError, match="is not a Procfile name"):
+        process_command(name)
