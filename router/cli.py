@@ -19,6 +19,7 @@ from control.kit import logfmt
 from control.kit.durations import parse_duration
 from control.kit.runner import run
 from router.errors import RouteTableError
+from router.feed import AgentClient
 from router.routes import Routes, load_file
 from router.server import Router
 from router.settings import RouterSettings
@@ -72,6 +73,11 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
     envvar="SLIPWAY_ROUTER_DRAIN_GRACE",
     help="Time in-flight requests get after SIGTERM [25s].",
 )
+@click.option(
+    "--agent-url",
+    envvar="SLIPWAY_AGENT_URL",
+    help="The agent's API (http://agent:9081): route feed, activity reports, wakes.",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
 def serve(
     host: str,
@@ -82,6 +88,7 @@ def serve(
     routes_file: Path | None,
     upstream_timeout: float | None,
     drain_grace: float | None,
+    agent_url: str | None,
     log_level: str,
 ) -> None:
     """Run the router: the host-based reverse proxy in front of every app."""
@@ -103,13 +110,21 @@ def serve(
         routes = Routes(load_file(routes_file)) if routes_file else Routes()
     except RouteTableError as exc:
         raise click.ClickException(f"{exc}; fix the file or drop --routes") from exc
+    if agent_url is not None and not agent_url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--agent-url")
     if workers <= 1:
-        sys.exit(run(functools.partial(_serve, settings, routes)))
-    sys.exit(_fork_workers(settings, routes))
+        sys.exit(run(functools.partial(_serve, settings, routes, agent_url)))
+    sys.exit(_fork_workers(settings, routes, agent_url))
 
 
-async def _serve(settings: RouterSettings, routes: Routes, stop: asyncio.Event) -> int:
-    router = Router(settings, routes=routes, registry=CollectorRegistry())
+async def _serve(
+    settings: RouterSettings, routes: Routes, agent_url: str | None, stop: asyncio.Event
+) -> int:
+    agent = AgentClient(agent_url, routes=routes) if agent_url else None
+    router = Router(settings, routes=routes, registry=CollectorRegistry(), waker=agent)
+    if agent is not None:
+        agent.activity = router.activity
+        await agent.start()
     try:
         await router.start()
     except OSError as exc:
@@ -117,21 +132,25 @@ async def _serve(settings: RouterSettings, routes: Routes, stop: asyncio.Event) 
             "cannot listen; is another process on the port?",
             extra={"port": settings.port, "error": str(exc)},
         )
+        if agent is not None:
+            await agent.stop()
         return 1
     await stop.wait()
     log.info("draining", extra={"grace": settings.drain_grace})
     await router.stop()
+    if agent is not None:
+        await agent.stop()
     return 0
 
 
-def _fork_workers(settings: RouterSettings, routes: Routes) -> int:
+def _fork_workers(settings: RouterSettings, routes: Routes, agent_url: str | None) -> int:
     """N children on one port (SO_REUSEPORT); the parent forwards signals and waits."""
     children: list[int] = []
     for index in range(settings.workers):
         pid = os.fork()
         if pid == 0:
             worker = replace(settings, ops_port=settings.ops_port + index, workers=1)
-            os._exit(run(functools.partial(_serve, worker, routes)))
+            os._exit(run(functools.partial(_serve, worker, routes, agent_url)))
         children.append(pid)
 
     def forward(signum: int, _: object) -> None:
