@@ -14,6 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from agent.apps import load_apps
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "slipway"
 VALUES = Path(__file__).parent / "values"
@@ -323,3 +325,21 @@ def test_fluent_bit_files_become_one_configmap_and_none_without_files(tmp_path: 
     cm = named(render({}, chart), "ConfigMap", "slipway-fluent-bit")
     assert cm["data"]["fluent-bit.conf"] == conf.rstrip("\n")
     assert set(cm["data"]) == {"fluent-bit.conf", "parsers.conf"}
+
+
+def test_the_agent_reads_its_apps_file_from_a_configmap_it_can_parse(tmp_path: Path) -> None:
+    docs = render(values_of("full"))
+    cm = named(docs, "ConfigMap", "slipway-agent-apps")
+    (tmp_path / "blog").mkdir()
+    (tmp_path / "blog" / "Procfile").write_text("web: python -m http.server $PORT\n")
+    apps_file = tmp_path / "apps.toml"
+    apps_file.write_text(cm["data"]["apps.toml"])
+    assert [app.name for app in load_apps(apps_file)] == ["blog"]
+    pod = named(docs, "Deployment", "slipway-agent")["spec"]["template"]["spec"]
+    assert {"name": "apps", "configMap": {"name": "slipway-agent-apps"}} in pod["volumes"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["SLIPWAY_APPS"] == "/etc/slipway/apps/apps.toml"
+    assert env["SLIPWAY_IDLE_AFTER"] == "5m"
+    default_env = {e["name"] for e in named(render({}), "Deployment", "slipway-agent")[
+        "spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert "SLIPWAY_APPS" not in default_env
