@@ -98,6 +98,11 @@ def _crash_reason(pod: Manifest) -> str:
     return ""
 
 
+def _restarts(pod: Manifest) -> int:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return sum(int(cs.get("restartCount") or 0) for cs in statuses)
+
+
 def _endpoints(slices: Iterable[Manifest]) -> dict[str, tuple[str, int, bool]]:
     """target pod name (or address) -> (address, port, ready) over the slices of one Service."""
     found: dict[str, tuple[str, int, bool]] = {}
@@ -130,6 +135,7 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
     for pod in pods:
         name = str(pod["metadata"]["name"])
         reason = _crash_reason(pod)
+        restarts = _restarts(pod)
         ep = endpoints.pop(name, None)
         if ep is not None:
             host, port, ready = ep
@@ -141,6 +147,7 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
                     ready=ready and not reason,
                     crashed=bool(reason),
                     reason=reason or ("" if ready else "not ready"),
+                    restarts=restarts,
                 )
             )
         else:
@@ -153,6 +160,7 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
                     ready=False,
                     crashed=bool(reason),
                     reason=reason or "no endpoint yet",
+                    restarts=restarts,
                 )
             )
     # Endpoints whose pod we have not seen yet (the pod watch lags): the slice is the truth.

@@ -223,6 +223,7 @@ async def test_a_crash_looping_pod_is_reported_crashed_with_the_reason(
     status = await next_status(statuses)
     assert status.crashed
     assert status.instances[0].reason == "CrashLoopBackOff: back-off 40s"
+    assert status.instances[0].restarts == 3
     await apiserver.put("pods", pod("blog", "web", 1, ip="10.1.0.8", waiting="ImagePullBackOff"))
     status = await next_status(statuses)
     assert status.instances[0].reason.startswith("ImagePullBackOff")
