@@ -122,8 +122,15 @@ class KubernetesRuntime:
             for queue in self._subscribers:
                 queue.put_nowait(status)
 
+    @property
+    def failed(self) -> asyncio.Event:
+        """Set when a watch task died of a bug: the view is frozen, the process should exit."""
+        return self._tasks.failed
+
     def ready(self) -> str | None:
         """None while every watch is in sync; otherwise why the view may be stale."""
+        if self._tasks.failed.is_set():
+            return f"a watch task failed: {self._tasks.failure!r}"
         problems = [f"{w.resource}: {w.problem}" for w in self.watches if w.problem]
         return "; ".join(problems) or None
 

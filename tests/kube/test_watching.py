@@ -145,3 +145,21 @@ async def test_a_watch_the_apiserver_ends_at_its_timeout_is_resumed_not_relisted
     assert all(r.get("resourceVersion") for r in later)
     assert sample(registry, "slipway_agent_kube_relists_total", resource="deployments") == 1
     await statuses.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_watch_that_dies_of_a_bug_sets_failed_and_readiness_says_so(
+    runtime: KubernetesRuntime, apiserver: ApiServer
+) -> None:
+    statuses = await started(runtime)
+
+    def broken(kind: str, obj: dict) -> None:  # type: ignore[type-arg]
+        raise RuntimeError("a bug in event handling")
+
+    runtime.watches[1]._on_event = broken
+    await apiserver.put("pods", pod("blog", "web", 1, ip="10.1.0.9"))
+    async with asyncio.timeout(5):
+        await runtime.failed.wait()
+    reason = runtime.ready()
+    assert reason is not None
+    assert "a bug in event handling" in reason
+    await statuses.aclose()  # type: ignore[attr-defined]
