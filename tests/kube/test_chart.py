@@ -109,8 +109,24 @@ def test_service_monitors_select_a_rendered_service_port_by_name() -> None:
         selector = mon["spec"]["selector"]["matchLabels"]
         (svc,) = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
         ports = {p["name"] for p in svc["spec"]["ports"]}
-        assert mon["spec"]["endpoints"][0]["port"] in ports
-        assert mon["spec"]["endpoints"][0]["path"] == "/metrics"
+        for endpoint in mon["spec"]["endpoints"]:
+            assert endpoint["port"] in ports
+            assert endpoint["path"] == "/metrics"
+
+
+def test_every_router_worker_s_metrics_port_is_exposed_and_scraped() -> None:
+    docs = render(values_of("full"))  # 8 workers
+    ports = {
+        p["name"]: p["containerPort"]
+        for p in named(docs, "Deployment", "slipway-router")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["ports"]
+    }  # fmt: skip
+    assert ports == {"http": 8080, "ops": 9080} | {f"ops-{i}": 9080 + i for i in range(1, 8)}
+    monitor = named(docs, "ServiceMonitor", "slipway-router")
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["ops"] + [
+        f"ops-{i}" for i in range(1, 8)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +236,9 @@ def test_the_components_run_with_their_commands_and_ports() -> None:
     docs = render(values_of("full"))
     by_name = {name: c for name, _, c in containers(docs)}
     assert by_name["slipway-router"]["args"] == ["serve", "router", "--workers", "8"]
-    assert {p["containerPort"] for p in by_name["slipway-router"]["ports"]} == {8080, 9080}
+    assert {p["containerPort"] for p in by_name["slipway-router"]["ports"]} == {8080} | set(
+        range(9080, 9088)
+    )
     assert by_name["slipway-router"]["readinessProbe"]["httpGet"]["port"] == "ops"
     assert by_name["slipway-agent"]["args"] == ["serve", "agent"]
     assert {p["containerPort"] for p in by_name["slipway-agent"]["ports"]} == {8081}
