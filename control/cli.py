@@ -15,6 +15,7 @@ import click
 #: name -> "module:attribute"; each package registers its commands here.
 COMMANDS: dict[str, str] = {
     "serve": "control.serve:serve",
+    "logs": "logs.cli:logs",
 }
 
 
