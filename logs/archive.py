@@ -145,6 +145,12 @@ class Spool:
         for journal in list(self._open.values()):
             self._seal(journal)
 
+    def close(self) -> None:
+        """Close open journals without sealing them: the next ``recover()`` seals them."""
+        for journal in self._open.values():
+            journal.file.close()
+        self._open.clear()
+
     def _seal(self, journal: _Journal) -> None:
         journal.file.close()
         journal.path.rename(

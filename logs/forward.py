@@ -100,7 +100,7 @@ class ForwardDecoder:
                 batches.append(decode_frame(obj))
         except FrameError:
             raise
-        except (ValueError, msgpack.UnpackException) as exc:
+        except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
             raise FrameError("bad_msgpack", str(exc) or type(exc).__name__) from exc
         return batches
 
@@ -188,7 +188,7 @@ def _packed_entries(payload: bytes) -> Iterator[tuple[float, dict[Any, Any]]]:
             yield _entry(obj)
     except FrameError:
         raise
-    except (ValueError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
         raise FrameError("bad_msgpack", f"in packed entries: {exc or type(exc).__name__}") from exc
 
 
