@@ -212,9 +212,6 @@ def _text_writer(app: str) -> Callable[[LogLine | Gap | Missed], str]:
 
 
 async def _archive(request: web.Request, app: str, flt: Filter, text: bool) -> web.Response:
-    store = request.app.get(STORE)
-    if store is None:
-        raise web.HTTPNotFound(text="this logs service has no archive configured\n")
     now = dt.datetime.now(dt.UTC).timestamp()
     since = parse_time(request.query.get("since", str(now - 3600)), "since")
     until = parse_time(request.query["until"], "until") if "until" in request.query else now
@@ -222,6 +219,9 @@ async def _archive(request: web.Request, app: str, flt: Filter, text: bool) -> w
         raise _bad("until is before since")
     if until - since > MAX_ARCHIVE_SPAN:
         raise _bad("since..until spans more than 7 days; ask for less")
+    store = request.app.get(STORE)
+    if store is None:
+        raise web.HTTPNotFound(text="this logs service has no archive configured\n")
     found: list[WireLine] = []
     for prefix in hour_prefixes(app, since, until):
         for key in sorted(await store.keys(prefix), key=_key_order):
