@@ -1,8 +1,8 @@
 """The archive: a disk spool written before anything is acked, uploaded to S3 in order.
 
-Each app has one open journal (NDJSON, one line per log line) per hour of
-receipt. A journal is sealed when it reaches ``flush_bytes``, is older than
-``flush_age``, or the hour turns; sealed journals are gzipped and uploaded as
+Each app has one open journal (NDJSON, one line per log line) per hour of the
+lines' time. A journal is sealed when it reaches ``flush_bytes`` or is older
+than ``flush_age``; sealed journals are gzipped and uploaded as
 ``logs/{app}/{YYYY}/{MM}/{DD}/{HH}/{first_seq}-{last_seq}.ndjson.gz`` and
 deleted only once S3 said yes. While S3 fails they stay, oldest first, and the
 uploader retries with backoff; at start-up every journal left by the previous
@@ -92,7 +92,7 @@ class Spool:
         self.flush_bytes = flush_bytes
         self.flush_age = flush_age
         self.fsync = fsync
-        self._open: dict[str, _Journal] = {}
+        self._open: dict[tuple[str, str], _Journal] = {}
         directory.mkdir(parents=True, exist_ok=True)
         self.bytes = sum(p.stat().st_size for p in directory.glob("*/*") if p.is_file())
 
@@ -100,45 +100,41 @@ class Spool:
         return self.bytes < self.max_bytes
 
     def append(self, app: str, lines: Iterable[LogLine], now: float) -> int:
-        """Write lines to ``app``'s journal (flushed to the OS before returning); bytes written."""
-        encoded = []
-        last = -1
-        first = -1
+        """Write lines to ``app``'s journals (flushed to the OS before returning); bytes written.
+
+        Journals are per hour of the lines' own time, so an archive read by time finds a
+        line in the hour it says, even one Fluent Bit delivered late after a retry.
+        """
+        by_hour: dict[str, list[LogLine]] = {}
         for line in lines:
-            if first < 0:
-                first = line.seq
-            last = line.seq
-            encoded.append(json.dumps(line.to_wire(app), ensure_ascii=False))
-        if not encoded:
-            return 0
-        hour = hour_of(now)
-        journal = self._open.get(app)
-        if journal is not None and journal.hour != hour:
-            self._seal(journal)
-            journal = None
+            by_hour.setdefault(hour_of(line.time), []).append(line)
+        written = 0
+        for hour, group in by_hour.items():
+            written += self._write(app, hour, group, now)
+        return written
+
+    def _write(self, app: str, hour: str, lines: list[LogLine], now: float) -> int:
+        journal = self._open.get((app, hour))
         if journal is None:
             folder = self.directory / app
             folder.mkdir(exist_ok=True)
-            path = folder / f"{hour}-{first:020d}{_OPEN}"
-            journal = _Journal(app, hour, first, last, now, path, path.open("ab"))
-            self._open[app] = journal
-        data = ("\n".join(encoded) + "\n").encode("utf-8", "surrogateescape")
+            path = folder / f"{hour}-{lines[0].seq:020d}{_OPEN}"
+            journal = _Journal(app, hour, lines[0].seq, lines[0].seq, now, path, path.open("ab"))
+            self._open[app, hour] = journal
+        text = "".join(json.dumps(line.to_wire(app), ensure_ascii=False) + "\n" for line in lines)
+        data = text.encode("utf-8", "surrogateescape")
         journal.file.write(data)
         journal.file.flush()
         if self.fsync:
             os.fsync(journal.file.fileno())
-        journal.last = last
+        journal.last = lines[-1].seq
         journal.size += len(data)
         self.bytes += len(data)
         return len(data)
 
     def seal_due(self, now: float) -> None:
         for journal in list(self._open.values()):
-            if (
-                journal.size >= self.flush_bytes
-                or now - journal.opened >= self.flush_age
-                or hour_of(now) != journal.hour
-            ):
+            if journal.size >= self.flush_bytes or now - journal.opened >= self.flush_age:
                 self._seal(journal)
 
     def seal_all(self) -> None:
@@ -156,7 +152,7 @@ class Spool:
         journal.path.rename(
             journal.path.with_name(f"{journal.path.stem}-{journal.last:020d}{_READY}")
         )
-        del self._open[journal.app]
+        del self._open[journal.app, journal.hour]
 
     def recover(self) -> int:
         """Seal journals a previous process left open; returns how many."""
