@@ -58,7 +58,7 @@ class LogService:
         try:
             self.publish(app, Source.ROUTER, "router", line)
         except Exception:  # the proxy's hot path must survive anything here
-            log.exception("router line lost", extra={"app": app})
+            log.exception("router line failed", extra={"app": app})
             self.metrics.dropped.labels("error").inc()
 
     def accept(self, batch: Batch) -> bool:

@@ -1,0 +1,116 @@
+"""``slipway serve logs`` wiring and ``slipway logs`` against it, end to end on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+from fluent import sender
+
+from control.cli import main
+from logs.cli import run_service
+from logs.s3 import S3Store
+from logs.settings import LogsSettings
+from tests.conftest import free_port
+from tests.logs.conftest import Moto
+
+
+@pytest.fixture
+async def running(tmp_path: Path, moto: Moto) -> AsyncIterator[LogsSettings]:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# app token\nshop shop-secret\n")
+    settings = LogsSettings(
+        http_port=free_port(),
+        forward_port=free_port(),
+        admin_token="admin",
+        tokens_file=tokens,
+        spool_dir=tmp_path / "spool",
+        s3_bucket="archive",
+        s3_endpoint=moto.url,
+        flush_age=3600,
+        heartbeat=0.2,
+    )
+    await S3Store(bucket="archive", endpoint_url=moto.url).ensure_bucket()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_service(settings, stop))
+    async with asyncio.timeout(10), aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{settings.http_port}/healthz") as r:
+                    if r.status == 200:
+                        break
+            await asyncio.sleep(0.05)
+    yield settings
+    stop.set()
+    assert await asyncio.wait_for(task, 20) == 0
+
+
+def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.output
+
+
+class TestServeAndRead:
+    async def test_lines_sent_by_forward_are_shown_in_herokus_format(
+        self, running: LogsSettings, moto: Moto
+    ) -> None:
+        s = sender.FluentSender("slipway.shop", host="127.0.0.1", port=running.forward_port)
+        await asyncio.to_thread(s.emit_with_time, "web.1", 1_795_000_000, {"log": "booted"})
+        await asyncio.to_thread(s.close)
+        env = {
+            "SLIPWAY_LOGS_URL": f"http://127.0.0.1:{running.http_port}",
+            "SLIPWAY_TOKEN": "shop-secret",
+        }
+        async with asyncio.timeout(10):
+            while True:
+                code, out = await asyncio.to_thread(cli, "logs", "shop", "-n", "5", env=env)
+                if out:
+                    break
+                await asyncio.sleep(0.05)
+        assert code == 0
+        assert out == "2026-11-18T11:06:40.000000+00:00 app[web.1]: booted\n"
+
+    async def test_a_wrong_token_is_a_clear_cli_error(self, running: LogsSettings) -> None:
+        env = {"SLIPWAY_LOGS_URL": f"http://127.0.0.1:{running.http_port}", "SLIPWAY_TOKEN": "nope"}
+        code, out = await asyncio.to_thread(cli, "logs", "shop", env=env)
+        assert code == 1
+        assert "403: this token may not read shop's logs" in out
+
+    async def test_an_unreachable_service_is_a_clear_cli_error(self) -> None:
+        env = {"SLIPWAY_LOGS_URL": f"http://127.0.0.1:{free_port()}", "SLIPWAY_TOKEN": "x"}
+        code, out = await asyncio.to_thread(cli, "logs", "shop", env=env)
+        assert code == 1
+        assert "cannot read logs from" in out
+
+    async def test_a_graceful_stop_uploads_what_was_spooled(
+        self, tmp_path: Path, moto: Moto
+    ) -> None:
+        settings = LogsSettings(
+            http_port=free_port(),
+            forward_port=free_port(),
+            spool_dir=tmp_path / "spool",
+            s3_bucket="archive",
+            s3_endpoint=moto.url,
+        )
+        store = S3Store(bucket="archive", endpoint_url=moto.url)
+        await store.ensure_bucket()
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_service(settings, stop))
+        s = sender.FluentSender("slipway.shop", host="127.0.0.1", port=settings.forward_port)
+        async with asyncio.timeout(10):
+            while not await asyncio.to_thread(s.emit, "web.1", {"log": "keep me"}):
+                await asyncio.sleep(0.05)
+        await asyncio.to_thread(s.close)
+        async with asyncio.timeout(10):
+            while not list((tmp_path / "spool").glob("shop/*")):
+                await asyncio.sleep(0.02)
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+        [key] = await store.keys("logs/shop/")
+        assert b"keep me" in gzip.decompress(await store.get(key))

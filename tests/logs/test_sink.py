@@ -1,0 +1,62 @@
+"""In-process producers: the router's sink and ``publish`` for runtimes, builds and releases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from logs.metrics import LogsMetrics
+from logs.model import Source
+from logs.ring import Filter, Hub
+from logs.service import LogService
+from router.accesslog import LogSink
+
+
+def service() -> tuple[LogService, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return LogService(
+        hub=Hub(), metrics=LogsMetrics(registry), clock=lambda: 1_795_000_000.0
+    ), registry
+
+
+class TestRouterSink:
+    def test_the_service_is_a_router_log_sink(self) -> None:
+        svc, _ = service()
+        sink: LogSink = svc  # structural: logs does not import router, the test does
+        sink.emit("shop", "at=info method=GET path=/ status=200")
+        [line], _ = svc.hub.history("shop", Filter(), lines=10)
+        assert (line.source, line.process, line.time) == (Source.ROUTER, "router", 1_795_000_000.0)
+
+    def test_a_line_for_an_invalid_app_is_counted_not_raised(self) -> None:
+        svc, registry = service()
+        svc.emit("Not An App", "x")
+        assert (
+            registry.get_sample_value("slipway_logs_lines_dropped_total", {"reason": "unknown_app"})
+            == 1
+        )
+
+    def test_a_broken_spool_loses_the_line_but_never_raises_into_the_proxy(
+        self, tmp_path: Path
+    ) -> None:
+        from logs.archive import Spool
+
+        registry = CollectorRegistry()
+        spool = Spool(tmp_path, max_bytes=10**6, flush_bytes=10**6, flush_age=60)
+        svc = LogService(hub=Hub(), metrics=LogsMetrics(registry), spool=spool)
+        tmp_path.joinpath("shop").write_text("a file where the app's folder should be")
+        svc.emit("shop", "x")
+        assert (
+            registry.get_sample_value("slipway_logs_lines_dropped_total", {"reason": "error"}) == 1
+        )
+
+
+class TestPublish:
+    def test_publish_takes_the_given_time_and_source(self) -> None:
+        svc, registry = service()
+        line = svc.publish("shop", Source.BUILD, "build", "Step 1/3", time=5.0)
+        assert line is not None
+        assert (line.seq, line.time, line.source) == (1, 5.0, Source.BUILD)
+        assert (
+            registry.get_sample_value("slipway_logs_lines_received_total", {"source": "build"}) == 1
+        )
