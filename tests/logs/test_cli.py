@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import contextlib
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 

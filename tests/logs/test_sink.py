@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from logs.archive import Spool
 from logs.metrics import LogsMetrics
 from logs.model import Source
 from logs.ring import Filter, Hub
@@ -39,8 +40,6 @@ class TestRouterSink:
     def test_a_broken_spool_loses_the_line_but_never_raises_into_the_proxy(
         self, tmp_path: Path
     ) -> None:
-        from logs.archive import Spool
-
         registry = CollectorRegistry()
         spool = Spool(tmp_path, max_bytes=10**6, flush_bytes=10**6, flush_age=60)
         svc = LogService(hub=Hub(), metrics=LogsMetrics(registry), spool=spool)
