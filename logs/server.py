@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 from logs import forward
 from logs.errors import FrameError, HandshakeError
@@ -33,9 +33,9 @@ class ForwardProtocol(asyncio.Protocol):
         self._hs_buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # uvloop's TCPTransport is not an asyncio.Transport subclass, only shaped like one.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.owner.connections.add(self)
         self.owner.metrics.connections.inc()

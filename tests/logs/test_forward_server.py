@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import uvloop
 from fluent import asyncsender, sender
 
 from logs.forward import pack_event_time
@@ -225,3 +226,20 @@ class TestSharedKeyHandshake:
             await client.close()
         finally:
             await stop()
+
+
+class TestUnderUvloop:
+    def test_the_receiver_acks_on_uvloop_as_in_production(self, tmp_path: Path) -> None:
+        async def scenario() -> object:
+            svc, stop = await start_service(tmp_path)
+            try:
+                client = await ForwardClient.connect(svc.forward_port)
+                await client.send(["slipway.shop.web.1", [[T, {"log": "uv"}]], {"chunk": "u"}])
+                reply = await client.reply()
+                await client.close()
+                return reply
+            finally:
+                await stop()
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            assert runner.run(scenario()) == {"ack": "u"}
