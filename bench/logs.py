@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import multiprocessing
 import os
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +29,10 @@ from pathlib import Path
 import aiohttp
 import msgpack
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from logs.forward import pack_event_time  # noqa: E402
-from logs.settings import LogsSettings  # noqa: E402
+from control.kit import runner
+from logs.cli import run_service
+from logs.forward import pack_event_time
+from logs.settings import LogsSettings
 
 TOKEN = "bench-admin"
 
@@ -45,11 +45,6 @@ def free_port() -> int:
 
 
 def serve(settings: LogsSettings) -> None:
-    import logging
-
-    from control.kit import runner
-    from logs.cli import run_service
-
     logging.disable(logging.INFO)
     runner.run(lambda stop: run_service(settings, stop))
 
@@ -131,7 +126,7 @@ async def latency(
         tasks = [asyncio.create_task(subscriber(ready, counter)) for _ in range(subscribers)]
         await asyncio.wait_for(ready.wait(), 30)
         await asyncio.sleep(0.5)  # every handler is past prepare() and subscribed
-        reader, writer = await asyncio.open_connection("127.0.0.1", fwd_port)
+        _, writer = await asyncio.open_connection("127.0.0.1", fwd_port)
         interval = 1 / rate
         start = time.perf_counter()
         for i in range(total):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import struct
 import zlib
 from collections.abc import Iterator
@@ -120,6 +121,8 @@ def decode_frame(obj: Any) -> Batch:
         record = obj[2]
         if not isinstance(record, dict):
             raise FrameError("bad_record", f"record must be a map, got {_kind(record)}")
+        if not math.isfinite(second):
+            raise FrameError("bad_time", f"time must be finite, got {second!r}")
         return _batch(tag, [(float(second), record)], options)
     if len(obj) not in (2, 3):
         raise FrameError("bad_frame", f"Forward modes have 2 or 3 items, got {len(obj)}")
@@ -177,6 +180,8 @@ def _entry(obj: Any) -> tuple[float, dict[Any, Any]]:
         )
     if not isinstance(record, dict):
         raise FrameError("bad_record", f"record must be a map, got {_kind(record)}")
+    if not math.isfinite(time):
+        raise FrameError("bad_time", f"time must be finite, got {time!r}")
     return float(time), record
 
 

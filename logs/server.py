@@ -42,7 +42,7 @@ class ForwardProtocol(asyncio.Protocol):
         if self.owner.shared_key is not None:
             self._nonce = os.urandom(16)
             self._handshake = forward.handshake_unpacker()
-            transport.write(forward.helo(self._nonce))
+            self.transport.write(forward.helo(self._nonce))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.connections.discard(self)

@@ -102,6 +102,8 @@ class TestMalformedFrames:
             (["t", T, {}, {}, "extra"], "bad_frame"),
             (["t", [[T]]], "bad_entry"),
             (["t", [["yesterday", {}]]], "bad_time"),
+            (["t", [[float("nan"), {}]]], "bad_time"),
+            (["t", float("inf"), {}], "bad_time"),
             (["t", [[[T, "meta"], {}]]], "bad_entry"),
             (["t", [[T, {}]], "options"], "bad_option"),
             (["t", [[T, {}]], {"size": 5}], "bad_size"),
