@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import multiprocessing
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import msgpack
+
+# Run as ``python bench/logs.py``, this file's folder comes first on sys.path and
+# this very file would shadow the ``logs`` package; drop it before importing slipway.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
 from control.kit import runner
 from logs.cli import run_service
@@ -115,8 +120,9 @@ async def latency(
                 got = 0
                 async for raw in r.content:
                     if raw.startswith(b"data: "):
-                        sent = json.loads(raw[6:])["text"]
-                        samples.append(time.time() - float(sent))
+                        # the text is the last field; slicing beats json.loads for 100 streams
+                        sent = float(raw[raw.rindex(b'"text": "') + 9 : -3])
+                        samples.append(time.time() - sent)
                         got += 1
                         if got == total:
                             return
