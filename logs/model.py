@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from dataclasses import dataclass
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 
 class Source(enum.StrEnum):
@@ -24,9 +23,12 @@ def valid_app(name: str) -> bool:
     return APP_NAME.match(name) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """A line of one app's stream; ``seq`` is the app's sequence number (the SSE id)."""
+class LogLine(NamedTuple):
+    """A line of one app's stream; ``seq`` is the app's sequence number (the SSE id).
+
+    A NamedTuple, not a frozen dataclass: one is made per line on the ingest path,
+    and a tuple is built in C where a frozen dataclass runs ``object.__setattr__`` per field.
+    """
 
     seq: int
     time: float
