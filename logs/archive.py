@@ -119,7 +119,7 @@ class Spool:
     def has_room(self) -> bool:
         return self.bytes < self.max_bytes
 
-    def append(self, app: str, lines: Iterable[LogLine], now: float) -> int:
+    def append(self, app: str, lines: Iterable[LogLine], now: float, *, flush: bool = True) -> int:
         """Write lines to ``app``'s journals (flushed to the OS before returning); bytes written.
 
         Journals are per hour of the lines' own time, so an archive read by time finds a
@@ -130,10 +130,10 @@ class Spool:
             by_hour.setdefault(hour_of(line.time), []).append(line)
         written = 0
         for hour, group in by_hour.items():
-            written += self._write(app, hour, group, now)
+            written += self._write(app, hour, group, now, flush)
         return written
 
-    def _write(self, app: str, hour: str, lines: list[LogLine], now: float) -> int:
+    def _write(self, app: str, hour: str, lines: list[LogLine], now: float, flush: bool) -> int:
         journal = self._open.get((app, hour))
         if journal is None:
             folder = self.directory / app
@@ -144,13 +144,19 @@ class Spool:
         text = "".join([ndjson(app, line) for line in lines])
         data = text.encode("utf-8", "surrogateescape")
         journal.file.write(data)
-        journal.file.flush()
-        if self.fsync:
-            os.fsync(journal.file.fileno())
+        if flush:
+            journal.file.flush()
+            if self.fsync:
+                os.fsync(journal.file.fileno())
         journal.last = lines[-1].seq
         journal.size += len(data)
         self.bytes += len(data)
         return len(data)
+
+    def flush(self) -> None:
+        """Push lines appended with ``flush=False`` to the OS (the uploader does it each tick)."""
+        for journal in self._open.values():
+            journal.file.flush()
 
     def seal_due(self, now: float) -> None:
         for journal in list(self._open.values()):
@@ -270,6 +276,7 @@ class Uploader:
         """Seal what is due and upload, forever; backoff doubles while S3 fails."""
         backoff = tick
         while True:
+            self.spool.flush()
             self.spool.seal_due(self.clock())
             self.metrics.spool_bytes.set(self.spool.bytes)
             ok = await self.upload_ready()

@@ -43,3 +43,14 @@ def read_tokens_file(path: Path) -> dict[str, str]:
             raise ValueError(f"{path}:{number}: expected 'app token'")
         out[parts[0]] = parts[1]
     return out
+
+
+def parse_tokens_env(text: str) -> dict[str, str]:
+    """``SLIPWAY_LOGS_APP_TOKENS``: ``app=token,app2=token2``."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        app, sep, token = item.partition("=")
+        if not sep or not app or not token:
+            raise ValueError("SLIPWAY_LOGS_APP_TOKENS: expected app=token[,app=token...]")
+        out[app] = token
+    return out

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from control.kit import logfmt, runner
 from control.kit.tasks import TaskSet
 from logs.archive import Spool, Uploader
-from logs.auth import StaticTokens, read_tokens_file
+from logs.auth import StaticTokens, parse_tokens_env, read_tokens_file
 from logs.errors import LogsClientError
 from logs.http import build_app
 from logs.metrics import LogsMetrics
@@ -216,6 +216,7 @@ async def run_service(settings: LogsSettings, stop: asyncio.Event) -> int:
         )
     service = LogService(hub=hub, metrics=metrics, spool=spool)
     tokens = read_tokens_file(settings.tokens_file) if settings.tokens_file else {}
+    tokens.update(parse_tokens_env(os.environ.get("SLIPWAY_LOGS_APP_TOKENS", "")))
     verifier = StaticTokens(admin=settings.admin_token, apps=tokens)
     app = build_app(
         hub=hub,

@@ -50,7 +50,9 @@ class LogService:
         now = self.clock()
         line = self.hub.append(app, now if time is None else time, source, process, text)
         self._received[source].inc()
-        self._archive(app, [line], now)
+        # Nobody waits for an ack here, so no flush per line: the proxy's hot path pays a
+        # buffered append, and the uploader flushes every tick (at most ~1 s of exposure).
+        self._archive(app, [line], now, flush=False)
         return line
 
     def emit(self, app: str, line: str) -> None:
@@ -90,11 +92,11 @@ class LogService:
             self._archive(app, lines, now)
         return True
 
-    def _archive(self, app: str, lines: list[LogLine], now: float) -> None:
+    def _archive(self, app: str, lines: list[LogLine], now: float, *, flush: bool = True) -> None:
         if self.spool is None:
             return
         if not self.spool.has_room():
             self.metrics.dropped.labels("spool_full").inc(len(lines))
             return
-        self.spool.append(app, lines, now)
+        self.spool.append(app, lines, now, flush=flush)
         self.metrics.spool_bytes.set(self.spool.bytes)

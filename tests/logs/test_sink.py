@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from logs.archive import Spool
+from logs.auth import parse_tokens_env, read_tokens_file
 from logs.metrics import LogsMetrics
 from logs.model import Source
 from logs.ring import Filter, Hub
@@ -59,3 +61,32 @@ class TestPublish:
         assert (
             registry.get_sample_value("slipway_logs_lines_received_total", {"source": "build"}) == 1
         )
+
+
+class TestSpooling:
+    def test_router_lines_are_buffered_and_reach_the_file_on_the_next_flush(
+        self, tmp_path: Path
+    ) -> None:
+        spool = Spool(tmp_path, max_bytes=10**6, flush_bytes=10**6, flush_age=60)
+        svc = LogService(hub=Hub(), metrics=LogsMetrics(CollectorRegistry()), spool=spool)
+        svc.emit("shop", "at=info status=200")
+        [journal] = (tmp_path / "shop").iterdir()
+        assert journal.read_bytes() == b""
+        spool.flush()
+        assert b"at=info status=200" in journal.read_bytes()
+        spool.close()
+
+
+class TestTokens:
+    def test_app_tokens_from_the_environment(self) -> None:
+        assert parse_tokens_env("shop=a, blog=b,") == {"shop": "a", "blog": "b"}
+
+    def test_a_malformed_app_tokens_variable_says_what_is_expected(self) -> None:
+        with pytest.raises(ValueError, match="expected app=token"):
+            parse_tokens_env("shop")
+
+    def test_a_malformed_tokens_file_names_the_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "tokens"
+        path.write_text("# comment\n\nshop a\nblog\n")
+        with pytest.raises(ValueError, match="tokens:4: expected 'app token'"):
+            read_tokens_file(path)
