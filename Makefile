@@ -32,3 +32,5 @@ services:
 
 bench: $(STAMP) services
 	$(PY) bench/router.py
+	$(PY) bench/wake.py
+	$(PY) bench/exporters.py

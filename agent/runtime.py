@@ -43,6 +43,8 @@ class Instance:
     crashed: bool = False
     #: Why it is crashed or not ready: "exited with code 1", "CrashLoopBackOff".
     reason: str = ""
+    #: Times this instance was restarted after exiting (a crash loop counts up here).
+    restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

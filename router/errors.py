@@ -1,6 +1,7 @@
 """The router's errors.
 
 RouterError
+├── AgentUnavailable     the agent (route feed, activity reports, wakes) cannot be reached
 ├── RouteTableError      a route table (file or feed) is malformed or inconsistent
 └── UpstreamError        an upstream could not be used; carries the Heroku code
 """
@@ -21,3 +22,7 @@ class UpstreamError(RouterError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class AgentUnavailable(RouterError):
+    """The agent could not be reached, or refused a request (router/feed.py)."""

@@ -131,6 +131,10 @@ class RouteTable:
     @classmethod
     def from_payload(cls, payload: RouteTablePayload) -> RouteTable:
         try:
+            for name, entry in payload["apps"].items():
+                hosts = entry["hosts"]
+                if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+                    raise TypeError(f"app {name!r}: hosts must be a list of host names")
             apps = [
                 AppRoute(
                     name=name,
@@ -187,29 +191,63 @@ class Routes:
 
     def __init__(self, table: RouteTable | None = None) -> None:
         self.table = table or RouteTable()
-        self._waiters: dict[str, list[asyncio.Future[AppRoute]]] = {}
+        self._waiters: dict[str, list[tuple[asyncio.Future[AppRoute], frozenset[Endpoint]]]] = {}
 
     def replace(self, table: RouteTable) -> None:
         self.table = table
         for name in list(self._waiters):
             route = table.apps.get(name)
-            if route is not None and (route.endpoints or route.state is AppState.CRASHED):
-                for fut in self._waiters.pop(name):
-                    if not fut.done():
-                        fut.set_result(route)
+            if route is None:
+                continue
+            waiting = self._waiters[name]
+            for fut, refused in list(waiting):
+                if _usable(route, refused) and not fut.done():
+                    fut.set_result(route)
+                    waiting.remove((fut, refused))
+            if not waiting:
+                del self._waiters[name]
 
-    async def wait_for(self, app: str, timeout: float) -> AppRoute:
-        """The app's route once it has endpoints or crashed; TimeoutError after ``timeout``."""
+    def fail(self, app: str, reason: str) -> None:
+        """Release everyone waiting for ``app`` with a crashed route (the wake failed)."""
+        route = self.table.apps.get(app) or AppRoute(name=app)
+        crashed = AppRoute(
+            name=app,
+            hosts=route.hosts,
+            state=AppState.CRASHED,
+            boot_timeout=route.boot_timeout,
+            max_held=route.max_held,
+            reason=reason,
+        )
+        for fut, _ in self._waiters.pop(app, []):
+            if not fut.done():
+                fut.set_result(crashed)
+
+    async def wait_for(
+        self, app: str, timeout: float, refused: frozenset[Endpoint] = frozenset()
+    ) -> AppRoute:
+        """The app's route once it has endpoints (other than ``refused``) or crashed.
+
+        ``refused`` are endpoints that just refused a connection: a request
+        racing a scale-down waits for the table to move past them.
+        TimeoutError after ``timeout``.
+        """
         route = self.table.apps.get(app)
-        if route is not None and (route.endpoints or route.state is AppState.CRASHED):
+        if route is not None and _usable(route, refused):
             return route
         fut: asyncio.Future[AppRoute] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(app, []).append(fut)
+        entry = (fut, refused)
+        self._waiters.setdefault(app, []).append(entry)
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
             waiters = self._waiters.get(app)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
+            if waiters and entry in waiters:
+                waiters.remove(entry)
                 if not waiters:
                     del self._waiters[app]
+
+
+def _usable(route: AppRoute, refused: frozenset[Endpoint]) -> bool:
+    if route.state is AppState.CRASHED:
+        return True
+    return any(e not in refused for e in route.endpoints)

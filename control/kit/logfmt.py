@@ -7,6 +7,7 @@ at the last step, so a careless call site cannot leak a password or a DSN.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_NEEDS_QUOTES = re.compile(r'[ ="\\\n\r\t]')
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "dsn", "authorization", "credential")
 
 
@@ -25,7 +27,7 @@ def _is_secret(key: str) -> bool:
 def quote(value: object) -> str:
     """Render one logfmt value: bare when safe, double-quoted otherwise."""
     text = "" if value is None else str(value)
-    if text and not any(c in text for c in ' ="\\\n\r\t'):
+    if text and _NEEDS_QUOTES.search(text) is None:
         return text
     escaped = (
         text.replace("\\", "\\\\")

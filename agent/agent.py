@@ -1,0 +1,259 @@
+"""The agent: drives a Runtime from each app's state machine and publishes the route table.
+
+Three inputs, all handled synchronously on the loop so transitions never
+interleave: runtime snapshots (a watch task), wakes (``wake``, the router's
+``Waker``) and a tick (boot timers, the idle policy, drains). After each,
+the route table is republished if any app's view changed (subscribers are
+called at once, long polls answered), and the desired replicas go to the
+runtime through one task per app that always applies the latest wish, so a
+sleep immediately followed by a wake never stops anything.
+
+On sleep the order is: withdraw the endpoints (publish), wait until every
+router reports that table version with nothing in flight for the app, then
+stop the processes. A request racing the sleep therefore finds no endpoint
+and is held and wakes the app; none reaches a dying process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from agent.activity import ActivityPost, Reports
+from agent.apps import WEB, AppConfig
+from agent.errors import AgentError, UnknownApp
+from agent.machine import AppMachine, Event, EventKind, Phase, RouteView
+from agent.metrics import AgentMetrics
+from agent.runtime import Runtime
+from agent.settings import AgentSettings
+from agent.table import RouteTableWire, route_table
+from control.kit.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[RouteTableWire], None]
+
+# Seconds before a failed runtime.scale is tried again (the runtime may be restarting).
+SCALE_RETRY = 1.0
+
+
+class Agent:
+    def __init__(
+        self,
+        apps: Iterable[AppConfig],
+        *,
+        runtime: Runtime,
+        registry: CollectorRegistry,
+        settings: AgentSettings | None = None,
+    ) -> None:
+        self.settings = settings or AgentSettings()
+        self.runtime = runtime
+        self.machines = {config.name: AppMachine(config) for config in apps}
+        self.reports = Reports(ttl=self.settings.router_ttl)
+        # Microseconds since the epoch: versions keep growing across agent restarts, so a
+        # router never mistakes a new agent's table for an old one.
+        self.version = time.time_ns() // 1000
+        self.table: RouteTableWire = route_table(self.version, self.machines.values())
+        self._views: dict[str, RouteView] = {}
+        self._subscribers: list[Subscriber] = []
+        self._changed: asyncio.Future[None] | None = None
+        self._applied: dict[tuple[str, str], int] = {}
+        self._dirty: dict[str, asyncio.Event] = {}
+        self._tasks = TaskSet()
+        self.metrics = AgentMetrics(
+            registry,
+            phases=lambda: {name: str(m.phase) for name, m in self.machines.items()},
+            in_flight=lambda: {name: self.reports.seen(name).in_flight for name in self.machines},
+            routers=lambda: len(self.reports.routers()),
+            version=lambda: self.version,
+        )
+        self.started = False
+
+    @property
+    def failed(self) -> asyncio.Event:
+        """Set when a background task died (the process should exit)."""
+        return self._tasks.failed
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for machine in self.machines.values():
+            for spec in machine.config.processes.values():
+                await self.runtime.apply(spec)
+        loop = asyncio.get_running_loop()
+        self._tasks.start("agent-watch", self._watch())
+        for name, machine in self.machines.items():
+            self._dirty[name] = asyncio.Event()
+            self._tasks.start(f"agent-scale:{name}", self._scaler(machine))
+            self._handle(machine, machine.start(loop.time()))
+        self._tasks.start("agent-tick", self._tick())
+        self.started = True
+        log.info("agent started", extra={"apps": len(self.machines), "version": self.version})
+
+    async def stop(self) -> None:
+        """Stop deciding, stop every process (the runtime's close), release long polls."""
+        await self._tasks.stop()
+        await self.runtime.close()
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    async def wake(self, app: str) -> None:
+        """The ``Waker`` seam: returns once the wake is under way."""
+        machine = self.machines.get(app)
+        if machine is None:
+            raise UnknownApp(app)
+        if not self.started:
+            raise AgentError("the agent is still starting")
+        self._handle(machine, machine.wake(asyncio.get_running_loop().time()))
+
+    def report(self, post: ActivityPost) -> None:
+        """A router's activity report (in-process or ``POST /v1/activity``)."""
+        self.reports.add(post, asyncio.get_running_loop().time())
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber`` with the table now and after every change; returns an undo."""
+        self._subscribers.append(subscriber)
+        subscriber(self.table)
+        return lambda: self._subscribers.remove(subscriber)
+
+    async def changed(self, after: int, timeout: float) -> RouteTableWire | None:
+        """The table once its version is not ``after``; None if it did not change in time."""
+        if self.table["version"] != after:
+            return self.table
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+        return self.table if self.table["version"] != after else None
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Each app's state for people (``GET /v1/apps``)."""
+        return {
+            name: {
+                "state": str(m.phase),
+                "reason": m.reason,
+                "desired": dict(m.desired),
+                "endpoints": [f"{h}:{p}" for h, p, _ in m.view().endpoints],
+            }
+            for name, m in self.machines.items()
+        }
+
+    # -- the shell around the machines ----------------------------------------------------
+
+    def _handle(self, machine: AppMachine, events: list[Event]) -> None:
+        for event in events:
+            self._record(machine, event)
+        self._publish()
+        dirty = self._dirty.get(machine.name)
+        if dirty is not None and any(
+            self._applied.get((machine.name, p)) != n for p, n in machine.desired.items()
+        ):
+            dirty.set()
+
+    def _record(self, machine: AppMachine, event: Event) -> None:
+        app = machine.name
+        fields: dict[str, Any] = {"app": app}
+        kind = event.kind
+        if kind is EventKind.WAKING:
+            self.metrics.wakes.labels(app).inc()
+            log.info("app waking", extra=fields)
+        elif kind is EventKind.AWAKE:
+            assert event.seconds is not None
+            self.metrics.wake_duration.labels(app).observe(event.seconds)
+            log.info("app awake", extra={**fields, "wake_ms": round(event.seconds * 1000)})
+        elif kind is EventKind.CRASHED:
+            self.metrics.crashes.labels(app).inc()
+            log.warning("app crashed", extra={**fields, "reason": event.reason})
+        elif kind is EventKind.RECOVERED:
+            log.info("app recovered", extra=fields)
+        elif kind is EventKind.BOOT_TIMEOUT:
+            self.metrics.boot_timeouts.labels(app).inc()
+            log.warning("app boot timeout", extra={**fields, "reason": event.reason})
+        elif kind is EventKind.SLEEPING:
+            log.info(
+                "app idle, going to sleep",
+                extra={**fields, "idle_after": machine.config.policy.idle_after},
+            )
+        elif kind is EventKind.ASLEEP:
+            self.metrics.sleeps.labels(app).inc()
+            if event.reason:
+                fields["note"] = event.reason
+            log.info("app asleep", extra=fields)
+        elif kind is EventKind.SLEEP_CANCELLED:
+            log.info("sleep cancelled by a request", extra=fields)
+
+    def _publish(self) -> None:
+        views = {name: m.view() for name, m in self.machines.items()}
+        if views == self._views:
+            return
+        self._views = views
+        self.version += 1
+        self.table = route_table(self.version, self.machines.values())
+        for machine in self.machines.values():
+            if machine.phase is Phase.DRAINING and machine.drain_version is None:
+                machine.drain_version = self.version
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(self.table)
+            except Exception:
+                log.exception("route table subscriber failed", extra={"version": self.version})
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for status in self.runtime.watch():
+            machine = self.machines.get(status.app)
+            if machine is not None:
+                self._handle(machine, machine.observe(status, loop.time()))
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            now = loop.time()
+            for router in self.reports.prune(now):
+                log.warning("router stopped reporting", extra={"router": router})
+            for name, machine in self.machines.items():
+                drained = machine.drain_version is not None and self.reports.drained(
+                    name, machine.drain_version
+                )
+                events = machine.tick(
+                    now, self.reports.seen(name), drained, self.settings.drain_timeout
+                )
+                if events:
+                    self._handle(machine, events)
+
+    async def _scaler(self, machine: AppMachine) -> None:
+        """Bring the runtime to the machine's latest ``desired``, one app at a time."""
+        dirty = self._dirty[machine.name]
+        while True:
+            await dirty.wait()
+            dirty.clear()
+            for process, replicas in list(machine.desired.items()):
+                key = (machine.name, process)
+                if self._applied.get(key) == replicas:
+                    continue
+                if process == WEB and replicas == 0:
+                    # Before the call: a wake during it must not take the stopping instances.
+                    machine.retire()
+                try:
+                    await self.runtime.scale(machine.name, process, replicas)
+                except Exception as exc:
+                    log.error(
+                        "scale failed; retrying",
+                        extra={"app": machine.name, "process_type": process, "error": repr(exc)},
+                    )
+                    asyncio.get_running_loop().call_later(SCALE_RETRY, dirty.set)
+                    continue
+                self._applied[key] = replicas

@@ -1,0 +1,88 @@
+"""The agent's HTTP API, for routers in other processes or pods.
+
+GET  /v1/routes?after=VERSION   the route table; with ``after``, a long poll that answers as
+                                soon as the version differs (204 when nothing changed in time)
+POST /v1/activity               a router's report: {router, version, apps: {app: activity}}
+POST /v1/apps/{app}/wake        wake an app (the router's Waker); 202 once under way
+GET  /v1/apps                   each app's state, for people
+GET  /healthz /readyz /metrics
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from agent.activity import parse_post
+from agent.agent import Agent
+from agent.errors import UnknownApp
+from control.kit.ops import add_ops_routes
+
+AGENT = web.AppKey("agent", Agent)
+
+
+def api_app(agent: Agent, *, registry: CollectorRegistry) -> web.Application:
+    app = web.Application()
+    app[AGENT] = agent
+
+    def ready() -> str | None:
+        if agent.failed.is_set():
+            return "a background task failed"
+        return None if agent.started else "starting"
+
+    add_ops_routes(app, registry=registry, ready=ready)
+    app.router.add_get("/v1/routes", routes)
+    app.router.add_post("/v1/activity", activity)
+    app.router.add_post("/v1/apps/{app}/wake", wake)
+    app.router.add_get("/v1/apps", apps)
+    return app
+
+
+async def routes(request: web.Request) -> web.StreamResponse:
+    agent = request.app[AGENT]
+    after = request.query.get("after")
+    if after is None:
+        return web.json_response(agent.table)
+    try:
+        version = int(after)
+        wait = float(request.query.get("wait", agent.settings.feed_timeout))
+    except ValueError:
+        raise _bad("after must be a version number and wait a number of seconds") from None
+    wait = max(0.0, min(wait, agent.settings.feed_timeout))
+    table = await agent.changed(version, wait)
+    if table is None:
+        return web.Response(status=204)
+    return web.json_response(table)
+
+
+async def activity(request: web.Request) -> web.Response:
+    try:
+        post = parse_post(await request.json())
+    except json.JSONDecodeError:
+        raise _bad("the body must be JSON") from None
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    request.app[AGENT].report(post)
+    return web.Response(status=204)
+
+
+async def wake(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    name = request.match_info["app"]
+    try:
+        await agent.wake(name)
+    except UnknownApp as exc:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": str(exc)}), content_type="application/json"
+        ) from None
+    return web.json_response({"app": name, "state": agent.states()[name]["state"]}, status=202)
+
+
+async def apps(request: web.Request) -> web.Response:
+    return web.json_response(request.app[AGENT].states())
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")

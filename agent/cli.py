@@ -1,0 +1,80 @@
+"""``slipway serve agent``: the agent as its own process, with routers talking to it over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from agent.agent import Agent
+from agent.api import api_app
+from agent.apps import AppConfig, load_apps
+from agent.errors import ConfigError
+from agent.local import LocalRuntime
+from agent.settings import AgentSettings
+from control.kit import logfmt
+from control.kit.durations import parse_duration
+from control.kit.runner import run
+
+log = logging.getLogger(__name__)
+
+
+def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.command("agent")
+@click.argument("apps_file", type=click.Path(dir_okay=False, path_type=Path), envvar="SLIPWAY_APPS")
+@click.option("--host", default="0.0.0.0", show_default=True, envvar="SLIPWAY_AGENT_HOST")
+@click.option("--port", default=9081, show_default=True, envvar="SLIPWAY_AGENT_PORT")
+@click.option(
+    "--idle-after",
+    callback=_duration,
+    envvar="SLIPWAY_IDLE_AFTER",
+    help="Sleep every app after this long without requests, whatever the file says.",
+)
+@click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
+def serve(apps_file: Path, host: str, port: int, idle_after: float | None, log_level: str) -> None:
+    """Run the agent: apps from APPS_FILE as local processes, its API for routers."""
+    logfmt.configure(log_level)
+    try:
+        apps = load_apps(apps_file, idle_after=idle_after)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings = AgentSettings(host=host, port=port)
+    sys.exit(run(functools.partial(_serve, settings, apps)))
+
+
+async def _serve(settings: AgentSettings, apps: list[AppConfig], stop: asyncio.Event) -> int:
+    registry = CollectorRegistry()
+    agent = Agent(apps, runtime=LocalRuntime(), registry=registry, settings=settings)
+    await agent.start()
+    runner = web.AppRunner(api_app(agent, registry=registry))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"port": settings.port, "error": str(exc)})
+        await agent.stop()
+        await runner.cleanup()
+        return 1
+    log.info("agent listening", extra={"port": settings.port})
+    stopped = asyncio.ensure_future(stop.wait())
+    failed = asyncio.ensure_future(agent.failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
+    await agent.stop()
+    await runner.cleanup()
+    return 1 if agent.failed.is_set() else 0

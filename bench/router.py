@@ -1,0 +1,288 @@
+"""Router throughput and latency against nginx's proxy, measured in the same run.
+
+An nginx serves a small response (the upstream). In front of it, one at a
+time: nginx proxying with an upstream keepalive pool, then the router, each
+with one worker; wrk drives each on loopback. Printed: requests/s, p50 and
+p99 for both and the ratio router/nginx; the router with 2 workers; and the
+router's RSS growth across a 1 MB upload and a 100 MB download.
+
+Run: .venv/bin/python bench/router.py [--seconds 10] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def nginx_conf(tmp: Path, name: str, server_block: str) -> Path:
+    prefix = tmp / name
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+user root;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    {server_block}
+}}
+"""
+    )
+    return conf
+
+
+def start_nginx(conf: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([NGINX, "-c", str(conf), "-p", str(conf.parent)])
+
+
+def wrk(
+    port: int, seconds: int, connections: int, host: str = "bench.localhost"
+) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Host: {host}",
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockerr = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": _latency(out, "50%"),
+        "p99_ms": _latency(out, "99%"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if sockerr else 0.0,
+    }
+
+
+def _latency(out: str, pct: str) -> float:
+    match = re.search(rf"{re.escape(pct)}\s+([\d.]+)(us|ms|s)\b", out)
+    if match is None:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_router(
+    tmp: Path, upstream_port: int, workers: int
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    port, ops = free_port(), free_port()
+    routes = tmp / f"routes-{workers}.json"
+    routes.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "apps": {
+                    "bench": {
+                        "hosts": ["bench.localhost"],
+                        "endpoints": [{"host": "127.0.0.1", "port": upstream_port}],
+                    }
+                },
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "control",
+            "serve",
+            "router",
+            "--port",
+            str(port),
+            "--ops-port",
+            str(ops),
+            "--workers",
+            str(workers),
+            "--routes",
+            str(routes),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,  # router lines are written, as in production, then dropped
+    )
+    wait_port(port)
+    return proc, port, ops
+
+
+def stream_check(router_pid: int, port: int) -> dict[str, int]:
+    """RSS growth of the router across a 1 MB upload and a 100 MB download."""
+    before = rss_kb(router_pid)
+    body = os.urandom(1 << 20)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/upload", data=body, headers={"Host": "bench.localhost"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+    after_up = rss_kb(router_pid)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/big", headers={"Host": "bench.localhost"}
+    )
+    got = 0
+    peak = after_up
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        while chunk := resp.read(1 << 20):
+            got += len(chunk)
+            peak = max(peak, rss_kb(router_pid))
+    if got != 100 << 20:
+        raise RuntimeError(f"download was {got} bytes, not 100 MiB")
+    return {
+        "rss_before_kb": before,
+        "upload_growth_kb": after_up - before,
+        "download_peak_growth_kb": peak - before,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or not Path(NGINX).exists():
+        print("bench/router.py needs nginx and wrk: run `make services` first", file=sys.stderr)
+        return 2
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "www").mkdir()
+        with open(tmp / "www" / "big", "wb") as f:
+            f.truncate(100 << 20)
+        try:
+            up = free_port()
+            procs.append(
+                start_nginx(
+                    nginx_conf(
+                        tmp,
+                        "upstream",
+                        f"""server {{
+        listen 127.0.0.1:{up} reuseport backlog=4096;
+        client_max_body_size 10m;
+        location = / {{ return 200 "hello, slipway\\n"; }}
+        location = /upload {{ return 200 "ok\\n"; }}
+        location = /big {{ root {tmp}/www; }}
+    }}""",
+                    )
+                )
+            )
+            px = free_port()
+            procs.append(
+                start_nginx(
+                    nginx_conf(
+                        tmp,
+                        "proxy",
+                        f"""upstream app {{ server 127.0.0.1:{up}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{px} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}""",
+                    )
+                )
+            )
+            wait_port(up)
+            wait_port(px)
+            s, c = args.seconds, args.connections
+            wrk(px, 2, c)  # warm both nginx processes
+            nginx = wrk(px, s, c)
+            router_proc, rport, _ = start_router(tmp, up, 1)
+            procs.append(router_proc)
+            wrk(rport, 2, c)
+            router = wrk(rport, s, c)
+            streams = stream_check(router_proc.pid, rport)
+            router_proc.terminate()
+            router_proc.wait(30)
+            router2_proc, r2port, _ = start_router(tmp, up, 2)
+            procs.append(router2_proc)
+            wrk(r2port, 2, c)
+            router2 = wrk(r2port, s, c)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    cores = os.cpu_count()
+    print(f"router bench: wrk -t1 -c{args.connections} -d{args.seconds}s, loopback, {cores} cores")
+    rows = (("nginx proxy (1 worker)", nginx), ("router (1 worker)", router))
+    for name, r in (*rows, ("router (2 workers)", router2)):
+        print(
+            f"  {name:24} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+            f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
+        )
+    print(f"  ratio router/nginx (1 worker):  {router['rps'] / nginx['rps']:.2f}")
+    print(f"  ratio router/nginx (2 workers): {router2['rps'] / nginx['rps']:.2f}")
+    print(f"  p99 difference (1 worker):      {router['p99_ms'] - nginx['p99_ms']:+.2f} ms")
+    mb = {k: v / 1024 for k, v in streams.items()}
+    print(
+        f"  streaming: RSS {mb['rss_before_kb']:.1f} MB before;"
+        f" +{mb['upload_growth_kb']:.1f} MB after a 1 MB upload;"
+        f" +{mb['download_peak_growth_kb']:.1f} MB peak during a 100 MB download"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

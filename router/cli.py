@@ -1,0 +1,167 @@
+"""``slipway serve router``: the router as its own process (or N processes on one port)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from prometheus_client import CollectorRegistry
+
+from control.kit import logfmt
+from control.kit.durations import parse_duration
+from control.kit.runner import run
+from router.errors import RouteTableError
+from router.feed import AgentClient
+from router.routes import Routes, load_file
+from router.server import Router
+from router.settings import RouterSettings
+
+log = logging.getLogger(__name__)
+
+
+def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.command("router")
+@click.option("--host", default="0.0.0.0", show_default=True, envvar="SLIPWAY_ROUTER_HOST")
+@click.option("--port", default=8080, show_default=True, envvar="SLIPWAY_ROUTER_PORT")
+@click.option("--ops-host", default="0.0.0.0", show_default=True, envvar="SLIPWAY_ROUTER_OPS_HOST")
+@click.option(
+    "--ops-port",
+    default=9080,
+    show_default=True,
+    envvar="SLIPWAY_ROUTER_OPS_PORT",
+    help="/healthz /readyz /metrics; worker i of N uses ops-port + i.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    envvar="SLIPWAY_ROUTER_WORKERS",
+    help="Processes sharing the port through SO_REUSEPORT.",
+)
+@click.option(
+    "--routes",
+    "routes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SLIPWAY_ROUTER_ROUTES",
+    help="A static route table (JSON, the agent's wire form).",
+)
+@click.option(
+    "--upstream-timeout",
+    callback=_duration,
+    envvar="SLIPWAY_ROUTER_UPSTREAM_TIMEOUT",
+    help="Time to the app's first byte before 504 H12 [30s].",
+)
+@click.option(
+    "--drain-grace",
+    callback=_duration,
+    envvar="SLIPWAY_ROUTER_DRAIN_GRACE",
+    help="Time in-flight requests get after SIGTERM [25s].",
+)
+@click.option(
+    "--agent-url",
+    envvar="SLIPWAY_AGENT_URL",
+    help="The agent's API (http://agent:9081): route feed, activity reports, wakes.",
+)
+@click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
+def serve(
+    host: str,
+    port: int,
+    ops_host: str,
+    ops_port: int,
+    workers: int,
+    routes_file: Path | None,
+    upstream_timeout: float | None,
+    drain_grace: float | None,
+    agent_url: str | None,
+    log_level: str,
+) -> None:
+    """Run the router: the host-based reverse proxy in front of every app."""
+    logfmt.configure(log_level)
+    settings = RouterSettings(
+        host=host,
+        port=port,
+        ops_host=ops_host,
+        ops_port=ops_port,
+        workers=workers,
+        reuse_port=workers > 1,
+        routes_file=routes_file,
+    )
+    if upstream_timeout is not None:
+        settings = replace(settings, upstream_timeout=upstream_timeout)
+    if drain_grace is not None:
+        settings = replace(settings, drain_grace=drain_grace)
+    try:
+        routes = Routes(load_file(routes_file)) if routes_file else Routes()
+    except RouteTableError as exc:
+        raise click.ClickException(f"{exc}; fix the file or drop --routes") from exc
+    if agent_url is not None and not agent_url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--agent-url")
+    if workers <= 1:
+        sys.exit(run(functools.partial(_serve, settings, routes, agent_url)))
+    sys.exit(_fork_workers(settings, routes, agent_url))
+
+
+async def _serve(
+    settings: RouterSettings, routes: Routes, agent_url: str | None, stop: asyncio.Event
+) -> int:
+    agent = AgentClient(agent_url, routes=routes) if agent_url else None
+    router = Router(settings, routes=routes, registry=CollectorRegistry(), waker=agent)
+    if agent is not None:
+        agent.activity = router.activity
+        await agent.start()
+    try:
+        await router.start()
+    except OSError as exc:
+        log.error(
+            "cannot listen; is another process on the port?",
+            extra={"port": settings.port, "error": str(exc)},
+        )
+        if agent is not None:
+            await agent.stop()
+        return 1
+    await stop.wait()
+    log.info("draining", extra={"grace": settings.drain_grace})
+    await router.stop()
+    if agent is not None:
+        await agent.stop()
+    return 0
+
+
+def _fork_workers(settings: RouterSettings, routes: Routes, agent_url: str | None) -> int:
+    """N children on one port (SO_REUSEPORT); the parent forwards signals and waits."""
+    children: list[int] = []
+    for index in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            worker = replace(settings, ops_port=settings.ops_port + index, workers=1)
+            os._exit(run(functools.partial(_serve, worker, routes, agent_url)))
+        children.append(pid)
+
+    def forward(signum: int, _: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    return worst

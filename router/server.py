@@ -1,0 +1,150 @@
+"""The router as a running thing: the proxy listener, the ops listener, the sweeper, the drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from control.kit.ops import ops_app
+from control.kit.tasks import TaskSet
+from router.accesslog import LogSink, StreamSink
+from router.activity import Activity
+from router.client import ClientConnection
+from router.metrics import RouterStats
+from router.proxy import Proxy
+from router.routes import Routes
+from router.settings import RouterSettings
+from router.waking import Waker
+
+log = logging.getLogger(__name__)
+
+# Timeouts are checked on this tick; a quarter of a second keeps a 30 s limit
+# accurate to 1% while costing one pass over the connections per tick.
+SWEEP_INTERVAL = 0.25
+
+
+class Router:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        routes: Routes,
+        registry: CollectorRegistry,
+        sink: LogSink | None = None,
+        waker: Waker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.registry = registry
+        self.sink = sink or StreamSink()
+        self.waker = waker
+        self.activity = Activity()
+        self.stats = RouterStats(
+            lambda: {app: a.in_flight for app, a in self.activity.apps.items()}
+        )
+        registry.register(self.stats)
+        self.port = settings.port
+        self.ops_port = settings.ops_port
+        self._proxy: Proxy | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._ops: web.AppRunner | None = None
+        self._tasks = TaskSet()
+        self._draining = False
+
+    @property
+    def proxy(self) -> Proxy:
+        assert self._proxy is not None, "Router.start() first"
+        return self._proxy
+
+    def ready(self) -> str | None:
+        if self._server is None:
+            return "not listening yet"
+        if self._draining:
+            return "draining"
+        return None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        self._proxy = proxy = Proxy(
+            settings,
+            routes=self.routes,
+            stats=self.stats,
+            activity=self.activity,
+            sink=self.sink,
+            waker=self.waker,
+        )
+        self._ops = web.AppRunner(ops_app(registry=self.registry, ready=self.ready))
+        await self._ops.setup()
+        ops_site = web.TCPSite(
+            self._ops, settings.ops_host, settings.ops_port, reuse_port=settings.reuse_port
+        )
+        await ops_site.start()
+        self.ops_port = _bound_port(ops_site)
+        server = await loop.create_server(
+            lambda: ClientConnection(proxy),
+            settings.host,
+            settings.port,
+            reuse_port=settings.reuse_port or None,
+            backlog=4096,
+        )
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+        self._tasks.start("router-sweeper", self._sweep())
+        log.info(
+            "router listening",
+            extra={
+                "port": self.port,
+                "ops_port": self.ops_port,
+                "apps": len(self.routes.table.apps),
+            },
+        )
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.proxy.sweep(loop.time())
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Readiness off, stop accepting, let in-flight requests and tunnels finish, close."""
+        grace = self.settings.drain_grace if grace is None else grace
+        self._draining = True
+        proxy = self._proxy
+        if proxy is not None:
+            proxy.draining = True
+        if self.settings.drain_delay:
+            await asyncio.sleep(self.settings.drain_delay)
+        if self._server is not None:
+            self._server.close()
+        if proxy is not None:
+            for conn in list(proxy.connections):
+                if conn.active is None and not conn.queue:
+                    conn.close()
+            if proxy.connections:
+                proxy.all_closed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proxy.all_closed.wait(), grace)
+            left = len(proxy.connections)
+            for conn in list(proxy.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            proxy.pool.close()
+            log.info("router drained", extra={"cut": left})
+        await self._tasks.stop()
+        if self._ops is not None:
+            await self._ops.cleanup()
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    """The port the ops site got (0 asks for a free one in tests)."""
+    server = site._server  # aiohttp keeps the (uvloop or asyncio) server here
+    assert server is not None
+    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
+    port: int = sockets[0].getsockname()[1]
+    return port
