@@ -34,3 +34,4 @@ bench: $(STAMP) services
 	$(PY) bench/router.py
 	$(PY) bench/wake.py
 	$(PY) bench/exporters.py
+	$(PY) bench/build.py
