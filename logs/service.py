@@ -41,9 +41,33 @@ class LogService:
         self._received = {s: metrics.received.labels(s.value) for s in Source}
 
     def publish(
+        self, app: str, source: str, process: str, text: str, time: float | None = None
+    ) -> None:
+        """One line from an in-process producer (LocalRuntime output, builds, releases).
+
+        The agent's ``ProcessLogSink`` and the builds' sink, structurally: ``source`` is
+        ``app``, ``router``, ``build`` or ``release``; never blocks, never raises.
+        """
+        try:
+            self.append(app, Source(source), process, text, time)
+        except ValueError:
+            self.metrics.dropped.labels("bad_source").inc()
+        except Exception:  # a producer's loop must survive anything here
+            log.exception("published line failed", extra={"app": app})
+            self.metrics.dropped.labels("error").inc()
+
+    def emit(self, app: str, line: str) -> None:
+        """The router's ``LogSink.emit``: no I/O beyond a buffered file append, never raises."""
+        try:
+            self.append(app, Source.ROUTER, "router", line)
+        except Exception:  # the proxy's hot path must survive anything here
+            log.exception("router line failed", extra={"app": app})
+            self.metrics.dropped.labels("error").inc()
+
+    def append(
         self, app: str, source: Source, process: str, text: str, time: float | None = None
     ) -> LogLine | None:
-        """One line from an in-process producer (LocalRuntime output, builds, releases)."""
+        """``publish`` that returns the line (None for an invalid app) and may raise."""
         if not valid_app(app):
             self.metrics.dropped.labels("unknown_app").inc()
             return None
@@ -54,14 +78,6 @@ class LogService:
         # buffered append, and the uploader flushes every tick (at most ~1 s of exposure).
         self._archive(app, [line], now, flush=False)
         return line
-
-    def emit(self, app: str, line: str) -> None:
-        """The router's ``LogSink.emit``: no I/O beyond a buffered file append, never raises."""
-        try:
-            self.publish(app, Source.ROUTER, "router", line)
-        except Exception:  # the proxy's hot path must survive anything here
-            log.exception("router line failed", extra={"app": app})
-            self.metrics.dropped.labels("error").inc()
 
     def accept(self, batch: Batch) -> bool:
         """Take a forward batch; False means refused (spool full) and must not be acked."""

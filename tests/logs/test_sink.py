@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agent.output import ProcessLogSink
+from control.builds.model import LogSink as BuildLogSink
 from logs.archive import Spool
 from logs.auth import parse_tokens_env, read_tokens_file
 from logs.metrics import LogsMetrics
@@ -53,14 +55,31 @@ class TestRouterSink:
 
 
 class TestPublish:
-    def test_publish_takes_the_given_time_and_source(self) -> None:
+    def test_the_service_is_the_agents_process_sink(self) -> None:
         svc, registry = service()
-        line = svc.publish("shop", Source.BUILD, "build", "Step 1/3", time=5.0)
-        assert line is not None
-        assert (line.seq, line.time, line.source) == (1, 5.0, Source.BUILD)
+        sink: ProcessLogSink = svc  # structural, as slipway up passes it to LocalRuntime
+        sink.publish("shop", "app", "web.1", "listening on 5000", 5.0)
+        [line], _ = svc.hub.history("shop", Filter(), lines=10)
+        assert (line.seq, line.time, line.source, line.process) == (1, 5.0, Source.APP, "web.1")
         assert (
-            registry.get_sample_value("slipway_logs_lines_received_total", {"source": "build"}) == 1
+            registry.get_sample_value("slipway_logs_lines_received_total", {"source": "app"}) == 1
         )
+
+    def test_the_service_is_the_builds_sink(self) -> None:
+        svc, _ = service()
+        sink: BuildLogSink = svc
+        sink.publish("shop", "build", "build", "Step 1/3", 6.0)
+        [line], _ = svc.hub.history("shop", Filter(source=Source.BUILD), lines=10)
+        assert line.text == "Step 1/3"
+
+    def test_an_unknown_source_is_counted_not_raised(self) -> None:
+        svc, registry = service()
+        svc.publish("shop", "kernel", "x", "oops", 1.0)
+        assert (
+            registry.get_sample_value("slipway_logs_lines_dropped_total", {"reason": "bad_source"})
+            == 1
+        )
+        assert svc.hub.history("shop", Filter(), lines=10)[0] == []
 
 
 class TestSpooling:
