@@ -7,27 +7,16 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
-from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from control.kit import logfmt, runner
-from control.kit.tasks import TaskSet
-from logs.archive import Spool, Uploader
-from logs.auth import StaticTokens, parse_tokens_env, read_tokens_file
+from logs.component import LogsComponent
 from logs.errors import LogsClientError
-from logs.http import build_app
-from logs.metrics import LogsMetrics
 from logs.model import WireLine, heroku_format
-from logs.ring import Hub
-from logs.s3 import S3Store
-from logs.server import ForwardServer
-from logs.service import LogService
 from logs.settings import LogsSettings
 
 log = logging.getLogger(__name__)
@@ -187,70 +176,12 @@ def serve(
 
 async def run_service(settings: LogsSettings, stop: asyncio.Event) -> int:
     """Everything ``slipway serve logs`` runs, until ``stop`` is set or a task fails."""
-    registry = CollectorRegistry()
-    metrics = LogsMetrics(registry)
-    hub = Hub(
-        # Microseconds at start-up: sequence numbers keep growing across restarts, so
-        # archive keys never collide and a stale Last-Event-ID is recognised as such.
-        seq_base=int(time.time() * 1_000_000),
-        lines=settings.ring_lines,
-        queue=settings.subscriber_queue,
-        on_drop=metrics.dropped.labels("slow_subscriber").inc,
-    )
-    spool = None
-    store = None
-    tasks = TaskSet()
-    if settings.spool_dir is not None:
-        spool = Spool(
-            settings.spool_dir,
-            max_bytes=settings.spool_max_bytes,
-            flush_bytes=settings.flush_bytes,
-            flush_age=settings.flush_age,
-            fsync=settings.fsync,
-        )
-        recovered = spool.recover()
-        log.info("spool opened", extra={"recovered": recovered, "bytes": spool.bytes})
-    if settings.s3_bucket is not None:
-        store = S3Store(
-            bucket=settings.s3_bucket, endpoint_url=settings.s3_endpoint, region=settings.s3_region
-        )
-    service = LogService(hub=hub, metrics=metrics, spool=spool)
-    tokens = read_tokens_file(settings.tokens_file) if settings.tokens_file else {}
-    tokens.update(parse_tokens_env(os.environ.get("SLIPWAY_LOGS_APP_TOKENS", "")))
-    verifier = StaticTokens(admin=settings.admin_token, apps=tokens)
-    app = build_app(
-        hub=hub,
-        verifier=verifier,
-        metrics=metrics,
-        registry=registry,
-        ready=lambda: None,
-        store=store,
-        heartbeat=settings.heartbeat,
-    )
-    forward_server = ForwardServer(
-        service=service,
-        metrics=metrics,
-        shared_key=settings.shared_key,
-        hostname=settings.server_hostname,
-    )
-    runner_ = web.AppRunner(app, handler_cancellation=True)
-    await runner_.setup()
-    site = web.TCPSite(runner_, settings.http_host, settings.http_port)
-    await site.start()
-    await forward_server.start(settings.forward_host, settings.forward_port)
-    if spool is not None and store is not None:
-        tasks.start("archive-uploader", Uploader(spool, store, metrics=metrics).run())
-    log.info("logs service started", extra={"http_port": settings.http_port})
+    component = LogsComponent(settings)
+    await component.start()
     stopper = asyncio.ensure_future(stop.wait())
-    failer = asyncio.ensure_future(tasks.failed.wait())
+    failer = asyncio.ensure_future(component.failed.wait())
     await asyncio.wait({stopper, failer}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     failer.cancel()
-    await forward_server.stop()
-    await tasks.stop()
-    if spool is not None:
-        spool.seal_all()
-        if store is not None:
-            await Uploader(spool, store, metrics=metrics).upload_ready()
-    await runner_.cleanup()
-    return 1 if tasks.failure is not None else 0
+    await component.stop()
+    return 1 if component.failed.is_set() else 0

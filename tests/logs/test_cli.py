@@ -15,10 +15,11 @@ from fluent import sender
 
 from control.cli import main
 from logs.cli import run_service
+from logs.component import LogsComponent
 from logs.s3 import S3Store
 from logs.settings import LogsSettings
 from tests.conftest import free_port
-from tests.logs.conftest import Moto
+from tests.logs.conftest import ForwardClient, Moto
 
 
 @pytest.fixture
@@ -114,3 +115,41 @@ class TestServeAndRead:
         assert await asyncio.wait_for(task, 20) == 0
         [key] = await store.keys("logs/shop/")
         assert b"keep me" in gzip.decompress(await store.get(key))
+
+
+class TestRestart:
+    async def test_lines_acked_during_an_outage_are_uploaded_by_the_next_process(
+        self, tmp_path: Path, moto: Moto
+    ) -> None:
+        settings = LogsSettings(
+            http_port=free_port(),
+            forward_port=free_port(),
+            spool_dir=tmp_path / "spool",
+            s3_bucket="archive",
+            s3_endpoint=moto.url,
+        )
+        moto.stop()
+        first = LogsComponent(settings)
+        await first.start()
+        client = await ForwardClient.connect(settings.forward_port)
+        await client.send(
+            ["slipway.shop.web.1", [[1_795_000_000, {"log": "during outage"}]], {"chunk": "o"}]
+        )
+        assert await client.reply() == {"ack": "o"}
+        await client.close()
+        await first.stop()  # the upload at stop fails: the journal stays in the spool
+        assert list((tmp_path / "spool" / "shop").glob("*.ready"))
+
+        moto.start()
+        store = S3Store(bucket="archive", endpoint_url=moto.url)
+        await store.ensure_bucket()
+        second = LogsComponent(settings)
+        await second.start()
+        try:
+            async with asyncio.timeout(15):
+                while not await store.keys("logs/shop/"):
+                    await asyncio.sleep(0.1)
+        finally:
+            await second.stop()
+        [key] = await store.keys("logs/shop/")
+        assert b"during outage" in gzip.decompress(await store.get(key))
