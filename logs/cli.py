@@ -114,7 +114,8 @@ def _show(event: str, data: str, colour: bool) -> None:
         if colour:
             head, _, body = text.partition("]: ")
             text = click.style(head + "]:", fg=_COLOURS.get(wire["source"])) + " " + body
-        click.echo(text)
+        # colour was decided from stdout being a terminal; say so, or click strips it again
+        click.echo(text, color=colour)
     else:
         count = json.loads(data).get("count")
         click.echo(f"-- {event} {count if count is not None else 'some'} lines --", err=True)

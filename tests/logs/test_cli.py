@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from fluent import sender
 
 from control.cli import main
-from logs.cli import run_service
+from logs.cli import _show, run_service
 from logs.component import LogsComponent
 from logs.s3 import S3Store
 from logs.settings import LogsSettings
@@ -153,3 +154,21 @@ class TestRestart:
             await second.stop()
         [key] = await store.keys("logs/shop/")
         assert b"during outage" in gzip.decompress(await store.get(key))
+
+
+class TestOutput:
+    def test_lines_are_coloured_by_source_on_a_terminal(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        line = {"app": "shop", "seq": 1, "time": 1795000000.0, "source": "router"}
+        data = json.dumps({**line, "process": "router", "text": "at=info"})
+        _show("message", data, colour=True)
+        out = capsys.readouterr().out
+        assert out == "\x1b[35m2026-11-18T11:06:40.000000+00:00 slipway[router]:\x1b[0m at=info\n"
+
+    def test_dropped_and_missed_events_go_to_stderr(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        _show("dropped", '{"count": 7}', colour=False)
+        _show("missed", '{"count": null}', colour=False)
+        assert capsys.readouterr().err == "-- dropped 7 lines --\n-- missed some lines --\n"
