@@ -90,8 +90,11 @@ class Subscriber:
     async def wait(self, timeout: float) -> list[LogLine | Gap]:
         """Whatever is queued, waiting up to ``timeout`` for something (empty on timeout)."""
         if not self._items:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for makes a task per call, and
+            # this runs once per subscriber per batch of lines.
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
             except TimeoutError:
                 return []
         return self.drain()
