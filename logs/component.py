@@ -74,7 +74,7 @@ class LogsComponent:
             verifier=verifier,
             metrics=self.metrics,
             registry=self.registry,
-            ready=lambda: None,
+            ready=self._ready,
             store=self.store,
             heartbeat=settings.heartbeat,
         )
@@ -86,6 +86,13 @@ class LogsComponent:
         )
         self._tasks = TaskSet()
         self._runner: web.AppRunner | None = None
+
+    def _ready(self) -> str | None:
+        # A full spool means forward chunks are refused: tell the probe, so an operator
+        # sees it and Fluent Bit's retries are explained.
+        if self.spool is not None and not self.spool.has_room():
+            return "archive spool is full (S3 unreachable?)"
+        return None
 
     @property
     def failed(self) -> asyncio.Event:

@@ -172,3 +172,21 @@ class TestOutput:
         _show("dropped", '{"count": 7}', colour=False)
         _show("missed", '{"count": null}', colour=False)
         assert capsys.readouterr().err == "-- dropped 7 lines --\n-- missed some lines --\n"
+
+
+class TestReadiness:
+    async def test_a_full_spool_makes_the_service_not_ready_and_says_why(
+        self, tmp_path: Path
+    ) -> None:
+        settings = LogsSettings(
+            http_port=free_port(), forward_port=free_port(), spool_dir=tmp_path, spool_max_bytes=0
+        )
+        component = LogsComponent(settings)
+        await component.start()
+        try:
+            url = f"http://127.0.0.1:{settings.http_port}/readyz"
+            async with aiohttp.ClientSession() as http, http.get(url) as r:
+                assert r.status == 503
+                assert "archive spool is full" in await r.text()
+        finally:
+            await component.stop()
