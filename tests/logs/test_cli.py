@@ -11,13 +11,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from fluent import sender
+from prometheus_client import CollectorRegistry
 
 from control.cli import main
-from logs.cli import _show, run_service
+from logs.auth import StaticTokens
+from logs.cli import _follow, _show, run_service
 from logs.component import LogsComponent
+from logs.http import build_app
+from logs.metrics import LogsMetrics
+from logs.ring import Hub
 from logs.s3 import S3Store
+from logs.service import LogService
 from logs.settings import LogsSettings
 from tests.conftest import free_port
 from tests.logs.conftest import ForwardClient, Moto
@@ -190,3 +197,60 @@ class TestReadiness:
                 assert "archive spool is full" in await r.text()
         finally:
             await component.stop()
+
+
+class TestFollowResume:
+    async def test_tail_reconnects_after_the_server_goes_away_and_resumes_without_duplicates(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        registry = CollectorRegistry()
+        metrics = LogsMetrics(registry)
+        hub = Hub()
+        svc = LogService(hub=hub, metrics=metrics)
+        port = free_port()
+
+        async def serve() -> web.AppRunner:
+            app = build_app(
+                hub=hub,
+                verifier=StaticTokens(admin="adm"),
+                metrics=metrics,
+                registry=registry,
+                ready=lambda: None,
+            )
+            runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            return runner
+
+        def shown() -> list[str]:
+            return [line.rsplit(": ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+
+        runner = await serve()
+        params = {"lines": "100", "tail": "1"}
+        follow = asyncio.create_task(
+            _follow(f"http://127.0.0.1:{port}", "shop", "adm", params, False)
+        )
+        seen: list[str] = []
+        try:
+            for i in range(2):
+                svc.publish("shop", "app", "web.1", f"l{i}", 1.0 + i)
+            async with asyncio.timeout(10):
+                while len(seen) < 2:
+                    seen += shown()
+                    await asyncio.sleep(0.02)
+            await runner.cleanup()  # the connection drops
+            for i in range(2, 4):
+                svc.publish("shop", "app", "web.1", f"l{i}", 1.0 + i)  # while it is away
+            runner = await serve()
+            async with asyncio.timeout(15):
+                while len(seen) < 4:
+                    seen += shown()
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            seen += shown()
+            assert seen == ["l0", "l1", "l2", "l3"]
+        finally:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
+            await runner.cleanup()
