@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "up": "control.up:up",
     "exporter": "exporters.cli:exporter",
     "build": "control.builds.cli:build",
+    "logs": "logs.cli:logs",
 }
 
 

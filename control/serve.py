@@ -9,6 +9,7 @@ COMPONENTS: dict[str, str] = {
     "router": "router.cli:serve",
     "control": "control.server:serve",
     "agent": "agent.cli:serve",
+    "logs": "logs.cli:serve",
 }
 
 serve = LazyGroup(
