@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "login": "control.commands:login",
     "tokens:create": "control.commands:tokens_create",
     "up": "control.up:up",
+    "exporter": "exporters.cli:exporter",
 }
 
 

@@ -6,11 +6,17 @@ request to stdout, and stops on SIGTERM.
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The machine's monotonic clock when the app's code started (before its imports) and when
+# it began listening, sent as headers so bench/wake.py can tell the app's own boot from
+# what slipway adds to a wake.
+STARTED_AT = time.monotonic()
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
 STARTED = time.time()
 
@@ -19,6 +25,7 @@ class Server(ThreadingHTTPServer):
     # The default listen backlog of 5 makes a burst of first requests wait for SYN retries.
     request_queue_size = 1024
     daemon_threads = True
+    ready_at = 0.0
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -36,6 +43,8 @@ class Hello(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Started-At", f"{STARTED_AT:.6f}")
+        self.send_header("X-Ready-At", f"{getattr(self.server, 'ready_at', 0.0):.6f}")
         self.end_headers()
         self.wfile.write(body)
 
@@ -48,6 +57,7 @@ class Hello(BaseHTTPRequestHandler):
 def main() -> None:
     port = int(os.environ.get("PORT", "5000"))
     server = Server(("127.0.0.1", port), Hello)
+    server.ready_at = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"listening on 127.0.0.1:{port}", flush=True)
     try:

@@ -128,6 +128,29 @@ def test_slipway_up_serves_the_app_and_stops_it_on_sigterm(
     assert gone(pid_of_app(body))
 
 
+def test_the_readme_demo_wakes_hello_localhost(processes: list[subprocess.Popen[bytes]]) -> None:
+    examples = Path(__file__).parents[2] / "examples" / "apps.toml"
+    port, ops, agent_port = free_port(), free_port(), free_port()
+    up = subprocess.Popen(
+        [
+            SLIPWAY,
+            "up",
+            str(examples),
+            f"--port={port}",
+            f"--ops-port={ops}",
+            f"--agent-port={agent_port}",
+            "--log-level=WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    processes.append(up)
+    status, body, headers = request(port, host="hello.localhost")
+    assert (status, body.split(",")[0]) == (200, "Hello from web.1")
+    assert "Slipway-Wake" in headers
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(15) == 0
+
+
 def test_the_router_refuses_an_agent_url_that_is_not_http() -> None:
     result = CliRunner().invoke(main, ["serve", "router", "--agent-url", "agent:9081"])
     assert result.exit_code == 2

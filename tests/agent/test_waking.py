@@ -140,10 +140,10 @@ async def test_an_idle_app_sleeps_and_its_process_stops(slipway: StartUp, tmp_pa
 async def test_an_app_stays_awake_while_a_request_is_in_flight(
     slipway: StartUp, tmp_path: Path
 ) -> None:
-    s = await slipway(write_app(tmp_path, "hello", idle_after="0.2s"))
+    s = await slipway(write_app(tmp_path, "hello", idle_after="0.5s"))
     async with aiohttp.ClientSession() as http:
         await get(http, s.url, HOST)
-        status, _, _ = await get(http, s.url, HOST, "/slow?s=1")
+        status, _, _ = await get(http, s.url, HOST, "/slow?s=1.5")
         assert status == 200
         assert s.metric("slipway_agent_sleeps_total", app="hello") == 0
     await s.until(lambda: s.state("hello") == "asleep", timeout=5)
