@@ -45,6 +45,12 @@ from control.store.db import Store
 
 log = logging.getLogger(__name__)
 
+#: Seconds a verified token is trusted without asking the store again: the delay
+#: before another replica sees a revocation, and the most an app token can lag a rename.
+TOKEN_CACHE_TTL = 1.0
+#: Cached tokens before the cache starts over (a bound, not a tuning knob).
+TOKEN_CACHE_MAX = 10_000
+
 TargetsWriter = Callable[[list[Addon]], Awaitable[None]]
 #: What a new release runs, from the current one: (artifact, procfile, config).
 Compose = Callable[[Release], tuple[str | None, Mapping[str, str], Mapping[str, str]]]
@@ -63,6 +69,7 @@ class Control:
         provisioners: Mapping[str, Provisioner] | None = None,
         targets_writer: TargetsWriter | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.target = target
@@ -70,6 +77,11 @@ class Control:
         self._targets_writer = targets_writer
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
+        self._monotonic = monotonic
+        #: digest -> (principal, until): every request checks its token, and a lookup
+        #: is a transaction. Revocations and deletions here clear it at once; another
+        #: replica's take effect within TOKEN_CACHE_TTL.
+        self._principals: dict[str, tuple[auth.Principal, float]] = {}
 
     def _lock(self, app: App) -> asyncio.Lock:
         return self._locks.setdefault(app.id, asyncio.Lock())
@@ -126,11 +138,20 @@ class Control:
     # -- auth -----------------------------------------------------------------
 
     async def authenticate(self, secret: str) -> auth.Principal:
+        digest = auth.digest(secret)
+        now = self._monotonic()
+        cached = self._principals.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         async with self.store.tx(write=False) as tx:
-            token = await tx.find_token(auth.digest(secret))
+            token = await tx.find_token(digest)
         if token is None:
             raise Unauthorized("the token is not valid", id="unauthorized")
-        return auth.Principal(token)
+        if len(self._principals) >= TOKEN_CACHE_MAX:
+            self._principals.clear()
+        principal = auth.Principal(token)
+        self._principals[digest] = (principal, now + TOKEN_CACHE_TTL)
+        return principal
 
     async def create_token(
         self, *, name: object, admin: bool, app: str | None, actor: str
@@ -165,6 +186,7 @@ class Control:
                 detail={"token": token_id},
                 now=self._clock(),
             )
+        self._principals.clear()
 
     # -- apps -----------------------------------------------------------------
 
@@ -210,6 +232,7 @@ class Control:
             await tx.record(
                 actor=actor, action="app.rename", app=new_name, detail={"from": name}, now=now
             )
+        self._principals.clear()  # app tokens name their app
         if renamed.current_release is not None and name != new_name:
             # The runtime knows the app by name: move its processes under the new one.
             await self.target.forget(name)
@@ -234,6 +257,7 @@ class Control:
                     detail={"addons": [a.name for a in addons]},
                     now=now,
                 )
+        self._principals.clear()  # its tokens are gone
         self._locks.pop(app.id, None)
         await self._write_targets()
         return app

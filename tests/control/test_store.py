@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from control.errors import Conflict, NotFound, StoreError
+from control.errors import Conflict, NotFound, StoreError, Unauthorized
 from control.models import Addon, ReleaseStatus
-from control.service import Control
+from control.service import TOKEN_CACHE_TTL, Control
 from control.store.db import Store, safe_url
 from control.store.schema import metadata
 from tests.control.conftest import running_api
@@ -199,3 +199,25 @@ class TestApiOnPostgres:
             assert (status, error["id"]) == (409, "name_taken")
             _, releases, _ = await api.call("GET", "/apps/shop/releases")
             assert [r["version"] for r in releases] == [1, 2]
+
+
+class TestTokenCache:
+    async def test_another_replicas_revocation_takes_effect_within_the_ttl(
+        self, tmp_path: Path
+    ) -> None:
+        now = [100.0]
+        store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
+        control = Control(store=store, target=RecordingTarget(), monotonic=lambda: now[0])
+        try:
+            await control.start()
+            token, secret = await control.create_token(name="ci", admin=True, app=None, actor="me")
+            await control.authenticate(secret)
+            async with store.tx() as tx:  # as another replica would revoke it
+                await tx.delete_token(token.id)
+            now[0] += TOKEN_CACHE_TTL / 2
+            assert (await control.authenticate(secret)).token.id == token.id
+            now[0] += TOKEN_CACHE_TTL
+            with pytest.raises(Unauthorized):
+                await control.authenticate(secret)
+        finally:
+            await store.close()
