@@ -1,17 +1,30 @@
 """The exporters' targets files, written from the add-on registry.
 
 One file per service (``postgres-targets.toml``, ``redis-targets.toml``) in
-the exporters' format::
+the format exporters/targets.py reads. Two shapes:
+
+With a monitoring DSN for the shared server (``server_dsn_env``: the name of
+the variable holding it in the exporter's environment), the server is one
+target and each Postgres add-on a database target polled through it, so
+scraping never takes one of a tenant's few connections::
+
+    [[targets]]
+    name = "shared-postgres"
+    dsn_env = "SLIPWAY_EXPORTER_POSTGRES_DSN"
 
     [[targets]]
     name = "postgres-1a2b3c4d"
-    dsn_file = "/var/lib/slipway/exporters/dsn/postgres-1a2b3c4d"
+    server = "shared-postgres"
+    database = "slipway_0123456789ab"
     labels = { app = "shop", plan = "mini", addon = "postgres-1a2b3c4d" }
+    limits = { connections = 5 }
 
-Credentials go by file reference (one 0600 file per add-on under ``dsn/``),
-never inline, so the targets file can be read, diffed and logged freely.
-Files are replaced atomically (write, then rename) so an exporter reloading
-mid-write never reads half a file.
+Without one, each Postgres add-on is polled with its own credentials by file
+reference (``dsn_file``, one 0600 file per add-on under ``dsn/``, never inline)
+and ``scope = "database"``. Redis tenants may not run INFO (it is in
+@dangerous), so Redis add-ons on a shared server are visible through the
+server target only. Files are replaced atomically (write, rename), so an
+exporter reloading mid-write never reads half a file.
 """
 
 from __future__ import annotations
@@ -20,34 +33,69 @@ import asyncio
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from control.addons.plans import POSTGRES_PLANS
 from control.models import Addon
 
 SERVICES = ("postgres", "redis")
 
 
-def _toml_string(value: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Servers:
+    """Names of the variables holding monitoring DSNs in the exporters' environment."""
+
+    postgres_dsn_env: str | None = None
+    redis_dsn_env: str | None = None
+
+    def dsn_env(self, service: str) -> str | None:
+        return self.postgres_dsn_env if service == "postgres" else self.redis_dsn_env
+
+
+def _toml(value: str) -> str:
     # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).
     return json.dumps(value)
 
 
-def render(addons: Iterable[Addon], *, service: str, dsn_dir: Path) -> str:
+def _table(pairs: Iterable[tuple[str, str | int]]) -> str:
+    return ", ".join(f"{k} = {v if isinstance(v, int) else _toml(v)}" for k, v in pairs)
+
+
+def _labels(addon: Addon) -> str:
+    return _table((("app", addon.app), ("plan", addon.plan), ("addon", addon.name)))
+
+
+def render(
+    addons: Iterable[Addon], *, service: str, dsn_dir: Path, servers: Servers = Servers()
+) -> str:
     """The targets file for one service (pure)."""
+    mine = sorted((a for a in addons if a.service == service), key=lambda a: a.name)
     blocks = ["# Written by the slipway control plane; changes here are overwritten.\n"]
-    for addon in sorted(addons, key=lambda a: a.name):
-        if addon.service != service:
-            continue
-        labels = ", ".join(
-            f"{key} = {_toml_string(value)}"
-            for key, value in (("app", addon.app), ("plan", addon.plan), ("addon", addon.name))
-        )
+    server_env = servers.dsn_env(service)
+    server_name = f"shared-{service}"
+    if server_env is not None:
         blocks.append(
-            "[[targets]]\n"
-            f"name = {_toml_string(addon.name)}\n"
-            f"dsn_file = {_toml_string(str(dsn_dir / addon.name))}\n"
-            f"labels = {{ {labels} }}\n"
+            f"[[targets]]\nname = {_toml(server_name)}\ndsn_env = {_toml(server_env)}\n"
+            'labels = { cluster = "shared" }\n'
         )
+    for addon in mine:
+        if service == "postgres":
+            plan = POSTGRES_PLANS.get(addon.plan)
+            limits = (
+                f"limits = {{ {_table([('connections', plan.connection_limit)])} }}\n"
+                if plan is not None
+                else ""
+            )
+            if server_env is not None:
+                where = f"server = {_toml(server_name)}\ndatabase = {_toml(addon.resource)}\n"
+            else:
+                where = f'dsn_file = {_toml(str(dsn_dir / addon.name))}\nscope = "database"\n'
+            blocks.append(
+                f"[[targets]]\nname = {_toml(addon.name)}\n{where}"
+                f"labels = {{ {_labels(addon)} }}\n{limits}"
+            )
+        # Redis tenants cannot run INFO: the shared server's target covers them.
     return "\n".join(blocks)
 
 
@@ -59,19 +107,23 @@ def _replace(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def write_sync(directory: Path, addons: list[Addon]) -> None:
+def write_sync(directory: Path, addons: list[Addon], servers: Servers = Servers()) -> None:
     dsn_dir = directory / "dsn"
     dsn_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    wanted = {addon.name for addon in addons}
+    # DSN files only where a target refers to one: Postgres add-ons polled with their own.
+    wanted = {
+        a.name for a in addons if a.service == "postgres" and servers.postgres_dsn_env is None
+    }
     for addon in addons:
-        _replace(dsn_dir / addon.name, addon.url, 0o600)
+        if addon.name in wanted:
+            _replace(dsn_dir / addon.name, addon.url, 0o600)
     for stale in dsn_dir.iterdir():
         if stale.name not in wanted and not stale.name.startswith("."):
             stale.unlink()
     for service in SERVICES:
-        text = render(addons, service=service, dsn_dir=dsn_dir)
+        text = render(addons, service=service, dsn_dir=dsn_dir, servers=servers)
         _replace(directory / f"{service}-targets.toml", text, 0o644)
 
 
-async def write(directory: Path, addons: list[Addon]) -> None:
-    await asyncio.to_thread(write_sync, directory, addons)
+async def write(directory: Path, addons: list[Addon], servers: Servers = Servers()) -> None:
+    await asyncio.to_thread(write_sync, directory, addons, servers)

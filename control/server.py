@@ -66,8 +66,13 @@ def build_control(
     if targets_dir is not None:
         directory = Path(targets_dir)
 
+        servers = exporter_targets.Servers(
+            postgres_dsn_env=settings.exporter_postgres_dsn_env,
+            redis_dsn_env=settings.exporter_redis_dsn_env,
+        )
+
         async def writer(addons: list[Addon]) -> None:
-            await exporter_targets.write(directory, addons)
+            await exporter_targets.write(directory, addons, servers)
 
     return Control(
         store=Store.open(settings.db_url),
@@ -201,6 +206,18 @@ async def serve_api(
     help="Where to write the exporters' targets files.",
 )
 @click.option(
+    "--exporter-postgres-dsn-env",
+    envvar="SLIPWAY_EXPORTER_POSTGRES_DSN_ENV",
+    default=None,
+    help="Variable holding a monitoring DSN of the shared PostgreSQL in the exporter's env.",
+)
+@click.option(
+    "--exporter-redis-dsn-env",
+    envvar="SLIPWAY_EXPORTER_REDIS_DSN_ENV",
+    default=None,
+    help="Variable holding a monitoring URL of the shared Redis in the exporter's env.",
+)
+@click.option(
     "--release-timeout",
     envvar="SLIPWAY_RELEASE_TIMEOUT",
     default="5m",
@@ -212,7 +229,8 @@ def serve(
     *, db_url: str, host: str, port: int, postgres_admin_dsn: str | None,
     postgres_public_host: str, postgres_public_port: int, redis_admin_url: str | None,
     redis_public_host: str, redis_public_port: int, addon_prefix: str,
-    exporter_targets_dir: str | None, release_timeout: str, log_level: str,
+    exporter_targets_dir: str | None, exporter_postgres_dsn_env: str | None,
+    exporter_redis_dsn_env: str | None, release_timeout: str, log_level: str,
 ) -> None:  # fmt: skip
     """The control plane's HTTP API (the admin token comes from SLIPWAY_ADMIN_TOKEN)."""
     try:
@@ -233,6 +251,8 @@ def serve(
             redis_public_port=redis_public_port,
         ),
         exporter_targets_dir=exporter_targets_dir,
+        exporter_postgres_dsn_env=exporter_postgres_dsn_env,
+        exporter_redis_dsn_env=exporter_redis_dsn_env,
         release_timeout=timeout,
     )
     logfmt.configure(log_level)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,22 +30,26 @@ from control.errors import (
 )
 from control.models import Addon, App, AuditEntry, Formation, Release, ReleaseStatus, Token
 from control.releasing import Deployment, Dyno, ReleaseTarget, split_procfile
+from control.rules import (
+    ATTACHMENT,
+    DEFAULT_ATTACHMENT,
+    apply_config_changes,
+    apply_formation_update,
+    as_int,
+    default_formation,
+    validate_app_name,
+    validate_config_changes,
+    validate_procfile,
+)
 from control.store.db import Store
 
 log = logging.getLogger(__name__)
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,29}$")
-CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-PROCESS_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
-ATTACHMENT = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
-#: One app's processes past this are a typo, not a plan (a local machine runs them all).
-MAX_QUANTITY = 100
-#: All of an app's config vars together (Heroku's limit): env is not a data store.
-MAX_CONFIG_BYTES = 32 * 1024
-#: The platform's default: sleep after 5 idle minutes.
-DEFAULT_IDLE_AFTER = 300.0
-DEFAULT_MAX_SCALE = 10
-DEFAULT_ATTACHMENT = {"postgres": "DATABASE", "redis": "REDIS"}
+#: Seconds a verified token is trusted without asking the store again: the delay
+#: before another replica sees a revocation, and the most an app token can lag a rename.
+TOKEN_CACHE_TTL = 1.0
+#: Cached tokens before the cache starts over (a bound, not a tuning knob).
+TOKEN_CACHE_MAX = 10_000
 
 TargetsWriter = Callable[[list[Addon]], Awaitable[None]]
 #: What a new release runs, from the current one: (artifact, procfile, config).
@@ -55,88 +58,6 @@ Compose = Callable[[Release], tuple[str | None, Mapping[str, str], Mapping[str, 
 
 def same_as(current: Release) -> tuple[str | None, Mapping[str, str], Mapping[str, str]]:
     return current.artifact, current.procfile, current.config
-
-
-def default_formation(process: str, *, now: float) -> Formation:
-    # Heroku's habit: web runs one dyno, every other type starts at zero.
-    return Formation(
-        type=process,
-        quantity=1 if process == "web" else 0,
-        idle_after=DEFAULT_IDLE_AFTER,
-        min_scale=0,
-        max_scale=DEFAULT_MAX_SCALE,
-        never_sleep=False,
-        updated_at=now,
-    )
-
-
-def as_int(value: object) -> int | None:
-    """An integer sent as JSON: 2 or 2.0 (JSON Schema's integer), never true/false."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def validate_app_name(name: object) -> str:
-    if not isinstance(name, str) or not APP_NAME.match(name):
-        raise Unprocessable(
-            f"app name {name!r} is invalid: 2-30 characters, lowercase letters, digits and "
-            "dashes, starting with a letter",
-            id="invalid_name",
-        )
-    return name
-
-
-def validate_procfile(procfile: object) -> dict[str, str]:
-    if not isinstance(procfile, dict) or not procfile:
-        raise Unprocessable("procfile must be a non-empty object of type -> command")
-    for name, command in procfile.items():
-        if not PROCESS_TYPE.match(name):
-            raise Unprocessable(f"process type {name!r} is invalid: lowercase, up to 30 chars")
-        if not isinstance(command, str) or not command.strip():
-            raise Unprocessable(f"the command of process type {name!r} must be a non-empty string")
-    return dict(procfile)
-
-
-def apply_formation_update(current: Formation, update: Mapping[str, Any], now: float) -> Formation:
-    """The formation after one update (pure): checked field by field, then as a whole."""
-    known = {"type", "quantity", "idle_after", "min_scale", "max_scale", "never_sleep"}
-    unknown = sorted(set(update) - known)
-    if unknown:
-        raise Unprocessable(f"unknown formation fields: {', '.join(unknown)}")
-    values: dict[str, Any] = {
-        "quantity": current.quantity,
-        "idle_after": current.idle_after,
-        "min_scale": current.min_scale,
-        "max_scale": current.max_scale,
-        "never_sleep": current.never_sleep,
-    }
-    for key in ("quantity", "min_scale", "max_scale"):
-        if key in update:
-            value = as_int(update[key])
-            if value is None or not 0 <= value <= MAX_QUANTITY:
-                raise Unprocessable(f"{key} must be an integer from 0 to {MAX_QUANTITY}")
-            values[key] = value
-    if "idle_after" in update:
-        value = update["idle_after"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
-            raise Unprocessable("idle_after must be a number of seconds, at least 1")
-        values["idle_after"] = float(value)
-    if "never_sleep" in update:
-        if not isinstance(update["never_sleep"], bool):
-            raise Unprocessable("never_sleep must be true or false")
-        values["never_sleep"] = update["never_sleep"]
-    if values["min_scale"] > values["max_scale"]:
-        raise Unprocessable("min_scale must not exceed max_scale")
-    if values["quantity"] > values["max_scale"]:
-        raise Unprocessable(
-            f"quantity {values['quantity']} exceeds max_scale {values['max_scale']}"
-        )
-    return Formation(type=current.type, updated_at=now, **values)
 
 
 class Control:
@@ -148,6 +69,7 @@ class Control:
         provisioners: Mapping[str, Provisioner] | None = None,
         targets_writer: TargetsWriter | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.target = target
@@ -155,6 +77,11 @@ class Control:
         self._targets_writer = targets_writer
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
+        self._monotonic = monotonic
+        #: digest -> (principal, until): every request checks its token, and a lookup
+        #: is a transaction. Revocations and deletions here clear it at once; another
+        #: replica's take effect within TOKEN_CACHE_TTL.
+        self._principals: dict[str, tuple[auth.Principal, float]] = {}
 
     def _lock(self, app: App) -> asyncio.Lock:
         return self._locks.setdefault(app.id, asyncio.Lock())
@@ -211,11 +138,20 @@ class Control:
     # -- auth -----------------------------------------------------------------
 
     async def authenticate(self, secret: str) -> auth.Principal:
+        digest = auth.digest(secret)
+        now = self._monotonic()
+        cached = self._principals.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         async with self.store.tx(write=False) as tx:
-            token = await tx.find_token(auth.digest(secret))
+            token = await tx.find_token(digest)
         if token is None:
             raise Unauthorized("the token is not valid", id="unauthorized")
-        return auth.Principal(token)
+        if len(self._principals) >= TOKEN_CACHE_MAX:
+            self._principals.clear()
+        principal = auth.Principal(token)
+        self._principals[digest] = (principal, now + TOKEN_CACHE_TTL)
+        return principal
 
     async def create_token(
         self, *, name: object, admin: bool, app: str | None, actor: str
@@ -250,6 +186,7 @@ class Control:
                 detail={"token": token_id},
                 now=self._clock(),
             )
+        self._principals.clear()
 
     # -- apps -----------------------------------------------------------------
 
@@ -295,6 +232,7 @@ class Control:
             await tx.record(
                 actor=actor, action="app.rename", app=new_name, detail={"from": name}, now=now
             )
+        self._principals.clear()  # app tokens name their app
         if renamed.current_release is not None and name != new_name:
             # The runtime knows the app by name: move its processes under the new one.
             await self.target.forget(name)
@@ -319,6 +257,7 @@ class Control:
                     detail={"addons": [a.name for a in addons]},
                     now=now,
                 )
+        self._principals.clear()  # its tokens are gone
         self._locks.pop(app.id, None)
         await self._write_targets()
         return app
@@ -335,13 +274,7 @@ class Control:
     async def update_config(
         self, name: str, changes: object, *, actor: str
     ) -> tuple[dict[str, str], Release]:
-        if not isinstance(changes, dict) or not changes:
-            raise Unprocessable("send an object of NAME -> value, or null to unset NAME")
-        for key, value in changes.items():
-            if not CONFIG_KEY.match(key):
-                raise Unprocessable(f"config var name {key!r} is invalid", id="invalid_config_var")
-            if value is not None and not isinstance(value, str):
-                raise Unprocessable(f"the value of {key} must be a string or null")
+        changes = validate_config_changes(changes)
         async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             owned = {a.config_var: a.name for a in await tx.list_addons(app)}
@@ -353,19 +286,7 @@ class Control:
                 )
 
         def compose(current: Release) -> tuple[str | None, Mapping[str, str], Mapping[str, str]]:
-            config = dict(current.config)
-            for key, value in changes.items():
-                if value is None:
-                    config.pop(key, None)
-                else:
-                    config[key] = value
-            size = sum(len(k.encode()) + len(v.encode()) for k, v in config.items())
-            if size > MAX_CONFIG_BYTES:
-                raise Unprocessable(
-                    f"config vars would take {size} bytes; the limit is {MAX_CONFIG_BYTES}",
-                    id="config_too_large",
-                )
-            return current.artifact, current.procfile, config
+            return current.artifact, current.procfile, apply_config_changes(current.config, changes)
 
         set_keys = sorted(k for k, v in changes.items() if v is not None)
         unset_keys = sorted(k for k, v in changes.items() if v is None)

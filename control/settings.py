@@ -40,5 +40,9 @@ class ControlSettings:
     #: Directory where the exporters' targets files (and the DSN files they refer to)
     #: are rewritten after every add-on change. None: not written.
     exporter_targets_dir: str | None = None
+    #: Names of the variables that hold monitoring DSNs of the shared servers in the
+    #: exporters' environment; with one, add-ons are polled through the server target.
+    exporter_postgres_dsn_env: str | None = None
+    exporter_redis_dsn_env: str | None = None
     #: Seconds a ``release:`` command may run before the release fails.
     release_timeout: float = 300.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,14 +49,42 @@ async def scratch_database() -> AsyncIterator[str]:
             )
 
 
+@pytest.fixture(scope="session")
+def pg_scratch() -> Iterator[str]:
+    """One PostgreSQL database for the whole run, emptied before each test that uses it.
+
+    CREATE and DROP DATABASE each force a checkpoint, which on a server shared
+    by several test runs can take tens of seconds; emptying the schema does not.
+    """
+    name = f"{TEST_PREFIX}{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+async def pg_url(pg_scratch: str) -> str:
+    """The scratch database, empty: the state store's URL on PostgreSQL."""
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + pg_scratch
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("DROP SCHEMA public CASCADE")
+        await conn.execute("CREATE SCHEMA public")
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_scratch}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The state store's URL: every test using it runs on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/state.db"
-    else:
-        async with scratch_database() as url:
-            yield url
+        return f"sqlite+aiosqlite:///{tmp_path}/state.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 ADMIN_TOKEN = "slw_test-admin-token-0123456789abcdef0123456789"

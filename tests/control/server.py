@@ -6,6 +6,7 @@ these tests talk to the API in another process, the way users do.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from control.addons.postgres import PostgresAddons
+from control.addons.redis import RedisAddons
+from control.store.db import Store
 from tests.conftest import free_port
 from tests.control.conftest import ADMIN_DSN, ADMIN_TOKEN, REDIS_URL, TEST_PREFIX
 
@@ -76,15 +80,31 @@ def control_server(tmp: Path, *, extra_env: dict[str, str] | None = None) -> Ite
             time.sleep(0.1)
         yield server
     finally:
-        with contextlib.suppress(OSError):
-            # Add-ons a test left behind must not stay on the shared servers.
-            apps = server.call("GET", "/apps")
-            assert isinstance(apps, list)
-            for app in apps:
-                server.call("DELETE", f"/apps/{app['name']}")
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        # Whatever a test (or the fuzzer) left, the shared servers must not keep it:
+        # destroy every add-on still in the server's registry, straight from its store.
+        asyncio.run(_destroy_leftovers(f"sqlite+aiosqlite:///{tmp}/state.db"))
+
+
+async def _destroy_leftovers(db_url: str) -> None:
+    store = Store.open(db_url)
+    provisioners = {
+        "postgres": PostgresAddons(
+            admin_dsn=ADMIN_DSN, public_host="127.0.0.1", public_port=5432, prefix=TEST_PREFIX
+        ),
+        "redis": RedisAddons(
+            admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
+        ),
+    }
+    try:
+        async with store.tx(write=False) as tx:
+            leftovers = await tx.all_addons()
+        for addon in leftovers:
+            await provisioners[addon.service].destroy(addon.resource)
+    finally:
+        await store.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError
 
 from control.addons import Provisioned
@@ -39,15 +42,23 @@ def pg_addons() -> PostgresAddons:
     )
 
 
-@pytest.fixture
-async def two_pg(pg_addons: PostgresAddons) -> AsyncIterator[tuple[Provisioned, Provisioned]]:
-    a = await pg_addons.create("tiny")
-    b = await pg_addons.create("tiny")
+@pytest.fixture(scope="module")
+def two_pg() -> Iterator[tuple[Provisioned, Provisioned]]:
+    """Two tenants shared by the module's tests: each CREATE/DROP DATABASE costs a checkpoint."""
+    addons = PostgresAddons(
+        admin_dsn=ADMIN_DSN,
+        public_host="127.0.0.1",
+        public_port=5432,
+        prefix=TEST_PREFIX,
+        plans=TEST_PG_PLANS,
+    )
+    a = asyncio.run(addons.create("tiny"))
+    b = asyncio.run(addons.create("tiny"))
     try:
         yield a, b
     finally:
-        await pg_addons.destroy(a.resource)
-        await pg_addons.destroy(b.resource)
+        asyncio.run(addons.destroy(a.resource))
+        asyncio.run(addons.destroy(b.resource))
 
 
 async def admin_scalar(query: str, *args: object) -> object:
@@ -62,7 +73,7 @@ class TestPostgresTenants:
     ) -> None:
         a, _ = two_pg
         async with await psycopg.AsyncConnection.connect(a.url, autocommit=True) as conn:
-            await conn.execute("CREATE TABLE notes (body text)")
+            await conn.execute("CREATE TABLE IF NOT EXISTS notes (body text)")
             await conn.execute("INSERT INTO notes VALUES ('mine')")
             row = await (await conn.execute("SELECT body FROM notes")).fetchone()
         assert row == ("mine",)
@@ -223,7 +234,13 @@ class TestRedisTenants:
 
     async def test_a_wrong_password_is_refused(self, two_redis: RedisPair) -> None:
         _, _, a, _ = two_redis
-        wrong = aioredis.Redis(host="127.0.0.1", port=6379, username=a.resource, password="nope")
+        wrong = aioredis.Redis(
+            host="127.0.0.1",
+            port=6379,
+            username=a.resource,
+            password="nope",
+            retry=Retry(NoBackoff(), 0),  # a refusal is final; no retries to wait out
+        )
         try:
             with pytest.raises(AuthenticationError):
                 await wrong.ping()

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
+from exporters.targets import Kind, parse_targets
 from tests.control.conftest import ADMIN_DSN, Api
 
 
@@ -146,25 +147,32 @@ class TestExporterTargets:
         self, api: Api, shop: str
     ) -> None:
         _, pg, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "postgres:mini"})
-        _, rd, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "redis:mini"})
-        postgres = tomllib.loads((api.targets_dir / "postgres-targets.toml").read_text())
-        redis = tomllib.loads((api.targets_dir / "redis-targets.toml").read_text())
+        await api.call("POST", "/apps/shop/addons", json={"plan": "redis:mini"})
+        text = (api.targets_dir / "postgres-targets.toml").read_text()
+        postgres = tomllib.loads(text)
         assert postgres["targets"] == [
             {
                 "name": pg["name"],
                 "dsn_file": str(api.targets_dir / "dsn" / pg["name"]),
+                "scope": "database",
                 "labels": {"app": "shop", "plan": "mini", "addon": pg["name"]},
+                "limits": {"connections": 5},
             }
         ]
-        assert [t["name"] for t in redis["targets"]] == [rd["name"]]
+        assert "postgresql://" not in text
         _, config, _ = await api.call("GET", "/apps/shop/config-vars")
         dsn_file = Path(postgres["targets"][0]["dsn_file"])
         assert dsn_file.read_text() == config["DATABASE_URL"]
         assert dsn_file.stat().st_mode & 0o777 == 0o600
-        assert "postgresql://" not in (api.targets_dir / "postgres-targets.toml").read_text()
+        # The exporter reads it with its own parser, resolving the DSN from the file.
+        (target,) = parse_targets(
+            text, kind=Kind.POSTGRES, environ={}, read_file=lambda p: Path(p).read_text()
+        )
+        assert (target.dsn, target.scope.value) == (config["DATABASE_URL"], "database")
+        # Redis tenants may not run INFO: no per-tenant target without a server DSN.
+        assert tomllib.loads((api.targets_dir / "redis-targets.toml").read_text()) == {}
         await api.call("DELETE", f"/apps/shop/addons/{pg['name']}")
-        postgres = tomllib.loads((api.targets_dir / "postgres-targets.toml").read_text())
-        assert postgres.get("targets", []) == []
+        assert tomllib.loads((api.targets_dir / "postgres-targets.toml").read_text()) == {}
         assert not dsn_file.exists()
 
 

@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from control.errors import Conflict, NotFound, StoreError
+from control.errors import Conflict, NotFound, StoreError, Unauthorized
 from control.models import Addon, ReleaseStatus
-from control.service import Control
+from control.service import TOKEN_CACHE_TTL, Control
 from control.store.db import Store, safe_url
 from control.store.schema import metadata
-from tests.control.conftest import running_api, scratch_database
+from tests.control.conftest import running_api
 from tests.control.targets import RecordingTarget
 
 
@@ -42,17 +42,16 @@ class TestMigrations:
             version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
         assert version == "0001"
 
-    async def test_replicas_starting_together_migrate_once(self) -> None:
-        async with scratch_database() as url:
-            stores = [Store.open(url) for _ in range(3)]
-            try:
-                await asyncio.gather(*(store.migrate() for store in stores))
-                async with stores[0].engine.connect() as conn:
-                    version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
-                assert version == "0001"
-            finally:
-                for store in stores:
-                    await store.close()
+    async def test_replicas_starting_together_migrate_once(self, pg_url: str) -> None:
+        stores = [Store.open(pg_url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(store.migrate() for store in stores))
+            async with stores[0].engine.connect() as conn:
+                version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+            assert version == "0001"
+        finally:
+            for store in stores:
+                await store.close()
 
     async def test_an_unreachable_database_is_a_store_error_without_the_password(self) -> None:
         store = Store.open("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/none")
@@ -189,8 +188,10 @@ class TestNothingLivesOnlyInMemory:
 
 
 class TestApiOnPostgres:
-    async def test_the_api_runs_on_postgresql_as_on_sqlite(self, tmp_path: Path) -> None:
-        async with scratch_database() as url, running_api(url, tmp_path) as api:
+    async def test_the_api_runs_on_postgresql_as_on_sqlite(
+        self, pg_url: str, tmp_path: Path
+    ) -> None:
+        async with running_api(pg_url, tmp_path) as api:
             assert (await api.call("POST", "/apps", json={"name": "shop"}))[0] == 201
             status, config, _ = await api.call("PATCH", "/apps/shop/config-vars", json={"A": "1"})
             assert (status, config) == (200, {"A": "1"})
@@ -198,3 +199,25 @@ class TestApiOnPostgres:
             assert (status, error["id"]) == (409, "name_taken")
             _, releases, _ = await api.call("GET", "/apps/shop/releases")
             assert [r["version"] for r in releases] == [1, 2]
+
+
+class TestTokenCache:
+    async def test_another_replicas_revocation_takes_effect_within_the_ttl(
+        self, tmp_path: Path
+    ) -> None:
+        now = [100.0]
+        store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
+        control = Control(store=store, target=RecordingTarget(), monotonic=lambda: now[0])
+        try:
+            await control.start()
+            token, secret = await control.create_token(name="ci", admin=True, app=None, actor="me")
+            await control.authenticate(secret)
+            async with store.tx() as tx:  # as another replica would revoke it
+                await tx.delete_token(token.id)
+            now[0] += TOKEN_CACHE_TTL / 2
+            assert (await control.authenticate(secret)).token.id == token.id
+            now[0] += TOKEN_CACHE_TTL
+            with pytest.raises(Unauthorized):
+                await control.authenticate(secret)
+        finally:
+            await store.close()

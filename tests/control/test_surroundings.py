@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from control import exporter_targets
 from control.cli import main
 from control.models import Addon
+from exporters.targets import Kind, parse_targets
 from tests.control.conftest import Api
 
 
@@ -47,10 +48,37 @@ class TestTargetsFile:
         parsed = tomllib.loads(text)
         assert parsed["targets"][0]["labels"]["app"] == 'we"ird\\app'
 
-    def test_only_the_services_addons_are_listed(self, tmp_path: Path) -> None:
-        addons = [addon("postgres-1", "a"), addon("redis-1", "a", service="redis")]
-        text = exporter_targets.render(addons, service="redis", dsn_dir=tmp_path)
-        assert [t["name"] for t in tomllib.loads(text)["targets"]] == ["redis-1"]
+    def test_with_a_server_dsn_add_ons_are_polled_through_the_server(self, tmp_path: Path) -> None:
+        servers = exporter_targets.Servers(
+            postgres_dsn_env="PG_MONITOR_DSN", redis_dsn_env="REDIS_MONITOR_URL"
+        )
+        addons = [addon("postgres-1", "shop"), addon("redis-1", "shop", service="redis")]
+        exporter_targets.write_sync(tmp_path, addons, servers)
+        environ = {
+            "PG_MONITOR_DSN": "postgresql://monitor@127.0.0.1/postgres",
+            "REDIS_MONITOR_URL": "redis://monitor@127.0.0.1:6379/0",
+        }
+        postgres = parse_targets(
+            (tmp_path / "postgres-targets.toml").read_text(),
+            kind=Kind.POSTGRES,
+            environ=environ,
+            read_file=lambda p: Path(p).read_text(),
+        )
+        assert [(t.name, t.server, t.database) for t in postgres] == [
+            ("shared-postgres", None, None),
+            ("postgres-1", "shared-postgres", "postgres-1"),
+        ]
+        assert postgres[1].limits.connections == 5
+        assert dict(postgres[1].labels) == {"app": "shop", "plan": "mini", "addon": "postgres-1"}
+        redis = parse_targets(
+            (tmp_path / "redis-targets.toml").read_text(),
+            kind=Kind.REDIS,
+            environ=environ,
+            read_file=lambda p: Path(p).read_text(),
+        )
+        assert [t.name for t in redis] == ["shared-redis"]
+        # No tenant credentials on disk when nothing refers to them.
+        assert list((tmp_path / "dsn").iterdir()) == []
 
     def test_an_empty_registry_writes_empty_files(self, tmp_path: Path) -> None:
         exporter_targets.write_sync(tmp_path, [])
