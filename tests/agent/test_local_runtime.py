@@ -18,7 +18,7 @@ from agent.runtime import ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
 from tests.agent.conftest import HERE, ListSink
 
-APP = f"{sys.executable} {HERE / 'app.py'}"
+APP = f"{sys.executable} -S {HERE / 'app.py'}"
 
 
 @dataclass
