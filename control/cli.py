@@ -15,7 +15,28 @@ import click
 #: name -> "module:attribute"; each package registers its commands here.
 COMMANDS: dict[str, str] = {
     "serve": "control.serve:serve",
+    "apps": "control.commands:apps",
+    "apps:create": "control.commands:apps_create",
+    "apps:rename": "control.commands:apps_rename",
+    "apps:destroy": "control.commands:apps_destroy",
+    "config": "control.commands:config",
+    "config:get": "control.commands:config_get",
+    "config:set": "control.commands:config_set",
+    "config:unset": "control.commands:config_unset",
+    "releases": "control.commands:releases",
+    "releases:rollback": "control.commands:releases_rollback",
+    "deploy": "control.commands:deploy",
+    "ps": "control.commands:ps",
+    "ps:scale": "control.commands:ps_scale",
+    "ps:restart": "control.commands:ps_restart",
+    "addons": "control.commands:addons",
+    "addons:create": "control.commands:addons_create",
+    "addons:destroy": "control.commands:addons_destroy",
+    "open": "control.commands:open_app",
+    "login": "control.commands:login",
+    "tokens:create": "control.commands:tokens_create",
     "up": "control.up:up",
+    "exporter": "exporters.cli:exporter",
 }
 
 

@@ -7,6 +7,7 @@ from control.cli import LazyGroup
 #: component -> "module:attribute" of its click command; each package adds its own.
 COMPONENTS: dict[str, str] = {
     "router": "router.cli:serve",
+    "control": "control.server:serve",
     "agent": "agent.cli:serve",
 }
 

@@ -1,0 +1,96 @@
+"""Records as the API sends them (JSON objects, Heroku's field names where they exist)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from control.models import Addon, App, AuditEntry, Formation, Release, Token
+from control.releasing import Dyno
+
+
+def iso(at: float) -> str:
+    """ISO 8601 in UTC with a Z, as Heroku writes times."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def app(item: App) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "name": item.name,
+        "current_release": item.current_release,
+        "created_at": iso(item.created_at),
+        "updated_at": iso(item.updated_at),
+    }
+
+
+def release(item: Release, *, current: int | None = None) -> dict[str, Any]:
+    return {
+        "version": item.version,
+        "status": item.status.value,
+        "current": current == item.version,
+        "description": item.description,
+        "artifact": item.artifact,
+        "procfile": item.procfile,
+        # Names, not values: a release list is read far more widely than config-vars.
+        "config_var_names": sorted({*item.config, *item.addon_env}),
+        "output": item.output,
+        "user": {"actor": item.actor},
+        "created_at": iso(item.created_at),
+    }
+
+
+def formation(item: Formation) -> dict[str, Any]:
+    return {
+        "type": item.type,
+        "quantity": item.quantity,
+        "idle_after": item.idle_after,
+        "min_scale": item.min_scale,
+        "max_scale": item.max_scale,
+        "never_sleep": item.never_sleep,
+        "updated_at": iso(item.updated_at),
+    }
+
+
+def dyno(item: Dyno) -> dict[str, Any]:
+    return {
+        "name": item.name,
+        "type": item.type,
+        "state": item.state.value,
+        "release": {"version": item.release},
+        "reason": item.reason,
+    }
+
+
+def addon(item: Addon) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "name": item.name,
+        "app": {"name": item.app},
+        "service": item.service,
+        "plan": {"name": f"{item.service}:{item.plan}"},
+        "attachment": {"name": item.attachment},
+        "config_vars": [item.config_var],
+        "created_at": iso(item.created_at),
+    }
+
+
+def token(item: Token) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "name": item.name,
+        "admin": item.admin,
+        "app": None if item.app is None else {"name": item.app},
+        "created_at": iso(item.created_at),
+    }
+
+
+def audit(item: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "at": iso(item.at),
+        "actor": item.actor,
+        "action": item.action,
+        "app": item.app,
+        "detail": item.detail,
+    }

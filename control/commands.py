@@ -1,0 +1,412 @@
+"""The ``slipway`` commands people type, with Heroku's habits.
+
+``-a/--app`` names the app (or ``SLIPWAY_APP``); ``--json`` prints what the
+API returned; every failure is one ``Error: ...`` line and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from control.client import Client, CliError, login_file
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def app_option(func: F) -> F:
+    return click.option(
+        "-a", "--app", "app", envvar="SLIPWAY_APP", help="The app (or SLIPWAY_APP)."
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")(func)
+
+
+def need_app(app: str | None) -> str:
+    if not app:
+        raise CliError("no app given: use --app NAME (or set SLIPWAY_APP)")
+    return app
+
+
+def quote(app: str) -> str:
+    return urllib.parse.quote(app, safe="")
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+# -- apps ---------------------------------------------------------------------------
+
+
+@click.command("apps")
+@json_option
+def apps(as_json: bool) -> None:
+    """List apps."""
+    found = Client.from_env().get_all("/apps", "name")
+    if as_json:
+        emit(found)
+        return
+    click.echo("=== Apps")
+    for app in found:
+        click.echo(app["name"])
+
+
+@click.command("apps:create")
+@click.argument("name")
+@json_option
+def apps_create(name: str, as_json: bool) -> None:
+    """Create an app."""
+    app = Client.from_env().call("POST", "/apps", {"name": name}).body
+    if as_json:
+        emit(app)
+    else:
+        click.echo(f"Creating {app['name']}... done")
+
+
+@click.command("apps:rename")
+@click.argument("new_name")
+@app_option
+@json_option
+def apps_rename(new_name: str, app: str | None, as_json: bool) -> None:
+    """Rename an app."""
+    name = need_app(app)
+    renamed = Client.from_env().call("PATCH", f"/apps/{quote(name)}", {"name": new_name}).body
+    if as_json:
+        emit(renamed)
+    else:
+        click.echo(f"Renaming {name} to {renamed['name']}... done")
+
+
+@click.command("apps:destroy")
+@app_option
+@click.option("--confirm", help="The app's name again, to confirm.")
+def apps_destroy(app: str | None, confirm: str | None) -> None:
+    """Delete an app with its processes and add-ons (their data too)."""
+    name = need_app(app)
+    if confirm != name:
+        raise CliError(f"this deletes {name} and its add-ons' data; confirm with --confirm {name}")
+    Client.from_env().call("DELETE", f"/apps/{quote(name)}")
+    click.echo(f"Destroying {name} (including all add-ons)... done")
+
+
+# -- config -------------------------------------------------------------------------
+
+
+def _show_config(config: dict[str, str], app: str, as_json: bool) -> None:
+    if as_json:
+        emit(config)
+        return
+    click.echo(f"=== {app} Config Vars")
+    width = max((len(k) for k in config), default=0) + 1
+    for key in sorted(config):
+        click.echo(f"{key + ':':<{width}} {config[key]}")
+
+
+@click.command("config")
+@app_option
+@json_option
+def config(app: str | None, as_json: bool) -> None:
+    """Show config vars (add-on URLs included)."""
+    name = need_app(app)
+    _show_config(
+        Client.from_env().call("GET", f"/apps/{quote(name)}/config-vars").body, name, as_json
+    )
+
+
+@click.command("config:get")
+@click.argument("key")
+@app_option
+def config_get(key: str, app: str | None) -> None:
+    """Print one config var's value."""
+    name = need_app(app)
+    values = Client.from_env().call("GET", f"/apps/{quote(name)}/config-vars").body
+    if key not in values:
+        raise CliError(f"{name} has no config var {key}")
+    click.echo(values[key])
+
+
+@click.command("config:set")
+@click.argument("pairs", nargs=-1, required=True)
+@app_option
+@json_option
+def config_set(pairs: tuple[str, ...], app: str | None, as_json: bool) -> None:
+    """Set config vars (KEY=VALUE ...) and restart the app with them."""
+    name = need_app(app)
+    changes: dict[str, str | None] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{pair!r} is not KEY=VALUE")
+        changes[key] = value
+    response = Client.from_env().call("PATCH", f"/apps/{quote(name)}/config-vars", changes)
+    if as_json:
+        emit(response.body)
+        return
+    version = response.headers.get("Release-Version", "?")
+    click.echo(f"Setting {', '.join(changes)} and restarting {name}... done, v{version}")
+
+
+@click.command("config:unset")
+@click.argument("keys", nargs=-1, required=True)
+@app_option
+@json_option
+def config_unset(keys: tuple[str, ...], app: str | None, as_json: bool) -> None:
+    """Unset config vars and restart the app without them."""
+    name = need_app(app)
+    response = Client.from_env().call(
+        "PATCH", f"/apps/{quote(name)}/config-vars", dict.fromkeys(keys)
+    )
+    if as_json:
+        emit(response.body)
+        return
+    version = response.headers.get("Release-Version", "?")
+    click.echo(f"Unsetting {', '.join(keys)} and restarting {name}... done, v{version}")
+
+
+# -- releases -----------------------------------------------------------------------
+
+
+@click.command("releases")
+@app_option
+@json_option
+def releases(app: str | None, as_json: bool) -> None:
+    """List releases, newest first."""
+    name = need_app(app)
+    found = Client.from_env().get_all(f"/apps/{quote(name)}/releases", "version")
+    found.reverse()
+    if as_json:
+        emit(found)
+        return
+    click.echo(f"=== {name} Releases")
+    for release in found:
+        marker = " (current)" if release["current"] else ""
+        status = "" if release["status"] == "succeeded" else f" [{release['status']}]"
+        click.echo(
+            f"v{release['version']:<4} {release['description']}{status}{marker}"
+            f"  {release['user']['actor']}  {release['created_at']}"
+        )
+
+
+@click.command("releases:rollback")
+@click.argument("version")
+@app_option
+@json_option
+def releases_rollback(version: str, app: str | None, as_json: bool) -> None:
+    """Roll back to VERSION (v3 or 3): a new release with its code and config."""
+    name = need_app(app)
+    match = re.fullmatch(r"v?(\d+)", version)
+    if match is None:
+        raise CliError(f"{version!r} is not a release version (like v3)")
+    release = (
+        Client.from_env()
+        .call("POST", f"/apps/{quote(name)}/releases", {"release": int(match.group(1))})
+        .body
+    )
+    if as_json:
+        emit(release)
+    else:
+        click.echo(f"Rolling back {name} to {version}... done, v{release['version']}")
+
+
+def read_procfile(path: Path) -> dict[str, str]:
+    """``type: command`` lines; blank lines and # comments skipped."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+    procfile: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        if not sep or not name.strip() or not command.strip():
+            raise CliError(f"{path}:{number}: expected 'type: command'")
+        procfile[name.strip()] = command.strip()
+    return procfile
+
+
+@click.command("deploy")
+@click.argument(
+    "directory", default=".", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@app_option
+@json_option
+def deploy(directory: Path, app: str | None, as_json: bool) -> None:
+    """Release the code in DIRECTORY (its Procfile says what runs)."""
+    name = need_app(app)
+    directory = directory.resolve()
+    body = {"artifact": str(directory), "procfile": read_procfile(directory / "Procfile")}
+    release = Client.from_env().call("POST", f"/apps/{quote(name)}/releases", body).body
+    if as_json:
+        emit(release)
+    else:
+        click.echo(f"Releasing {directory} to {name}... done, v{release['version']}")
+
+
+# -- processes ----------------------------------------------------------------------
+
+
+@click.command("ps")
+@app_option
+@json_option
+def ps(app: str | None, as_json: bool) -> None:
+    """Processes and their state (asleep, waking, up, crashed)."""
+    name = need_app(app)
+    client = Client.from_env()
+    dynos = client.call("GET", f"/apps/{quote(name)}/dynos").body
+    formation = client.call("GET", f"/apps/{quote(name)}/formation").body
+    if as_json:
+        emit({"dynos": dynos, "formation": formation})
+        return
+    for item in formation:
+        sleep = "never sleeps" if item["never_sleep"] else f"sleeps after {item['idle_after']:g}s"
+        click.echo(f"=== {item['type']} ({item['quantity']}, {sleep})")
+        for dyno in (d for d in dynos if d["type"] == item["type"]):
+            reason = f" ({dyno['reason']})" if dyno["reason"] else ""
+            click.echo(f"{dyno['name']}: {dyno['state']}{reason} v{dyno['release']['version']}")
+
+
+@click.command("ps:scale")
+@click.argument("pairs", nargs=-1, required=True)
+@app_option
+@json_option
+def ps_scale(pairs: tuple[str, ...], app: str | None, as_json: bool) -> None:
+    """Scale process types: web=2 worker=1."""
+    name = need_app(app)
+    updates = []
+    for pair in pairs:
+        match = re.fullmatch(r"([a-z][a-z0-9_-]*)=(\d+)", pair)
+        if match is None:
+            raise CliError(f"{pair!r} is not TYPE=QUANTITY (like web=2)")
+        updates.append({"type": match.group(1), "quantity": int(match.group(2))})
+    formation = (
+        Client.from_env().call("PATCH", f"/apps/{quote(name)}/formation", {"updates": updates}).body
+    )
+    if as_json:
+        emit(formation)
+        return
+    scaled = ", ".join(f"{f['type']}={f['quantity']}" for f in formation)
+    click.echo(f"Scaling {name}... done, now running {scaled}")
+
+
+@click.command("ps:restart")
+@click.argument("process", required=False)
+@app_option
+def ps_restart(process: str | None, app: str | None) -> None:
+    """Restart every process, or one process type."""
+    name = need_app(app)
+    path = f"/apps/{quote(name)}/dynos" + ("" if process is None else f"/{quote(process)}")
+    Client.from_env().call("DELETE", path)
+    click.echo(f"Restarting {process or 'all'} processes of {name}... done")
+
+
+# -- add-ons ------------------------------------------------------------------------
+
+
+@click.command("addons")
+@app_option
+@json_option
+def addons(app: str | None, as_json: bool) -> None:
+    """List add-ons."""
+    name = need_app(app)
+    found = Client.from_env().call("GET", f"/apps/{quote(name)}/addons").body
+    if as_json:
+        emit(found)
+        return
+    click.echo(f"=== {name} Add-ons")
+    for addon in found:
+        click.echo(f"{addon['name']}  {addon['plan']['name']}  as {addon['attachment']['name']}")
+
+
+@click.command("addons:create")
+@click.argument("plan")
+@click.option("--as", "attachment", help="Attachment name: sets NAME_URL (default DATABASE/REDIS).")
+@app_option
+@json_option
+def addons_create(plan: str, attachment: str | None, app: str | None, as_json: bool) -> None:
+    """Create an add-on: postgres, postgres:basic, redis, ..."""
+    name = need_app(app)
+    body: dict[str, Any] = {"plan": plan}
+    if attachment is not None:
+        body["attachment"] = {"name": attachment}
+    addon = Client.from_env().call("POST", f"/apps/{quote(name)}/addons", body).body
+    if as_json:
+        emit(addon)
+        return
+    click.echo(
+        f"Creating {addon['plan']['name']} on {name}... done: {addon['name']}, "
+        f"{addon['config_vars'][0]} set, v{addon['release']['version']}"
+    )
+    if addon["release"]["status"] != "succeeded":
+        raise CliError(f"the release v{addon['release']['version']} {addon['release']['status']}")
+
+
+@click.command("addons:destroy")
+@click.argument("addon")
+@app_option
+@click.option("--confirm", help="The app's name, to confirm (the data is deleted).")
+def addons_destroy(addon: str, app: str | None, confirm: str | None) -> None:
+    """Destroy an add-on and its data."""
+    name = need_app(app)
+    if confirm != name:
+        raise CliError(f"this deletes {addon}'s data; confirm with --confirm {name}")
+    Client.from_env().call("DELETE", f"/apps/{quote(name)}/addons/{quote(addon)}")
+    click.echo(f"Destroying {addon} on {name}... done")
+
+
+# -- the rest -----------------------------------------------------------------------
+
+
+@click.command("open")
+@app_option
+@click.option("--url-only", is_flag=True, help="Print the URL instead of opening a browser.")
+def open_app(app: str | None, url_only: bool) -> None:
+    """Open the app in a browser (SLIPWAY_APPS_DOMAIN, default localhost)."""
+    name = need_app(app)
+    Client.from_env().call("GET", f"/apps/{quote(name)}")
+    domain = os.environ.get("SLIPWAY_APPS_DOMAIN", "localhost")
+    url = f"http://{name}.{domain}/"
+    if url_only or click.launch(url) != 0:
+        click.echo(url)
+
+
+@click.command("login")
+@click.option("--token", prompt=True, hide_input=True, help="A token from `slipway tokens:create`.")
+def login(token: str) -> None:
+    """Save a token in the login file (~/.config/slipway/token)."""
+    token = token.strip()
+    url = os.environ.get("SLIPWAY_API_URL") or "http://127.0.0.1:8000"
+    described = Client(base_url=url, token=token).call("GET", "/auth/verify").body
+    path = login_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    click.echo(f"Logged in with token {described['token']['name']!r}; saved to {path}")
+
+
+@click.command("tokens:create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="A token for everything.")
+@app_option
+@json_option
+def tokens_create(name: str, admin: bool, app: str | None, as_json: bool) -> None:
+    """Mint a token for one app (-a) or an admin token (--admin); shown once."""
+    body: dict[str, Any] = {"name": name, "admin": admin}
+    if app:
+        body["app"] = app
+    token = Client.from_env().call("POST", "/tokens", body).body
+    if as_json:
+        emit(token)
+    else:
+        click.echo(token["token"])

@@ -1,0 +1,85 @@
+"""The control plane's records, as the store returns them (frozen, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ReleaseStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: int
+    name: str
+    current_release: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    app: str
+    version: int
+    status: ReleaseStatus
+    description: str
+    artifact: str | None
+    procfile: dict[str, str]
+    config: dict[str, str]
+    addon_env: dict[str, str]
+    output: str
+    actor: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Formation:
+    type: str
+    quantity: int
+    idle_after: float
+    min_scale: int
+    max_scale: int
+    never_sleep: bool
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Addon:
+    id: str
+    app: str
+    name: str
+    service: str
+    plan: str
+    attachment: str
+    url: str
+    resource: str
+    created_at: float
+
+    @property
+    def config_var(self) -> str:
+        return f"{self.attachment}_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str
+    name: str
+    admin: bool
+    #: The app a non-admin token may act on (its name now, resolved at lookup).
+    app: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    action: str
+    app: str | None
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,128 @@
+"""How a release reaches whatever runs the app: the ``ReleaseTarget`` seam.
+
+The control plane decides *what* runs (a release: artifact, Procfile, env,
+formation); a target makes it so. Locally that is the agent's runtime
+restarting child processes (``control/runtime_target.py``); on Kubernetes the
+agent patches Deployments, each release's env in its own immutable Secret
+``APP-env-vN`` so an old ReplicaSet never loses its config.
+
+The release phase comes first: a Procfile ``release:`` command runs once with
+the new release's env, and a failure stops the release there, leaving the
+previous one running (Heroku's release phase).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from control.models import Formation
+
+#: The Procfile entry that is a release phase, not a process type.
+RELEASE_COMMAND = "release"
+#: Output kept from a release command: enough for the error, bounded for the DB row.
+OUTPUT_TAIL = 4000
+#: Variables a release command inherits from the control plane; nothing else leaks in.
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One release as the target needs it."""
+
+    app: str
+    version: int
+    #: A directory locally, an image digest on Kubernetes; None before the first deploy.
+    artifact: str | None
+    #: Process type -> command, without the ``release`` entry.
+    processes: Mapping[str, str]
+    #: Config vars plus add-on URLs.
+    env: Mapping[str, str]
+    formation: Sequence[Formation] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    ok: bool
+    #: The tail of the command's stdout and stderr, or why it did not run.
+    output: str
+
+
+class DynoState(StrEnum):
+    ASLEEP = "asleep"
+    WAKING = "waking"
+    UP = "up"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True, slots=True)
+class Dyno:
+    name: str
+    type: str
+    state: DynoState
+    release: int
+    reason: str = ""
+
+
+class ReleaseTarget(Protocol):
+    async def release_phase(self, deployment: Deployment, command: str) -> PhaseResult:
+        """Run the release command once with the new env; report, never raise on failure."""
+
+    async def deploy(self, deployment: Deployment) -> None:
+        """Run the release: every process type on its new command and env, at its quantity."""
+
+    async def scale(self, app: str, item: Formation) -> None:
+        """Apply one process type's quantity and idle policy."""
+
+    async def restart(self, app: str, process: str | None) -> None:
+        """Restart one process type, or all of the app's when None."""
+
+    async def dynos(self, app: str) -> list[Dyno]:
+        """What runs now, with the runtime's view of its state."""
+
+    async def forget(self, app: str) -> None:
+        """Stop everything of a deleted app."""
+
+
+def split_procfile(procfile: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+    """The process types, and the release command if there is one."""
+    processes = {name: cmd for name, cmd in procfile.items() if name != RELEASE_COMMAND}
+    return processes, procfile.get(RELEASE_COMMAND)
+
+
+async def run_release_command(
+    command: str, *, cwd: str | None, env: Mapping[str, str], timeout: float
+) -> PhaseResult:
+    """Run ``command`` in a shell, as Heroku runs a release phase, bounded by ``timeout``."""
+    full_env = {k: os.environ[k] for k in INHERITED if k in os.environ}
+    full_env.update(env)
+    try:
+        proc = await asyncio.create_subprocess_shell(
+            command,
+            cwd=cwd,
+            env=full_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return PhaseResult(ok=False, output=f"release command could not start: {exc}")
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        await proc.wait()
+        return PhaseResult(ok=False, output=f"release command timed out after {timeout:g}s")
+    text = out.decode(errors="replace")[-OUTPUT_TAIL:]
+    if proc.returncode != 0:
+        return PhaseResult(
+            ok=False, output=f"{text}\nrelease command exited with code {proc.returncode}".lstrip()
+        )
+    return PhaseResult(ok=True, output=text)

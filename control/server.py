@@ -1,0 +1,254 @@
+"""``slipway serve control``: the control API as its own process.
+
+Settings come from flags or ``SLIPWAY_*`` variables, once, here. Migrations
+run at start; /readyz turns ready once they did and the store answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+import click
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from agent.runtime import Runtime
+from control import exporter_targets
+from control.addons import Provisioner
+from control.addons.postgres import PostgresAddons
+from control.addons.redis import RedisAddons
+from control.api.app import build_app
+from control.detached import DetachedTarget
+from control.errors import ControlError
+from control.kit import logfmt, runner
+from control.kit.durations import parse_duration
+from control.kit.tasks import TaskSet
+from control.models import Addon
+from control.releasing import ReleaseTarget
+from control.runtime_target import RuntimeTarget
+from control.service import Control
+from control.settings import DEFAULT_DB_URL, AddonServers, ControlSettings
+from control.store.db import Store, safe_url
+
+log = logging.getLogger(__name__)
+
+
+def provisioners(settings: ControlSettings, *, prefix: str) -> dict[str, Provisioner]:
+    servers = settings.addons
+    found: dict[str, Provisioner] = {}
+    if servers.postgres_admin_dsn:
+        found["postgres"] = PostgresAddons(
+            admin_dsn=servers.postgres_admin_dsn,
+            public_host=servers.postgres_public_host,
+            public_port=servers.postgres_public_port,
+            prefix=prefix,
+        )
+    if servers.redis_admin_url:
+        found["redis"] = RedisAddons(
+            admin_url=servers.redis_admin_url,
+            public_host=servers.redis_public_host,
+            public_port=servers.redis_public_port,
+            prefix=prefix,
+        )
+    return found
+
+
+def build_control(
+    settings: ControlSettings, *, target: ReleaseTarget, addon_prefix: str = "slipway_"
+) -> Control:
+    """The service as ``slipway up`` and ``serve control`` both wire it."""
+    targets_dir = settings.exporter_targets_dir
+    writer = None
+    if targets_dir is not None:
+        directory = Path(targets_dir)
+
+        async def writer(addons: list[Addon]) -> None:
+            await exporter_targets.write(directory, addons)
+
+    return Control(
+        store=Store.open(settings.db_url),
+        target=target,
+        provisioners=provisioners(settings, prefix=addon_prefix),
+        targets_writer=writer,
+    )
+
+
+class ControlServer:
+    """The API listening, the store migrated, the target resumed; started and stopped in order."""
+
+    def __init__(
+        self, control: Control, settings: ControlSettings, *, registry: CollectorRegistry
+    ) -> None:
+        self.control = control
+        self.settings = settings
+        self.port = settings.port
+        self._started = False
+        app = build_app(control, registry=registry, ready=self._ready)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    def _ready(self) -> str | None:
+        return None if self._started else "migrating the state store"
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        # Port 0 (tests) binds a free one: read back which.
+        self.port = self._runner.addresses[0][1]
+        await self.control.start(bootstrap_admin_token=self.settings.bootstrap_admin_token)
+        self._started = True
+        log.info(
+            "control API listening",
+            extra={
+                "host": self.settings.host,
+                "port": self.port,
+                "db": safe_url(self.settings.db_url),
+            },
+        )
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        await self.control.store.close()
+
+
+class EmbeddedControl:
+    """The control plane inside another process (``slipway up``), over its Runtime.
+
+    ``start(tasks)`` follows the runtime's snapshots as a named task and
+    serves the API; ``stop()`` closes both. The caller owns the runtime.
+    """
+
+    def __init__(
+        self,
+        settings: ControlSettings,
+        *,
+        runtime: Runtime,
+        registry: CollectorRegistry,
+        addon_prefix: str = "slipway_",
+    ) -> None:
+        self.target = RuntimeTarget(runtime=runtime, release_timeout=settings.release_timeout)
+        self.control = build_control(settings, target=self.target, addon_prefix=addon_prefix)
+        self.server = ControlServer(self.control, settings, registry=registry)
+
+    async def start(self, tasks: TaskSet) -> None:
+        tasks.start("control-release-target", self.target.run())
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+async def serve_api(
+    control: Control,
+    settings: ControlSettings,
+    stop: asyncio.Event,
+    *,
+    registry: CollectorRegistry,
+) -> None:
+    """Serve until ``stop``, then close."""
+    server = ControlServer(control, settings, registry=registry)
+    try:
+        await server.start()
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+@click.command("control")
+@click.option(
+    "--db",
+    "db_url",
+    envvar="SLIPWAY_DB_URL",
+    default=DEFAULT_DB_URL,
+    show_default=True,
+    help="State store: sqlite+aiosqlite:///FILE or postgresql+psycopg://...",
+)
+@click.option("--host", envvar="SLIPWAY_CONTROL_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="SLIPWAY_CONTROL_PORT", default=8000, show_default=True, type=int)
+@click.option(
+    "--postgres-admin-dsn",
+    envvar="SLIPWAY_ADDON_POSTGRES_DSN",
+    default=None,
+    help="Admin DSN of the shared PostgreSQL for add-ons.",
+)
+@click.option("--postgres-public-host", envvar="SLIPWAY_ADDON_POSTGRES_HOST", default="127.0.0.1")
+@click.option(
+    "--postgres-public-port", envvar="SLIPWAY_ADDON_POSTGRES_PORT", default=5432, type=int
+)
+@click.option(
+    "--redis-admin-url",
+    envvar="SLIPWAY_ADDON_REDIS_URL",
+    default=None,
+    help="Admin URL of the shared Redis for add-ons.",
+)
+@click.option("--redis-public-host", envvar="SLIPWAY_ADDON_REDIS_HOST", default="127.0.0.1")
+@click.option("--redis-public-port", envvar="SLIPWAY_ADDON_REDIS_PORT", default=6379, type=int)
+@click.option(
+    "--addon-prefix",
+    envvar="SLIPWAY_ADDON_PREFIX",
+    default="slipway_",
+    show_default=True,
+    help="Prefix of add-on role, database and ACL user names on the shared servers.",
+)
+@click.option(
+    "--exporter-targets-dir",
+    envvar="SLIPWAY_EXPORTER_TARGETS_DIR",
+    default=None,
+    help="Where to write the exporters' targets files.",
+)
+@click.option(
+    "--release-timeout",
+    envvar="SLIPWAY_RELEASE_TIMEOUT",
+    default="5m",
+    show_default=True,
+    help="How long a release command may run.",
+)
+@click.option("--log-level", envvar="SLIPWAY_LOG_LEVEL", default="info", show_default=True)
+def serve(
+    *, db_url: str, host: str, port: int, postgres_admin_dsn: str | None,
+    postgres_public_host: str, postgres_public_port: int, redis_admin_url: str | None,
+    redis_public_host: str, redis_public_port: int, addon_prefix: str,
+    exporter_targets_dir: str | None, release_timeout: str, log_level: str,
+) -> None:  # fmt: skip
+    """The control plane's HTTP API (the admin token comes from SLIPWAY_ADMIN_TOKEN)."""
+    try:
+        timeout = parse_duration(release_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--release-timeout") from exc
+    settings = ControlSettings(
+        db_url=db_url,
+        host=host,
+        port=port,
+        bootstrap_admin_token=os.environ.get("SLIPWAY_ADMIN_TOKEN") or None,
+        addons=AddonServers(
+            postgres_admin_dsn=postgres_admin_dsn,
+            postgres_public_host=postgres_public_host,
+            postgres_public_port=postgres_public_port,
+            redis_admin_url=redis_admin_url,
+            redis_public_host=redis_public_host,
+            redis_public_port=redis_public_port,
+        ),
+        exporter_targets_dir=exporter_targets_dir,
+        release_timeout=timeout,
+    )
+    logfmt.configure(log_level)
+
+    async def main(stop: asyncio.Event) -> int:
+        try:
+            control = build_control(
+                settings,
+                target=DetachedTarget(release_timeout=settings.release_timeout),
+                addon_prefix=addon_prefix,
+            )
+            await serve_api(control, settings, stop, registry=CollectorRegistry())
+        except ControlError as exc:
+            log.error("control plane failed", extra={"error": str(exc)})
+            return 1
+        return 0
+
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(runner.run(main))

@@ -1,0 +1,749 @@
+"""What the control plane does, independent of HTTP: the operations behind every endpoint.
+
+Each change commits together with its audit entry. Releases follow one path
+(``_release``): number it (app row locked), run the release phase, deploy,
+then mark it succeeded and current; any failure marks it failed and leaves the
+previous release current and running. Releases of one app are serialised by a
+lock per app in this process, so the release phase of one never races
+another's deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from control import auth
+from control.addons import Provisioner
+from control.errors import (
+    AddonError,
+    Conflict,
+    ControlError,
+    NotFound,
+    ReleaseFailed,
+    Unauthorized,
+    Unprocessable,
+)
+from control.models import Addon, App, AuditEntry, Formation, Release, ReleaseStatus, Token
+from control.releasing import Deployment, Dyno, ReleaseTarget, split_procfile
+from control.store.db import Store
+
+log = logging.getLogger(__name__)
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,29}$")
+CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+PROCESS_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+ATTACHMENT = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
+#: One app's processes past this are a typo, not a plan (a local machine runs them all).
+MAX_QUANTITY = 100
+#: All of an app's config vars together (Heroku's limit): env is not a data store.
+MAX_CONFIG_BYTES = 32 * 1024
+#: The platform's default: sleep after 5 idle minutes.
+DEFAULT_IDLE_AFTER = 300.0
+DEFAULT_MAX_SCALE = 10
+DEFAULT_ATTACHMENT = {"postgres": "DATABASE", "redis": "REDIS"}
+
+TargetsWriter = Callable[[list[Addon]], Awaitable[None]]
+#: What a new release runs, from the current one: (artifact, procfile, config).
+Compose = Callable[[Release], tuple[str | None, Mapping[str, str], Mapping[str, str]]]
+
+
+def same_as(current: Release) -> tuple[str | None, Mapping[str, str], Mapping[str, str]]:
+    return current.artifact, current.procfile, current.config
+
+
+def default_formation(process: str, *, now: float) -> Formation:
+    # Heroku's habit: web runs one dyno, every other type starts at zero.
+    return Formation(
+        type=process,
+        quantity=1 if process == "web" else 0,
+        idle_after=DEFAULT_IDLE_AFTER,
+        min_scale=0,
+        max_scale=DEFAULT_MAX_SCALE,
+        never_sleep=False,
+        updated_at=now,
+    )
+
+
+def as_int(value: object) -> int | None:
+    """An integer sent as JSON: 2 or 2.0 (JSON Schema's integer), never true/false."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def validate_app_name(name: object) -> str:
+    if not isinstance(name, str) or not APP_NAME.match(name):
+        raise Unprocessable(
+            f"app name {name!r} is invalid: 2-30 characters, lowercase letters, digits and "
+            "dashes, starting with a letter",
+            id="invalid_name",
+        )
+    return name
+
+
+def validate_procfile(procfile: object) -> dict[str, str]:
+    if not isinstance(procfile, dict) or not procfile:
+        raise Unprocessable("procfile must be a non-empty object of type -> command")
+    for name, command in procfile.items():
+        if not PROCESS_TYPE.match(name):
+            raise Unprocessable(f"process type {name!r} is invalid: lowercase, up to 30 chars")
+        if not isinstance(command, str) or not command.strip():
+            raise Unprocessable(f"the command of process type {name!r} must be a non-empty string")
+    return dict(procfile)
+
+
+def apply_formation_update(current: Formation, update: Mapping[str, Any], now: float) -> Formation:
+    """The formation after one update (pure): checked field by field, then as a whole."""
+    known = {"type", "quantity", "idle_after", "min_scale", "max_scale", "never_sleep"}
+    unknown = sorted(set(update) - known)
+    if unknown:
+        raise Unprocessable(f"unknown formation fields: {', '.join(unknown)}")
+    values: dict[str, Any] = {
+        "quantity": current.quantity,
+        "idle_after": current.idle_after,
+        "min_scale": current.min_scale,
+        "max_scale": current.max_scale,
+        "never_sleep": current.never_sleep,
+    }
+    for key in ("quantity", "min_scale", "max_scale"):
+        if key in update:
+            value = as_int(update[key])
+            if value is None or not 0 <= value <= MAX_QUANTITY:
+                raise Unprocessable(f"{key} must be an integer from 0 to {MAX_QUANTITY}")
+            values[key] = value
+    if "idle_after" in update:
+        value = update["idle_after"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            raise Unprocessable("idle_after must be a number of seconds, at least 1")
+        values["idle_after"] = float(value)
+    if "never_sleep" in update:
+        if not isinstance(update["never_sleep"], bool):
+            raise Unprocessable("never_sleep must be true or false")
+        values["never_sleep"] = update["never_sleep"]
+    if values["min_scale"] > values["max_scale"]:
+        raise Unprocessable("min_scale must not exceed max_scale")
+    if values["quantity"] > values["max_scale"]:
+        raise Unprocessable(
+            f"quantity {values['quantity']} exceeds max_scale {values['max_scale']}"
+        )
+    return Formation(type=current.type, updated_at=now, **values)
+
+
+class Control:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        target: ReleaseTarget,
+        provisioners: Mapping[str, Provisioner] | None = None,
+        targets_writer: TargetsWriter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.target = target
+        self.provisioners = dict(provisioners or {})
+        self._targets_writer = targets_writer
+        self._clock = clock
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def _lock(self, app: App) -> asyncio.Lock:
+        return self._locks.setdefault(app.id, asyncio.Lock())
+
+    async def start(self, *, bootstrap_admin_token: str | None = None, resume: bool = True) -> None:
+        """Migrate, recover from a crash, and bring the runtime back to the current releases."""
+        await self.store.migrate()
+        async with self.store.tx() as tx:
+            interrupted = await tx.fail_interrupted_releases(now=self._clock())
+            if bootstrap_admin_token is not None:
+                digest = auth.digest(bootstrap_admin_token)
+                if await tx.find_token(digest) is None:
+                    await tx.add_token(
+                        name="bootstrap", digest=digest, admin=True, app=None, now=self._clock()
+                    )
+        if interrupted:
+            log.warning(
+                "releases interrupted by a restart marked failed", extra={"count": interrupted}
+            )
+        await self._write_targets()
+        await self._ensure_addons()
+        if resume:
+            await self.resume()
+
+    async def _ensure_addons(self) -> None:
+        """Re-assert every add-on on its server: limits as the plan says, Redis users back."""
+        async with self.store.tx(write=False) as tx:
+            addons = await tx.all_addons()
+        for addon in addons:
+            provisioner = self.provisioners.get(addon.service)
+            if provisioner is None:
+                log.error("add-on service not configured", extra={"addon": addon.name})
+                continue
+            try:
+                await provisioner.ensure(addon.resource, url=addon.url, plan=addon.plan)
+            except AddonError as exc:
+                log.error("add-on check failed", extra={"addon": addon.name, "error": str(exc)})
+
+    async def resume(self) -> None:
+        """Hand every app's current release to the target again (after a restart)."""
+        after: str | None = None
+        while True:
+            page = await self.list_apps(after=after, limit=200)
+            for app in page:
+                try:
+                    await self._redeploy_current(app)
+                except Exception as exc:
+                    # One app that cannot start must not keep the others (or the API) down.
+                    log.error("resuming an app failed", extra={"app": app.name, "error": str(exc)})
+            if len(page) < 200:
+                return
+            after = page[-1].name
+
+    # -- auth -----------------------------------------------------------------
+
+    async def authenticate(self, secret: str) -> auth.Principal:
+        async with self.store.tx(write=False) as tx:
+            token = await tx.find_token(auth.digest(secret))
+        if token is None:
+            raise Unauthorized("the token is not valid", id="unauthorized")
+        return auth.Principal(token)
+
+    async def create_token(
+        self, *, name: object, admin: bool, app: str | None, actor: str
+    ) -> tuple[Token, str]:
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise Unprocessable("a token needs a name of 1-200 characters")
+        if admin == (app is not None):
+            raise Unprocessable("a token is either admin or for one app, not both or neither")
+        secret = auth.new_token()
+        now = self._clock()
+        async with self.store.tx() as tx:
+            scope = None if app is None else await tx.get_app(app)
+            token = await tx.add_token(
+                name=name, digest=auth.digest(secret), admin=admin, app=scope, now=now
+            )
+            await tx.record(
+                actor=actor,
+                action="token.create",
+                app=app,
+                detail={"token": token.id, "name": name, "admin": admin},
+                now=now,
+            )
+        return token, secret
+
+    async def delete_token(self, token_id: str, *, actor: str) -> None:
+        async with self.store.tx() as tx:
+            await tx.delete_token(token_id)
+            await tx.record(
+                actor=actor,
+                action="token.delete",
+                app=None,
+                detail={"token": token_id},
+                now=self._clock(),
+            )
+
+    # -- apps -----------------------------------------------------------------
+
+    async def create_app(self, name: object, *, actor: str) -> App:
+        name = validate_app_name(name)
+        now = self._clock()
+        async with self.store.tx() as tx:
+            app = await tx.create_app(name, now=now)
+            await tx.add_release(
+                app,
+                description="Initial release",
+                artifact=None,
+                procfile={},
+                config={},
+                addon_env={},
+                actor=actor,
+                now=now,
+                status=ReleaseStatus.SUCCEEDED,
+            )
+            await tx.finish_release(app, 1, ReleaseStatus.SUCCEEDED, output="", now=now)
+            await tx.record(actor=actor, action="app.create", app=name, detail={}, now=now)
+            return await tx.get_app(name)
+
+    async def list_apps(
+        self, *, after: str | None, limit: int, only: str | None = None
+    ) -> list[App]:
+        async with self.store.tx(write=False) as tx:
+            if only is not None:
+                app = await tx.find_app(only)
+                return [app] if app is not None and (after is None or app.name > after) else []
+            return await tx.list_apps(after=after, limit=limit)
+
+    async def get_app(self, name: str) -> App:
+        async with self.store.tx(write=False) as tx:
+            return await tx.get_app(name)
+
+    async def rename_app(self, name: str, new_name: object, *, actor: str) -> App:
+        new_name = validate_app_name(new_name)
+        now = self._clock()
+        async with self.store.tx() as tx:
+            app = await tx.get_app(name, lock=True)
+            renamed = await tx.rename_app(app, new_name, now=now)
+            await tx.record(
+                actor=actor, action="app.rename", app=new_name, detail={"from": name}, now=now
+            )
+        if renamed.current_release is not None and name != new_name:
+            # The runtime knows the app by name: move its processes under the new one.
+            await self.target.forget(name)
+            await self._redeploy_current(renamed)
+        return renamed
+
+    async def delete_app(self, name: str, *, actor: str) -> App:
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            addons = await tx.list_addons(app)
+        async with self._lock(app):
+            for addon in addons:
+                await self._provisioner(addon.service).destroy(addon.resource)
+            await self.target.forget(name)
+            now = self._clock()
+            async with self.store.tx() as tx:
+                await tx.delete_app(app)
+                await tx.record(
+                    actor=actor,
+                    action="app.delete",
+                    app=name,
+                    detail={"addons": [a.name for a in addons]},
+                    now=now,
+                )
+        self._locks.pop(app.id, None)
+        await self._write_targets()
+        return app
+
+    # -- config vars ----------------------------------------------------------
+
+    async def config(self, name: str) -> dict[str, str]:
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            release = await tx.current_release(app)
+            addons = await tx.list_addons(app)
+        return {**release.config, **{a.config_var: a.url for a in addons}}
+
+    async def update_config(
+        self, name: str, changes: object, *, actor: str
+    ) -> tuple[dict[str, str], Release]:
+        if not isinstance(changes, dict) or not changes:
+            raise Unprocessable("send an object of NAME -> value, or null to unset NAME")
+        for key, value in changes.items():
+            if not CONFIG_KEY.match(key):
+                raise Unprocessable(f"config var name {key!r} is invalid", id="invalid_config_var")
+            if value is not None and not isinstance(value, str):
+                raise Unprocessable(f"the value of {key} must be a string or null")
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            owned = {a.config_var: a.name for a in await tx.list_addons(app)}
+        for key in changes:
+            if key in owned:
+                raise Conflict(
+                    f"{key} belongs to add-on {owned[key]}; destroy or re-attach it instead",
+                    id="addon_config_var",
+                )
+
+        def compose(current: Release) -> tuple[str | None, Mapping[str, str], Mapping[str, str]]:
+            config = dict(current.config)
+            for key, value in changes.items():
+                if value is None:
+                    config.pop(key, None)
+                else:
+                    config[key] = value
+            size = sum(len(k.encode()) + len(v.encode()) for k, v in config.items())
+            if size > MAX_CONFIG_BYTES:
+                raise Unprocessable(
+                    f"config vars would take {size} bytes; the limit is {MAX_CONFIG_BYTES}",
+                    id="config_too_large",
+                )
+            return current.artifact, current.procfile, config
+
+        set_keys = sorted(k for k, v in changes.items() if v is not None)
+        unset_keys = sorted(k for k, v in changes.items() if v is None)
+        parts = []
+        if set_keys:
+            parts.append(f"Set {', '.join(set_keys)} config vars")
+        if unset_keys:
+            parts.append(f"Remove {', '.join(unset_keys)} config vars")
+        release = await self._release(
+            app,
+            description="; ".join(parts),
+            compose=compose,
+            actor=actor,
+            # Names only: values may be secrets and the audit log is widely read.
+            audit={"set": set_keys, "unset": unset_keys},
+        )
+        return await self.config(app.name), release
+
+    # -- releases -------------------------------------------------------------
+
+    async def deploy(
+        self, name: str, *, artifact: object, procfile: object, description: object, actor: str
+    ) -> Release:
+        if not isinstance(artifact, str) or not artifact:
+            raise Unprocessable("artifact must be a non-empty string (a directory or an image)")
+        checked = validate_procfile(procfile)
+        if description is not None and not isinstance(description, str):
+            raise Unprocessable("description must be a string")
+        app = await self.get_app(name)
+        return await self._release(
+            app,
+            description=description or f"Deploy {artifact}",
+            compose=lambda current: (artifact, checked, current.config),
+            actor=actor,
+            audit={"artifact": artifact},
+        )
+
+    async def rollback(self, name: str, version: object, *, actor: str) -> Release:
+        number = as_int(version)
+        if number is None or number < 1:
+            raise Unprocessable("release must be a release version number (v3 is 3)")
+        version = number
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            old = await tx.get_release(app, version)
+        if old.status is not ReleaseStatus.SUCCEEDED:
+            raise Unprocessable(
+                f"v{version} {old.status.value}; roll back to a release that succeeded",
+                id="release_not_succeeded",
+            )
+        return await self._release(
+            app,
+            description=f"Rollback to v{version}",
+            compose=lambda _: (old.artifact, old.procfile, old.config),
+            actor=actor,
+            audit={"to": version},
+        )
+
+    async def list_releases(self, name: str, *, after: int | None, limit: int) -> list[Release]:
+        async with self.store.tx(write=False) as tx:
+            return await tx.list_releases(await tx.get_app(name), after=after, limit=limit)
+
+    async def get_release(self, name: str, version: int) -> Release:
+        async with self.store.tx(write=False) as tx:
+            return await tx.get_release(await tx.get_app(name), version)
+
+    async def _release(
+        self,
+        app: App,
+        *,
+        description: str,
+        compose: Compose,
+        actor: str,
+        audit: Mapping[str, Any],
+    ) -> Release:
+        async with self._lock(app):
+            now = self._clock()
+            async with self.store.tx() as tx:
+                app = await tx.get_app(app.name, lock=True)
+                artifact, procfile, config = compose(await tx.current_release(app))
+                addons = await tx.list_addons(app)
+                existing = {f.type: f for f in await tx.list_formation(app)}
+                release = await tx.add_release(
+                    app,
+                    description=description,
+                    artifact=artifact,
+                    procfile=procfile,
+                    config=config,
+                    addon_env={a.config_var: a.url for a in addons},
+                    actor=actor,
+                    now=now,
+                )
+                await tx.record(
+                    actor=actor,
+                    action="release.create",
+                    app=app.name,
+                    detail={"version": release.version, "description": description, **audit},
+                    now=now,
+                )
+            processes, command = split_procfile(procfile)
+            formation = [
+                existing.get(p) or default_formation(p, now=now) for p in sorted(processes)
+            ]
+            deployment = Deployment(
+                app=app.name,
+                version=release.version,
+                artifact=artifact,
+                processes=processes,
+                env={**config, **release.addon_env},
+                formation=formation,
+            )
+            output = ""
+            try:
+                if command is not None and artifact is not None:
+                    result = await self.target.release_phase(deployment, command)
+                    output = result.output
+                    if not result.ok:
+                        raise ReleaseFailed(
+                            f"the release command of v{release.version} failed; "
+                            f"v{app.current_release} keeps running",
+                            version=release.version,
+                            output=output,
+                        )
+                if artifact is not None:
+                    await self.target.deploy(deployment)
+            except Exception as exc:
+                # Whatever broke, the release must not stay pending: record it as failed.
+                if not isinstance(exc, ReleaseFailed):
+                    output = f"{output}\ndeploy failed: {exc}".strip()
+                await self._finish(app, release, ReleaseStatus.FAILED, output, actor)
+                if isinstance(exc, ReleaseFailed):
+                    raise
+                raise ReleaseFailed(
+                    f"deploying v{release.version} failed: {exc}",
+                    version=release.version,
+                    output=output,
+                ) from exc
+            async with self.store.tx() as tx:
+                await tx.finish_release(
+                    app, release.version, ReleaseStatus.SUCCEEDED, output=output, now=self._clock()
+                )
+                for item in formation:
+                    if item.type not in existing:
+                        await tx.put_formation(app, item)
+                await tx.remove_formation(app, [t for t in existing if t not in processes])
+                return await tx.get_release(app, release.version)
+
+    async def _finish(
+        self, app: App, release: Release, status: ReleaseStatus, output: str, actor: str
+    ) -> None:
+        now = self._clock()
+        async with self.store.tx() as tx:
+            await tx.finish_release(app, release.version, status, output=output, now=now)
+            await tx.record(
+                actor=actor,
+                action="release.fail",
+                app=app.name,
+                detail={"version": release.version},
+                now=now,
+            )
+
+    async def _redeploy_current(self, app: App) -> None:
+        async with self.store.tx(write=False) as tx:
+            release = await tx.current_release(app)
+            formation = await tx.list_formation(app)
+            addons = await tx.list_addons(app)
+        if release.artifact is None:
+            return
+        processes, _ = split_procfile(release.procfile)
+        await self.target.deploy(
+            Deployment(
+                app=app.name,
+                version=release.version,
+                artifact=release.artifact,
+                processes=processes,
+                env={**release.config, **{a.config_var: a.url for a in addons}},
+                formation=formation,
+            )
+        )
+
+    # -- formation and dynos --------------------------------------------------
+
+    async def formation(self, name: str) -> list[Formation]:
+        async with self.store.tx(write=False) as tx:
+            return await tx.list_formation(await tx.get_app(name))
+
+    async def update_formation(self, name: str, updates: object, *, actor: str) -> list[Formation]:
+        if not isinstance(updates, list) or not updates:
+            raise Unprocessable("updates must be a non-empty list of {type, quantity, ...}")
+        now = self._clock()
+        changed: list[Formation] = []
+        async with self.store.tx() as tx:
+            app = await tx.get_app(name, lock=True)
+            current = {f.type: f for f in await tx.list_formation(app)}
+            for update in updates:
+                if not isinstance(update, dict) or not isinstance(update.get("type"), str):
+                    raise Unprocessable("each update needs a process type: {type, quantity}")
+                item = current.get(update["type"])
+                if item is None:
+                    raise NotFound(
+                        f"{name} has no process type {update['type']!r}", id="process_not_found"
+                    )
+                new = apply_formation_update(item, update, now)
+                await tx.put_formation(app, new)
+                current[new.type] = new
+                changed.append(new)
+            await tx.record(
+                actor=actor,
+                action="formation.update",
+                app=name,
+                detail={"updates": [dict(u) for u in updates]},
+                now=now,
+            )
+            result = sorted(current.values(), key=lambda f: f.type)
+        for item in changed:
+            await self.target.scale(name, item)
+        return result
+
+    async def dynos(self, name: str) -> list[Dyno]:
+        await self.get_app(name)
+        return await self.target.dynos(name)
+
+    async def restart(self, name: str, process: str | None, *, actor: str) -> None:
+        async with self.store.tx() as tx:
+            app = await tx.get_app(name)
+            types = {f.type for f in await tx.list_formation(app)}
+            if process is not None and process not in types:
+                raise NotFound(f"{name} has no process type {process!r}", id="process_not_found")
+            await tx.record(
+                actor=actor,
+                action="dyno.restart",
+                app=name,
+                detail={"process": process or "all"},
+                now=self._clock(),
+            )
+        await self.target.restart(name, process)
+
+    # -- add-ons --------------------------------------------------------------
+
+    def plan_names(self) -> list[str]:
+        """Every plan a client may ask for: ``postgres``, ``postgres:mini``, ..."""
+        names = []
+        for service, provisioner in sorted(self.provisioners.items()):
+            names.append(service)
+            names += [f"{service}:{plan}" for plan in provisioner.plans]
+        return names
+
+    def _provisioner(self, service: str) -> Provisioner:
+        provisioner = self.provisioners.get(service)
+        if provisioner is None:
+            raise Unprocessable(
+                f"no {service!r} add-on service here (available: "
+                f"{', '.join(sorted(self.provisioners)) or 'none'})",
+                id="service_not_found",
+            )
+        return provisioner
+
+    async def create_addon(
+        self, name: str, *, plan: object, attachment: object, actor: str
+    ) -> tuple[Addon, Release]:
+        if not isinstance(plan, str) or not plan:
+            raise Unprocessable("plan must be a string like 'postgres' or 'postgres:mini'")
+        service, _, plan_name = plan.partition(":")
+        provisioner = self._provisioner(service)
+        plan_name = plan_name or next(iter(provisioner.plans), "")
+        if plan_name not in provisioner.plans:
+            raise Unprocessable(
+                f"no {service} plan {plan_name!r} (plans: {', '.join(provisioner.plans)})",
+                id="plan_not_found",
+            )
+        attachment = attachment if attachment is not None else DEFAULT_ATTACHMENT.get(service)
+        if not isinstance(attachment, str) or not ATTACHMENT.match(attachment):
+            raise Unprocessable(
+                f"attachment name {attachment!r} is invalid: uppercase letters, digits, _",
+                id="invalid_attachment",
+            )
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            current = await tx.current_release(app)
+            taken = {a.attachment: a.name for a in await tx.list_addons(app)}
+        if attachment in taken:
+            raise Conflict(
+                f"{name} already has {taken[attachment]} attached as {attachment}",
+                id="attachment_taken",
+            )
+        if f"{attachment}_URL" in current.config:
+            raise Conflict(
+                f"config var {attachment}_URL is set; unset it or attach under another name",
+                id="config_var_taken",
+            )
+        provisioned = await provisioner.create(plan_name)
+        now = self._clock()
+        addon = Addon(
+            id=secrets.token_hex(8),
+            app=name,
+            name=f"{service}-{secrets.token_hex(4)}",
+            service=service,
+            plan=plan_name,
+            attachment=attachment,
+            url=provisioned.url,
+            resource=provisioned.resource,
+            created_at=now,
+        )
+        try:
+            async with self.store.tx() as tx:
+                await tx.add_addon(await tx.get_app(name), addon)
+                await tx.record(
+                    actor=actor,
+                    action="addon.create",
+                    app=name,
+                    detail={"addon": addon.name, "plan": plan, "as": attachment},
+                    now=now,
+                )
+        except ControlError:
+            await provisioner.destroy(provisioned.resource)
+            raise
+        await self._write_targets()
+        release = await self._release_quietly(
+            app, f"Attach {attachment} ({addon.name})", actor, {"addon": addon.name}
+        )
+        return addon, release
+
+    async def list_addons(self, name: str) -> list[Addon]:
+        async with self.store.tx(write=False) as tx:
+            return await tx.list_addons(await tx.get_app(name))
+
+    async def destroy_addon(
+        self, name: str, addon_name: str, *, actor: str
+    ) -> tuple[Addon, Release]:
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            addon = await tx.get_addon(app, addon_name)
+        await self._provisioner(addon.service).destroy(addon.resource)
+        async with self.store.tx() as tx:
+            await tx.remove_addon(addon)
+            await tx.record(
+                actor=actor,
+                action="addon.destroy",
+                app=name,
+                detail={"addon": addon.name},
+                now=self._clock(),
+            )
+        await self._write_targets()
+        release = await self._release_quietly(
+            app, f"Detach {addon.attachment} ({addon.name})", actor, {"addon": addon.name}
+        )
+        return addon, release
+
+    async def _release_quietly(
+        self, app: App, description: str, actor: str, audit: Mapping[str, Any]
+    ) -> Release:
+        """A release for an add-on change; its failure is reported in the release, not raised."""
+        try:
+            return await self._release(
+                app,
+                description=description,
+                compose=same_as,
+                actor=actor,
+                audit=audit,
+            )
+        except ReleaseFailed as exc:
+            return await self.get_release(app.name, exc.version)
+
+    async def _write_targets(self) -> None:
+        if self._targets_writer is None:
+            return
+        async with self.store.tx(write=False) as tx:
+            addons = await tx.all_addons()
+        try:
+            await self._targets_writer(addons)
+        except OSError as exc:
+            # The registry is the truth; the file is rewritten at the next change or start.
+            log.error("writing the exporters' targets failed", extra={"error": str(exc)})
+
+    # -- audit ----------------------------------------------------------------
+
+    async def audit(self, *, app: str | None, after: int | None, limit: int) -> list[AuditEntry]:
+        async with self.store.tx(write=False) as tx:
+            if app is not None:
+                await tx.get_app(app)
+            return await tx.list_audit(app=app, after=after, limit=limit)

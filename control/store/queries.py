@@ -1,0 +1,389 @@
+"""What the control plane asks of its database, one method per question or change.
+
+A ``Tx`` wraps one open transaction; methods compose inside it, so an
+operation and its audit entry commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from control.errors import Conflict, NotFound
+from control.models import (
+    Addon,
+    App,
+    AuditEntry,
+    Formation,
+    Release,
+    ReleaseStatus,
+    Token,
+)
+from control.store.schema import addons, apps, audit, formation, releases, tokens
+
+
+def _app(row: sa.Row[Any]) -> App:
+    return App(
+        id=row.id,
+        name=row.name,
+        current_release=row.current_release,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _release(row: sa.Row[Any], app: str) -> Release:
+    return Release(
+        app=app,
+        version=row.version,
+        status=ReleaseStatus(row.status),
+        description=row.description,
+        artifact=row.artifact,
+        procfile=dict(row.procfile),
+        config=dict(row.config),
+        addon_env=dict(row.addon_env),
+        output=row.output,
+        actor=row.actor,
+        created_at=row.created_at,
+    )
+
+
+def _formation(row: sa.Row[Any]) -> Formation:
+    return Formation(
+        type=row.type,
+        quantity=row.quantity,
+        idle_after=row.idle_after,
+        min_scale=row.min_scale,
+        max_scale=row.max_scale,
+        never_sleep=row.never_sleep,
+        updated_at=row.updated_at,
+    )
+
+
+def _addon(row: sa.Row[Any], app: str) -> Addon:
+    return Addon(
+        id=row.id,
+        app=app,
+        name=row.name,
+        service=row.service,
+        plan=row.plan,
+        attachment=row.attachment,
+        url=row.url,
+        resource=row.resource,
+        created_at=row.created_at,
+    )
+
+
+class Tx:
+    def __init__(self, conn: AsyncConnection, *, sqlite: bool) -> None:
+        self.conn = conn
+        self._sqlite = sqlite
+
+    # -- apps ---------------------------------------------------------------
+
+    async def create_app(self, name: str, *, now: float) -> App:
+        if await self.find_app(name) is not None:
+            raise Conflict(f"an app named {name!r} already exists", id="name_taken")
+        result = await self.conn.execute(
+            apps.insert()
+            .values(name=name, current_release=None, created_at=now, updated_at=now)
+            .returning(*apps.c)
+        )
+        return _app(result.one())
+
+    async def find_app(self, name: str, *, lock: bool = False) -> App | None:
+        query = apps.select().where(apps.c.name == name)
+        if lock and not self._sqlite:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).one_or_none()
+        return None if row is None else _app(row)
+
+    async def get_app(self, name: str, *, lock: bool = False) -> App:
+        app = await self.find_app(name, lock=lock)
+        if app is None:
+            raise NotFound(f"no app named {name!r}", id="app_not_found")
+        return app
+
+    async def list_apps(self, *, after: str | None, limit: int) -> list[App]:
+        query = apps.select().order_by(apps.c.name).limit(limit)
+        if after is not None:
+            query = query.where(apps.c.name > after)
+        return [_app(row) for row in await self.conn.execute(query)]
+
+    async def rename_app(self, app: App, new_name: str, *, now: float) -> App:
+        if await self.find_app(new_name) is not None:
+            raise Conflict(f"an app named {new_name!r} already exists", id="name_taken")
+        await self.conn.execute(
+            apps.update().where(apps.c.id == app.id).values(name=new_name, updated_at=now)
+        )
+        return await self.get_app(new_name)
+
+    async def delete_app(self, app: App) -> None:
+        # Explicit children first: the same on every database, cascade or not.
+        for table in (releases, formation, addons, tokens):
+            await self.conn.execute(table.delete().where(table.c.app_id == app.id))
+        await self.conn.execute(apps.delete().where(apps.c.id == app.id))
+
+    # -- releases -------------------------------------------------------------
+
+    async def add_release(
+        self,
+        app: App,
+        *,
+        description: str,
+        artifact: str | None,
+        procfile: Mapping[str, str],
+        config: Mapping[str, str],
+        addon_env: Mapping[str, str],
+        actor: str,
+        now: float,
+        status: ReleaseStatus = ReleaseStatus.PENDING,
+    ) -> Release:
+        """A release numbered one past the newest; the caller locked the app row."""
+        newest = await self.conn.scalar(
+            sa.select(sa.func.max(releases.c.version)).where(releases.c.app_id == app.id)
+        )
+        version = (newest or 0) + 1
+        result = await self.conn.execute(
+            releases.insert()
+            .values(
+                app_id=app.id,
+                version=version,
+                status=status.value,
+                description=description,
+                artifact=artifact,
+                procfile=dict(procfile),
+                config=dict(config),
+                addon_env=dict(addon_env),
+                output="",
+                actor=actor,
+                created_at=now,
+            )
+            .returning(*releases.c)
+        )
+        return _release(result.one(), app.name)
+
+    async def finish_release(
+        self, app: App, version: int, status: ReleaseStatus, *, output: str, now: float
+    ) -> None:
+        await self.conn.execute(
+            releases.update()
+            .where(releases.c.app_id == app.id, releases.c.version == version)
+            .values(status=status.value, output=output)
+        )
+        if status is ReleaseStatus.SUCCEEDED:
+            await self.conn.execute(
+                apps.update()
+                .where(apps.c.id == app.id)
+                .values(current_release=version, updated_at=now)
+            )
+
+    async def get_release(self, app: App, version: int) -> Release:
+        row = (
+            await self.conn.execute(
+                releases.select().where(releases.c.app_id == app.id, releases.c.version == version)
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"{app.name} has no release v{version}", id="release_not_found")
+        return _release(row, app.name)
+
+    async def current_release(self, app: App) -> Release:
+        if app.current_release is None:
+            raise NotFound(f"{app.name} has no release yet", id="release_not_found")
+        return await self.get_release(app, app.current_release)
+
+    async def list_releases(self, app: App, *, after: int | None, limit: int) -> list[Release]:
+        query = (
+            releases.select()
+            .where(releases.c.app_id == app.id)
+            .order_by(releases.c.version)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(releases.c.version > after)
+        return [_release(row, app.name) for row in await self.conn.execute(query)]
+
+    async def fail_interrupted_releases(self, *, now: float) -> int:
+        """Pending releases left by a crash can never finish: mark them failed."""
+        result = await self.conn.execute(
+            releases.update()
+            .where(releases.c.status == ReleaseStatus.PENDING.value)
+            .values(
+                status=ReleaseStatus.FAILED.value, output="interrupted: the control plane stopped"
+            )
+        )
+        return result.rowcount
+
+    # -- formation ----------------------------------------------------------
+
+    async def list_formation(self, app: App) -> list[Formation]:
+        query = formation.select().where(formation.c.app_id == app.id).order_by(formation.c.type)
+        return [_formation(row) for row in await self.conn.execute(query)]
+
+    async def put_formation(self, app: App, item: Formation) -> None:
+        values = {
+            "quantity": item.quantity,
+            "idle_after": item.idle_after,
+            "min_scale": item.min_scale,
+            "max_scale": item.max_scale,
+            "never_sleep": item.never_sleep,
+            "updated_at": item.updated_at,
+        }
+        result = await self.conn.execute(
+            formation.update()
+            .where(formation.c.app_id == app.id, formation.c.type == item.type)
+            .values(**values)
+        )
+        if result.rowcount == 0:
+            await self.conn.execute(
+                formation.insert().values(app_id=app.id, type=item.type, **values)
+            )
+
+    async def remove_formation(self, app: App, types: Sequence[str]) -> None:
+        if types:
+            await self.conn.execute(
+                formation.delete().where(
+                    formation.c.app_id == app.id, formation.c.type.in_(list(types))
+                )
+            )
+
+    # -- add-ons --------------------------------------------------------------
+
+    async def add_addon(self, app: App, addon: Addon) -> None:
+        taken = await self.conn.scalar(
+            sa.select(addons.c.name).where(
+                addons.c.app_id == app.id, addons.c.attachment == addon.attachment
+            )
+        )
+        if taken is not None:
+            raise Conflict(
+                f"{app.name} already has an add-on attached as {addon.attachment} ({taken})",
+                id="attachment_taken",
+            )
+        await self.conn.execute(
+            addons.insert().values(
+                id=addon.id,
+                app_id=app.id,
+                name=addon.name,
+                service=addon.service,
+                plan=addon.plan,
+                attachment=addon.attachment,
+                url=addon.url,
+                resource=addon.resource,
+                created_at=addon.created_at,
+            )
+        )
+
+    async def list_addons(self, app: App) -> list[Addon]:
+        query = addons.select().where(addons.c.app_id == app.id).order_by(addons.c.name)
+        return [_addon(row, app.name) for row in await self.conn.execute(query)]
+
+    async def all_addons(self) -> list[Addon]:
+        query = (
+            sa.select(addons, apps.c.name.label("app_name"))
+            .join(apps, apps.c.id == addons.c.app_id)
+            .order_by(addons.c.name)
+        )
+        return [_addon(row, row.app_name) for row in await self.conn.execute(query)]
+
+    async def get_addon(self, app: App, name_or_id: str) -> Addon:
+        row = (
+            await self.conn.execute(
+                addons.select().where(
+                    addons.c.app_id == app.id,
+                    sa.or_(
+                        addons.c.name == name_or_id,
+                        addons.c.id == name_or_id,
+                        addons.c.attachment == name_or_id,
+                    ),
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"{app.name} has no add-on {name_or_id!r}", id="addon_not_found")
+        return _addon(row, app.name)
+
+    async def remove_addon(self, addon: Addon) -> None:
+        await self.conn.execute(addons.delete().where(addons.c.id == addon.id))
+
+    # -- tokens ---------------------------------------------------------------
+
+    async def add_token(
+        self, *, name: str, digest: str, admin: bool, app: App | None, now: float
+    ) -> Token:
+        token_id = secrets.token_hex(8)
+        await self.conn.execute(
+            tokens.insert().values(
+                id=token_id,
+                name=name,
+                hash=digest,
+                admin=admin,
+                app_id=None if app is None else app.id,
+                created_at=now,
+            )
+        )
+        return Token(
+            id=token_id,
+            name=name,
+            admin=admin,
+            app=None if app is None else app.name,
+            created_at=now,
+        )
+
+    async def find_token(self, digest: str) -> Token | None:
+        query = (
+            sa.select(tokens, apps.c.name.label("app_name"))
+            .select_from(tokens.outerjoin(apps, apps.c.id == tokens.c.app_id))
+            .where(tokens.c.hash == digest)
+        )
+        row = (await self.conn.execute(query)).one_or_none()
+        if row is None:
+            return None
+        return Token(
+            id=row.id, name=row.name, admin=row.admin, app=row.app_name, created_at=row.created_at
+        )
+
+    async def delete_token(self, token_id: str) -> None:
+        result = await self.conn.execute(tokens.delete().where(tokens.c.id == token_id))
+        if result.rowcount == 0:
+            raise NotFound(f"no token {token_id!r}", id="token_not_found")
+
+    # -- audit ----------------------------------------------------------------
+
+    async def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        app: str | None,
+        detail: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        await self.conn.execute(
+            audit.insert().values(at=now, actor=actor, action=action, app=app, detail=dict(detail))
+        )
+
+    async def list_audit(
+        self, *, app: str | None, after: int | None, limit: int
+    ) -> list[AuditEntry]:
+        query = audit.select().order_by(audit.c.id).limit(limit)
+        if app is not None:
+            query = query.where(audit.c.app == app)
+        if after is not None:
+            query = query.where(audit.c.id > after)
+        return [
+            AuditEntry(
+                id=row.id,
+                at=row.at,
+                actor=row.actor,
+                action=row.action,
+                app=row.app,
+                detail=dict(row.detail),
+            )
+            for row in await self.conn.execute(query)
+        ]

@@ -1,0 +1,153 @@
+"""Real servers for the exporter tests: Postgres databases, redis-servers, a silent port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from exporters.collector import SnapshotStore
+from tests.conftest import free_port
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+#: Other helpers share this Postgres server: every object the tests make carries this
+#: prefix and this process id, and only those are dropped.
+PREFIX = f"slipway_exp_t_{os.getpid()}_"
+#: Connections used to create and drop the test databases (of max_connections 100, shared).
+DDL_WORKERS = 10
+
+
+def sample(store: SnapshotStore, target: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of one target in the store, or None."""
+    snapshot = store.get(target)
+    if snapshot is None:
+        return None
+    for s in snapshot.samples():
+        have = dict(s.labels)
+        if s.name == name and all(have.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    return None
+
+
+def _each(statement: str, names: list[str]) -> None:
+    """Run ``statement`` for every name from a few connections at once.
+
+    CREATE and DROP DATABASE each wait for a checkpoint; concurrent requests share
+    one, which keeps 50 of them to seconds even on a busy shared server.
+    """
+
+    def run(chunk: list[str]) -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            for name in chunk:
+                try:
+                    conn.execute(statement.format(name=name))
+                except psycopg.errors.ObjectInUse:
+                    # a test left a session behind; FORCE ends it (and waits for it)
+                    conn.execute(statement.format(name=name) + " WITH (FORCE)")
+
+    with ThreadPoolExecutor(max_workers=DDL_WORKERS) as pool:
+        list(pool.map(run, [names[i::DDL_WORKERS] for i in range(DDL_WORKERS)]))
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[list[str]]:
+    """50 databases on the shared server, dropped at the end."""
+    names = [f"{PREFIX}{i:02d}" for i in range(50)]
+    try:
+        _each('CREATE DATABASE "{name}"', names)
+        yield names
+    finally:
+        _each('DROP DATABASE IF EXISTS "{name}"', names)
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start redis-server processes on free ports; all are stopped at the end."""
+    started: list[RedisServer] = []
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+    def start(*extra: str) -> RedisServer:
+        port = free_port()
+        workdir = tmp_path / f"redis-{port}"
+        workdir.mkdir()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        server = RedisServer(port, process)
+        started.append(server)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if server.client(socket_timeout=0.5).ping():
+                    return server
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            except redis.exceptions.AuthenticationError:
+                return server  # up, default user disabled by the test's ACL
+
+    yield start
+    for server in started:
+        server.process.terminate()
+    for server in started:
+        try:
+            server.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A TCP listener that accepts connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    yield port
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
