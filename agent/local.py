@@ -308,7 +308,7 @@ class LocalRuntime:
         if port is not None:
             env["PORT"] = str(port)
         return await _Child.spawn(
-            ["/bin/sh", "-c", _shell_line(spec.command)], cwd=spec.cwd, env=env
+            ["/bin/sh", "-c", shell_line(spec.command)], cwd=spec.cwd, env=env
         )
 
     async def _terminate(self, proc: _Child) -> None:
@@ -451,7 +451,7 @@ _BUILTINS = frozenset(
 )
 
 
-def _shell_line(command: str) -> str:
+def shell_line(command: str) -> str:
     """``exec COMMAND`` for one simple command, so the app itself gets SIGTERM and its grace.
 
     Otherwise the shell is what dies on SIGTERM (at once), and the app behind it would be

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from agent.errors import RuntimeFailure, UnknownApp
-from agent.local import LocalRuntime, _shell_line
+from agent.local import LocalRuntime, shell_line
 from agent.runtime import ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
 from tests.agent.conftest import HERE, ListSink
@@ -220,4 +220,4 @@ def alive(pid: int) -> bool:
 def test_a_simple_procfile_line_is_execd_so_the_app_itself_gets_sigterm(
     line: str, run: str
 ) -> None:
-    assert _shell_line(line) == run
+    assert shell_line(line) == run
