@@ -33,3 +33,5 @@ services:
 bench: $(STAMP) services
 	$(PY) bench/router.py
 	$(PY) bench/wake.py
+	$(PY) bench/exporters.py
+	$(PY) bench/build.py

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "tokens:create": "control.commands:tokens_create",
     "up": "control.up:up",
     "exporter": "exporters.cli:exporter",
+    "build": "control.builds.cli:build",
 }
 
 

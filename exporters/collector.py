@@ -92,10 +92,25 @@ class SnapshotStore:
         duration: float | None,
         now_wall: float,
     ) -> None:
+        self.commit([self.prepare(target, outcome, duration=duration, now_wall=now_wall)])
+
+    def prepare(
+        self,
+        target: Target,
+        outcome: Outcome,
+        *,
+        duration: float | None,
+        now_wall: float,
+    ) -> TargetSnapshot:
+        """Build (and render) a snapshot without storing it; safe to run in a worker thread."""
         previous = self._snapshots.get(target.name)
         last_success = now_wall if outcome.up else (previous.last_success if previous else None)
         snapshot = TargetSnapshot(target, outcome, duration, last_success)
-        self._snapshots[target.name] = replace(snapshot, rendered=self._render(snapshot))
+        return replace(snapshot, rendered=self._render(snapshot))
+
+    def commit(self, snapshots: Iterable[TargetSnapshot]) -> None:
+        for snapshot in snapshots:
+            self._snapshots[snapshot.target.name] = snapshot
         self.generation += 1
 
     def set_targets(self, targets: Iterable[Target]) -> None:

@@ -208,8 +208,7 @@ class TestConnections:
             (count,) = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'slipway-exporter'"
             ).fetchone()  # type: ignore[misc]
-        assert count == 1
-        # one connect for the live server; the dead ones are retried, and back off
+        assert count == 1  # 50 database targets, three rounds: still one connection
         conn = source._conns["shared"]
         cur = await conn.execute("SHOW statement_timeout")
         assert (await cur.fetchone()) == ("1s",)
@@ -289,3 +288,36 @@ class TestExposition:
 
         assert parsed(fast) == parsed(slow)
         assert len(parsed(fast)["pg_locks_count"][1]) > 50 * 9
+
+
+class TestLeastPrivilege:
+    async def test_a_role_without_pg_monitor_still_polls_and_degrades_per_database(
+        self, tmp_path: Path, pg_databases: list[str]
+    ) -> None:
+        role = f"{PREFIX}role"
+        locked = pg_databases[5]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE ROLE "{role}" LOGIN')
+            admin.execute(f'REVOKE CONNECT ON DATABASE "{locked}" FROM PUBLIC')
+            try:
+                path = tmp_path / "pg.toml"
+                path.write_text(
+                    f'[[targets]]\nname = "plain"\n'
+                    f'dsn = "host=127.0.0.1 user={role} dbname=postgres"\n'
+                    f'[[targets]]\nname = "locked"\nserver = "plain"\ndatabase = "{locked}"\n'
+                    f'[[targets]]\nname = "open"\nserver = "plain"\n'
+                    f'database = "{pg_databases[6]}"\n'
+                )
+                exporter = Exporter(settings(path))
+                await exporter.reload()
+                await exporter.poller.poll_once()
+                await exporter.source.close()
+            finally:
+                admin.execute(f'GRANT CONNECT ON DATABASE "{locked}" TO PUBLIC')
+                admin.execute(f'DROP ROLE "{role}"')
+        store = exporter.store
+        assert sample(store, "plain", "pg_up") == 1
+        assert sample(store, "locked", "pg_up") == 1
+        assert sample(store, "locked", "pg_database_size_bytes") is None  # may not be sized
+        assert sample(store, "locked", "pg_stat_database_xact_commit") is not None
+        assert sample(store, "open", "pg_database_size_bytes") is not None

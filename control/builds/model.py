@@ -1,0 +1,61 @@
+"""What goes into a build and what comes out, and where its output goes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+
+class Stack(enum.StrEnum):
+    PYTHON = "python"
+    NODE = "node"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A git URL at a commit, or a tarball already on disk (an upload)."""
+
+    git_url: str | None = None
+    commit: str | None = None
+    tarball: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.git_url is None) == (self.tarball is None):
+            raise ValueError("a Source is either a git URL with a commit or a tarball path")
+        if self.git_url is not None and not self.commit:
+            raise ValueError("a git Source needs the commit to build")
+
+    @classmethod
+    def git(cls, url: str, commit: str) -> Source:
+        return cls(git_url=url, commit=commit)
+
+    @classmethod
+    def archive(cls, path: Path) -> Source:
+        return cls(tarball=path)
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A finished build: a slug directory a release can run, and what it holds."""
+
+    build_id: str
+    app: str
+    commit: str | None
+    slug: Path
+    """The slug directory: ``app/`` (the source) and, for Python, ``.venv``."""
+    process_types: MappingProxyType[str, str]
+    stack: Stack
+    cache_hit: bool
+    """Dependencies came from the app's cache untouched (nothing was installed)."""
+    digest: str
+    """``sha256:`` of the slug's files and of the dependency set it runs with."""
+    duration: float = field(default=0.0, compare=False)
+
+
+class LogSink(Protocol):
+    """Where build output goes, line by line; the logs service has the same method."""
+
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None: ...

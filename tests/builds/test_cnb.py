@@ -1,0 +1,204 @@
+"""The CNB build Job: a valid Kubernetes manifest that runs creator the way the platform needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from control.builds.cnb import (
+    build_job,
+    digest_from_log,
+    digest_from_report,
+    order_toml,
+    process_command,
+)
+from control.builds.errors import BuildError
+from control.builds.settings import CNBSettings
+
+SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"
+DIGEST = "sha256:" + "ab" * 32
+# Kubernetes versions whose schemas the Job must satisfy: oldest and newest we claim.
+VERSIONS = ("1.28.0", "1.33.0")
+
+
+def _job(**overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "git_url": "https://github.com/octo/demo.git",
+        "commit": SHA,
+        "settings": CNBSettings(registry="registry.example.test:5000"),
+    }
+    kwargs.update(overrides)
+    return build_job("demo", "a1b2c3", **kwargs)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_build_job_is_a_valid_strict_kubernetes_manifest(version: str) -> None:
+    kubernetes_validate.validate(_job(), version, strict=True)
+    with_everything = _job(
+        settings=CNBSettings(run_image="paketobuildpacks/run-jammy-base"),
+        buildpacks=("paketo-buildpacks/python@2.1.0", "paketo-buildpacks/procfile"),
+    )
+    kubernetes_validate.validate(with_everything, version, strict=True)
+
+
+def test_creator_runs_from_the_builder_image_with_app_cache_image_and_the_app_image_last() -> None:
+    job = _job()
+    pod = job["spec"]["template"]["spec"]
+    creator = pod["containers"][0]
+
+    assert creator["image"] == "paketobuildpacks/builder-jammy-base"
+    assert creator["command"] == ["/cnb/lifecycle/creator"]
+    assert "-app=/workspace" in creator["args"]
+    assert "-cache-image=registry.example.test:5000/demo:build-cache" in creator["args"]
+    assert creator["args"][-1] == "registry.example.test:5000/demo:a1b2c3"
+    assert not any(arg.startswith("-run-image") for arg in creator["args"])
+    assert not any(arg.startswith("-order") for arg in creator["args"])
+    assert {"name": "DOCKER_CONFIG", "value": "/docker-config"} in creator["env"]
+    assert creator["terminationMessagePath"] == "/layers/report.toml"
+    assert "-report=/layers/report.toml" in creator["args"]
+
+
+def test_registry_credentials_come_from_the_secret_mounted_as_docker_config() -> None:
+    pod = _job(settings=CNBSettings(registry_secret="regcred"))["spec"]["template"]["spec"]
+
+    volume = next(v for v in pod["volumes"] if v["name"] == "docker-config")
+    assert volume["secret"] == {
+        "secretName": "regcred",
+        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+    }
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "docker-config")
+    assert mount == {"name": "docker-config", "mountPath": "/docker-config", "readOnly": True}
+
+
+def test_an_init_container_fetches_the_commit_with_git_into_the_shared_workspace() -> None:
+    pod = _job()["spec"]["template"]["spec"]
+    fetch = pod["initContainers"][0]
+
+    assert fetch["image"] == "alpine/git:2.45.2"
+    env = {e["name"]: e["value"] for e in fetch["env"]}
+    assert env["SOURCE_URL"] == "https://github.com/octo/demo.git"
+    assert env["SOURCE_COMMIT"] == SHA
+    # The URL and commit reach git as variables, never spliced into the script.
+    assert SHA not in fetch["command"][2]
+    assert 'git fetch -q --depth 1 "$SOURCE_URL" "$SOURCE_COMMIT"' in fetch["command"][2]
+    assert {"name": "workspace", "mountPath": "/workspace"} in fetch["volumeMounts"]
+
+
+def test_a_run_image_and_per_app_buildpacks_are_passed_to_creator() -> None:
+    job = _job(
+        settings=CNBSettings(run_image="paketobuildpacks/run-jammy-base"),
+        buildpacks=("paketo-buildpacks/python@2.1.0", "paketo-buildpacks/procfile"),
+    )
+    pod = job["spec"]["template"]["spec"]
+
+    assert "-run-image=paketobuildpacks/run-jammy-base" in pod["containers"][0]["args"]
+    assert "-order=/layers/order.toml" in pod["containers"][0]["args"]
+    env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
+    assert env["ORDER_TOML"] == order_toml(
+        ["paketo-buildpacks/python@2.1.0", "paketo-buildpacks/procfile"]
+    )
+
+
+def test_the_order_file_lists_the_buildpacks_as_one_group_in_order() -> None:
+    assert order_toml(["paketo-buildpacks/python@2.1.0", "paketo-buildpacks/procfile"]) == (
+        "[[order]]\n\n"
+        '[[order.group]]\nid = "paketo-buildpacks/python"\nversion = "2.1.0"\n\n'
+        '[[order.group]]\nid = "paketo-buildpacks/procfile"\n'
+    )
+
+
+def test_the_job_fails_once_is_bounded_in_time_and_labelled_for_its_app_and_build() -> None:
+    job = _job(settings=CNBSettings(namespace="builds", active_deadline=600))
+
+    assert job["metadata"]["name"] == "build-demo-a1b2c3"
+    assert job["metadata"]["namespace"] == "builds"
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["slipway.dev/app"] == "demo"
+    assert labels["slipway.dev/build"] == "a1b2c3"
+
+
+def test_a_long_app_name_still_gives_a_job_name_within_the_label_limit() -> None:
+    job = build_job(
+        "a" * 63, "b" * 20, git_url="https://x.test/r.git", commit=SHA, settings=CNBSettings()
+    )
+    assert len(job["metadata"]["name"]) <= 63
+    kubernetes_validate.validate(job, VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"commit": "main; rm -rf /"}, "is not a hexadecimal sha"),
+        ({"buildpacks": ("paketo buildpacks",)}, "is not an id or id@version"),
+    ],
+)
+def test_bad_commits_and_buildpack_references_are_refused(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BuildError, match=message):
+        _job(**kwargs)
+
+
+def test_bad_app_names_and_build_ids_are_refused() -> None:
+    settings = CNBSettings()
+    with pytest.raises(BuildError, match="app name 'Demo'"):
+        build_job("Demo", "a1", git_url="u", commit=SHA, settings=settings)
+    with pytest.raises(BuildError, match="build id 'A_1'"):
+        build_job("demo", "A_1", git_url="u", commit=SHA, settings=settings)
+
+
+def test_the_digest_is_read_from_creators_report() -> None:
+    report = (
+        "[image]\n"
+        'tags = ["registry.example.test:5000/demo:a1b2c3"]\n'
+        f'digest = "{DIGEST}"\n'
+        "manifest-size = 1083\n\n"
+        '[build]\n[[build.bom]]\nname = "dependencies"\n'
+    )
+    assert digest_from_report(report) == DIGEST
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        ("[image\n", "not TOML"),
+        ('[image]\ntags = ["x"]\n', "has no image digest"),
+        ('[image]\ndigest = "md5:00"\n', "has no image digest"),
+    ],
+)
+def test_a_report_without_a_digest_is_an_error(report: str, message: str) -> None:
+    with pytest.raises(BuildError, match=message):
+        digest_from_report(report)
+
+
+def test_the_digest_is_read_from_creators_log_output() -> None:
+    lines = [
+        "===> EXPORTING",
+        "Adding layer 'paketo-buildpacks/cpython:cpython'",
+        "Saving registry.example.test:5000/demo:a1b2c3...",
+        "*** Images (sha256:" + "cd" * 32 + "):",
+        "      registry.example.test:5000/demo:a1b2c3",
+        f"*** Digest: {DIGEST}",
+    ]
+    assert digest_from_log(lines) == DIGEST
+
+
+def test_log_output_without_an_export_is_an_error() -> None:
+    with pytest.raises(BuildError, match="no '\\*\\*\\* Digest:' line"):
+        digest_from_log(["===> DETECTING", "ERROR: No buildpack groups passed detection."])
+
+
+def test_a_procfile_type_runs_as_its_cnb_launcher_process() -> None:
+    assert process_command("web") == ["/cnb/process/web"]
+    assert process_command("release_task") == ["/cnb/process/release_task"]
+
+
+@pytest.mark.parametrize("name", ["", "../../bin/sh", "web worker"])
+def test_a_process_type_that_is_not_a_procfile_name_has_no_command(name: str) -> None:
+    with pytest.raises(BuildError, match="is not a Procfile name"):
+        process_command(name)
