@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
+import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -254,7 +257,7 @@ class LocalRuntime:
         key: tuple[str, str],
         inc: _Incarnation,
         spec: ProcessSpec,
-        proc: asyncio.subprocess.Process,
+        proc: _Child,
         started: float,
     ) -> tuple[float, int | None]:
         """Until the process exits (its code) or is stopped (None); and how long it was up."""
@@ -300,26 +303,15 @@ class LocalRuntime:
                 for reader in readers:
                     reader.cancel()
 
-    async def _spawn(
-        self, spec: ProcessSpec, name: str, port: int | None
-    ) -> asyncio.subprocess.Process:
+    async def _spawn(self, spec: ProcessSpec, name: str, port: int | None) -> _Child:
         env = {**os.environ, **spec.env, "DYNO": name}
         if port is not None:
             env["PORT"] = str(port)
-        return await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            spec.command,
-            cwd=spec.cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            # Its own process group: a stop reaches whatever the shell line started.
-            start_new_session=True,
+        return await _Child.spawn(
+            ["/bin/sh", "-c", shell_line(spec.command)], cwd=spec.cwd, env=env
         )
 
-    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+    async def _terminate(self, proc: _Child) -> None:
         _kill_group(proc, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), self.settings.stop_grace)
@@ -386,6 +378,134 @@ async def _answers(host: str, port: int, path: str | None, timeout: float) -> bo
         return False
 
 
+class _Child:
+    """A child process with asyncio pipes, spawned off the event loop.
+
+    ``loop.subprocess_exec`` under uvloop forks the whole (large) parent on
+    the loop: ~8 ms during which the router in the same process stalls, on
+    every wake. ``subprocess.Popen`` uses vfork (~1-3 ms) and runs here in a
+    thread; the exit is watched with a pidfd on the loop (a thread on kernels
+    without pidfd_open).
+    """
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        exited: asyncio.Future[int],
+    ) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self._exited = exited
+
+    @classmethod
+    async def spawn(cls, argv: list[str], *, cwd: str | None, env: dict[str, str]) -> _Child:
+        loop = asyncio.get_running_loop()
+        popen = await loop.run_in_executor(None, functools.partial(_popen, argv, cwd, env))
+        assert popen.stdout is not None
+        assert popen.stderr is not None
+        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
+        exited: asyncio.Future[int] = loop.create_future()
+        _watch_exit(loop, popen, exited)
+        return cls(popen, stdout, stderr, exited)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+# Characters that make a Procfile line more than one simple command.
+_COMPOUND = frozenset(";&|()`{}\n")
+# A first word that is a path or a program name, not an assignment or a shell builtin.
+_PROGRAM = re.compile(r"^[\w./+-]+$")
+_BUILTINS = frozenset(
+    {
+        "exec",
+        "cd",
+        "export",
+        "if",
+        "for",
+        "while",
+        "until",
+        "case",
+        "set",
+        "eval",
+        "ulimit",
+        "umask",
+        "trap",
+        "source",
+        ".",
+        "!",
+        "time",
+        "nice",
+        "nohup",
+    }
+)
+
+
+def shell_line(command: str) -> str:
+    """``exec COMMAND`` for one simple command, so the app itself gets SIGTERM and its grace.
+
+    Otherwise the shell is what dies on SIGTERM (at once), and the app behind it would be
+    killed with the group before it could finish its requests. Anything else (``a && b``,
+    pipes, ``FOO=1 app``, a line that already says ``exec``) runs as written.
+    """
+    first = command.split(None, 1)[0] if command.strip() else ""
+    if any(c in _COMPOUND for c in command) or not _PROGRAM.match(first) or first in _BUILTINS:
+        return command
+    return f"exec {command}"
+
+
+def _popen(argv: list[str], cwd: str | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Its own process group: a stop reaches whatever the shell line started.
+        start_new_session=True,
+    )
+
+
+def _watch_exit(
+    loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes], exited: asyncio.Future[int]
+) -> None:
+    def reap() -> None:
+        code = popen.wait()  # it has exited: this does not block
+        if not exited.done():
+            exited.set_result(code)
+
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):
+        # No pidfd: a thread waits instead.
+        waiting = loop.run_in_executor(None, popen.wait)
+
+        def done(future: asyncio.Future[int]) -> None:
+            if not exited.done():
+                exited.set_result(future.result())
+
+        waiting.add_done_callback(done)
+        return
+
+    def readable() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        reap()
+
+    loop.add_reader(pidfd, readable)
+
+
 def _cut(line: bytes) -> list[bytes]:
     return [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)] or [b""]
 
@@ -400,7 +520,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("supervisor failed", exc_info=task.exception(), extra={"task": task.get_name()})
 
 
-def _kill_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+def _kill_group(proc: _Child, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 

@@ -137,7 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    command = (HELLO / "Procfile").read_text().split(":", 1)[1].strip()
+    # The line as LocalRuntime runs it: a simple command is exec'd (agent.local.shell_line;
+    # not imported, as bench/control.py would shadow the control package here).
+    command = "exec " + (HELLO / "Procfile").read_text().split(":", 1)[1].strip()
     port, ops, agent = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         apps = Path(tmp) / "apps.toml"

@@ -56,9 +56,10 @@ class Hello(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("PORT", "5000"))
+    # Before listening: once it listens it is ready, and may be stopped at once.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = Server(("127.0.0.1", port), Hello)
     server.ready_at = time.monotonic()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"listening on 127.0.0.1:{port}", flush=True)
     try:
         server.serve_forever()

@@ -55,11 +55,12 @@ def main() -> None:
     if mode == "never":
         time.sleep(3600)
     time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
-    server = Server(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    # Handlers before listening: once it listens it is ready, and may be stopped at once.
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
     else:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = Server(("127.0.0.1", int(os.environ["PORT"])), Handler)
     server.serve_forever()
 
 

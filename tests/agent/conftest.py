@@ -40,7 +40,8 @@ def write_app(root: Path, name: str, env: dict[str, str] | None = None, **policy
     """An app directory under ``root`` and its TOML table (returned)."""
     directory = root / name
     directory.mkdir()
-    (directory / "Procfile").write_text(f"web: {sys.executable} {HERE / 'app.py'}\n")
+    # -S: no site-packages to scan, so each of the many cold starts costs half as much.
+    (directory / "Procfile").write_text(f"web: {sys.executable} -S {HERE / 'app.py'}\n")
     table = {"directory": name, "hosts": [f"{name}.test"], "env": env or {}, **policy}
     lines = [f"[apps.{name}]"]
     for key, value in table.items():

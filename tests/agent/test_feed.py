@@ -231,3 +231,53 @@ async def test_the_router_reads_every_field_of_the_agents_table(cluster: Cluster
     route = table.apps["hello"]
     assert (route.state, route.boot_timeout, route.max_held) == ("awake", 60.0, 100)
     assert [e.dyno for e in route.endpoints] == ["web.1"]
+
+
+async def test_a_router_keeps_its_table_while_the_agent_restarts_then_follows_the_new_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "apps.toml"
+    path.write_text(write_app(tmp_path, "hello"))
+    port = free_port()
+
+    async def start_agent() -> tuple[Agent, web.AppRunner]:
+        registry = CollectorRegistry()
+        agent = Agent(
+            load_apps(path),
+            runtime=LocalRuntime(sink=ListSink()),
+            registry=registry,
+            settings=AgentSettings(host="127.0.0.1", port=port),
+        )
+        await agent.start()
+        runner = web.AppRunner(api_app(agent, registry=registry))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return agent, runner
+
+    first, runner = await start_agent()
+    routes = Routes()
+    client = AgentClient(f"http://127.0.0.1:{port}", routes=routes, report_interval=0.05)
+    await client.start()
+    try:
+        await asyncio.wait_for(client.synced.wait(), 5)
+        old = routes.table.version
+        assert old == first.table["version"]
+        await first.stop()
+        await runner.cleanup()
+        await asyncio.sleep(0.5)  # reports and polls fail meanwhile
+        assert routes.table.version == old
+        assert routes.table.apps["hello"].hosts == (HOST,)
+        second, runner = await start_agent()
+        try:
+            deadline = time.monotonic() + 10
+            while routes.table.version != second.table["version"]:
+                assert time.monotonic() < deadline, "the router never followed the new agent"
+                await asyncio.sleep(0.02)
+            assert second.table["version"] > old  # versions grow across restarts
+            await asyncio.sleep(0.2)
+            assert second.reports.routers() == [client.name]
+        finally:
+            await second.stop()
+            await runner.cleanup()
+    finally:
+        await client.stop()

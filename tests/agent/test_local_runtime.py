@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 
 from agent.errors import RuntimeFailure, UnknownApp
-from agent.local import LocalRuntime
+from agent.local import LocalRuntime, shell_line
 from agent.runtime import ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
 from tests.agent.conftest import HERE, ListSink
 
-APP = f"{sys.executable} {HERE / 'app.py'}"
+APP = f"{sys.executable} -S {HERE / 'app.py'}"
 
 
 @dataclass
@@ -203,3 +203,21 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    ("line", "run"),
+    [
+        ("python app.py", "exec python app.py"),
+        ("bundle exec puma -p $PORT", "exec bundle exec puma -p $PORT"),
+        ("exec python3 app.py", "exec python3 app.py"),
+        ("FOO=1 python app.py", "FOO=1 python app.py"),
+        ("migrate && serve", "migrate && serve"),
+        ("echo hi; sleep 30", "echo hi; sleep 30"),
+        ("cd web && python app.py", "cd web && python app.py"),
+    ],
+)
+def test_a_simple_procfile_line_is_execd_so_the_app_itself_gets_sigterm(
+    line: str, run: str
+) -> None:
+    assert shell_line(line) == run
