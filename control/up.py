@@ -1,4 +1,4 @@
-"""``slipway up``: the router and the agent (and later the logs service) in one process.
+"""``slipway up``: the router, the agent and the logs service in one process.
 
 The embedded default: apps from a TOML file run as local processes
 (LocalRuntime), the router proxies to them and holds requests while they
@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,11 @@ from agent.settings import AgentSettings, LocalSettings
 from agent.table import RouteTableWire
 from control.kit import logfmt
 from control.kit.durations import parse_duration
+from control.kit.ops import bound_port
 from control.kit.runner import run
 from control.kit.tasks import TaskSet
+from logs.component import LogsComponent
+from logs.settings import LogsSettings
 from router.accesslog import LogSink, StreamSink
 from router.routes import Routes, RouteTable, RouteTablePayload
 from router.server import Router
@@ -95,6 +100,8 @@ class UpSettings:
     agent: AgentSettings
     local: LocalSettings
     idle_after: float | None = None
+    #: The logs service; None runs without it (app and router lines go to the console only).
+    logs: LogsSettings | None = None
 
 
 class Up:
@@ -111,10 +118,16 @@ class Up:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         apps = load_apps(settings.apps_file, idle_after=settings.idle_after)
-        # Hook for the logs service: when logs/ lands, build it here and pass it as both
-        # sinks (it implements ProcessLogSink.publish and LogSink.emit), then start it in
-        # start() before the runtime and stop it last in stop().
-        self.runtime = LocalRuntime(settings=settings.local, sink=app_sink or ConsoleSink())
+        app_sink = app_sink or ConsoleSink()
+        router_sink = router_sink or StreamSink()
+        self.logs: LogsComponent | None = None
+        if settings.logs is not None:
+            # Every line goes to the console as before and to the logs service, which
+            # keeps it for `slipway logs` / SSE and archives it.
+            self.logs = LogsComponent(settings.logs, registry=self.registry)
+            app_sink = TeeAppLines(app_sink, self.logs.service)
+            router_sink = TeeRouterLines(router_sink, self.logs.service)
+        self.runtime = LocalRuntime(settings=settings.local, sink=app_sink)
         self.agent = Agent(
             apps, runtime=self.runtime, registry=self.registry, settings=settings.agent
         )
@@ -122,7 +135,7 @@ class Up:
             settings.router,
             routes=Routes(),
             registry=self.registry,
-            sink=router_sink or StreamSink(),
+            sink=router_sink,
             waker=self.agent,
         )
         self.link = LocalLink(self.agent, self.router)
@@ -135,14 +148,14 @@ class Up:
         return self._tasks.failed
 
     async def start(self) -> None:
+        if self.logs is not None:  # first, so the first app line has somewhere to go
+            await self.logs.start()
         await self.agent.start()
         self._api = web.AppRunner(api_app(self.agent, registry=self.registry))
         await self._api.setup()
         site = web.TCPSite(self._api, self.settings.agent.host, self.settings.agent.port)
         await site.start()
-        server = site._server  # aiohttp keeps the bound server here; port 0 in tests
-        sockets = list(getattr(server, "sockets", None) or [])
-        self.api_port = sockets[0].getsockname()[1]
+        self.api_port = bound_port(site)
         await self.router.start()
         self._tasks.start("local-link", self.link.run())
         self._tasks.start("agent-watchdog", self._watch_agent())
@@ -158,6 +171,30 @@ class Up:
         await self.agent.stop()
         if self._api is not None:
             await self._api.cleanup()
+        if self.logs is not None:  # last, so the apps' final lines are kept
+            await self.logs.stop()
+
+
+class TeeAppLines:
+    """App, build and release lines to several sinks (the console and the logs service)."""
+
+    def __init__(self, *sinks: ProcessLogSink) -> None:
+        self._sinks = sinks
+
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
+        for sink in self._sinks:
+            sink.publish(app, source, process, text, time)
+
+
+class TeeRouterLines:
+    """Router lines to several sinks; each sink's ``emit`` is non-blocking already."""
+
+    def __init__(self, *sinks: LogSink) -> None:
+        self._sinks = sinks
+
+    def emit(self, app: str, line: str) -> None:
+        for sink in self._sinks:
+            sink.emit(app, line)
 
 
 def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
@@ -192,6 +229,28 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
     envvar="SLIPWAY_IDLE_AFTER",
     help="Sleep every app after this long without requests (e.g. 10s), whatever the file says.",
 )
+@click.option(
+    "--logs-port",
+    default=8082,
+    show_default=True,
+    envvar="SLIPWAY_LOGS_PORT",
+    help="The logs service's HTTP API (`slipway logs`, SSE).",
+)
+@click.option(
+    "--forward-port",
+    default=24224,
+    show_default=True,
+    envvar="SLIPWAY_LOGS_FORWARD_PORT",
+    help="Fluent forward protocol, for log shippers on this machine.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".slipway",
+    show_default=True,
+    envvar="SLIPWAY_STATE_DIR",
+    help="Where the log spool and the generated token live.",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
 def up(
     apps_file: Path,
@@ -200,22 +259,57 @@ def up(
     ops_port: int,
     agent_port: int,
     idle_after: float | None,
+    logs_port: int,
+    forward_port: int,
+    state_dir: Path,
     log_level: str,
 ) -> None:
-    """Run the router and the agent with the apps in APPS_FILE (TOML) on this machine."""
+    """Run the router, the agent and the logs service with the apps in APPS_FILE (TOML)."""
     logfmt.configure(log_level)
+    token_file = state_dir / "token"
+    token = _local_token(token_file)
     settings = UpSettings(
         apps_file=apps_file,
         router=RouterSettings(host=host, port=port, ops_host=host, ops_port=ops_port),
         agent=AgentSettings(host=host, port=agent_port),
         local=LocalSettings(),
         idle_after=idle_after,
+        logs=LogsSettings(
+            http_host=host,
+            http_port=logs_port,
+            forward_host=host,
+            forward_port=forward_port,
+            admin_token=token,
+            spool_dir=state_dir / "logs",
+        ),
+    )
+    log.info(
+        "logs need a token: export SLIPWAY_TOKEN=$(cat FILE)",
+        extra={"file": str(token_file), "logs_url": f"http://{host}:{logs_port}"},
     )
     try:
         slipway = Up(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(run(functools.partial(_main, slipway)))
+
+
+def _local_token(path: Path) -> str:
+    """SLIPWAY_TOKEN if set; else the token kept in ``path`` (made once, readable by us only)."""
+    if token := os.environ.get("SLIPWAY_TOKEN"):
+        return token
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}; remove it or fix its mode") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "slw_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 async def _main(slipway: Up, stop: asyncio.Event) -> int:

@@ -15,6 +15,7 @@ import time
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from control.kit.ops import bound_port
 from control.kit.tasks import TaskSet
 from logs.archive import Spool, Uploader
 from logs.auth import StaticTokens, TokenVerifier, parse_tokens_env, read_tokens_file
@@ -64,6 +65,8 @@ class LogsComponent:
                 endpoint_url=settings.s3_endpoint,
                 region=settings.s3_region,
             )
+        #: The HTTP port once started (settings may ask for 0, a free one).
+        self.http_port = settings.http_port
         self.service = LogService(hub=self.hub, metrics=self.metrics, spool=self.spool)
         if verifier is None:
             tokens = read_tokens_file(settings.tokens_file) if settings.tokens_file else {}
@@ -106,11 +109,12 @@ class LogsComponent:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
         await site.start()
+        self.http_port = bound_port(site)
         await self.forward.start(self.settings.forward_host, self.settings.forward_port)
         if self.spool is not None and self.store is not None:
             uploader = Uploader(self.spool, self.store, metrics=self.metrics)
             self._tasks.start("archive-uploader", uploader.run())
-        log.info("logs service started", extra={"http_port": self.settings.http_port})
+        log.info("logs service started", extra={"http_port": self.http_port})
 
     async def stop(self) -> None:
         """Stop taking lines, then seal and upload what is spooled (bounded by S3's timeouts)."""

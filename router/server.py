@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control.kit.ops import ops_app
+from control.kit.ops import bound_port, ops_app
 from control.kit.tasks import TaskSet
 from router.accesslog import LogSink, StreamSink
 from router.activity import Activity
@@ -85,7 +84,7 @@ class Router:
             self._ops, settings.ops_host, settings.ops_port, reuse_port=settings.reuse_port
         )
         await ops_site.start()
-        self.ops_port = _bound_port(ops_site)
+        self.ops_port = bound_port(ops_site)
         server = await loop.create_server(
             lambda: ClientConnection(proxy),
             settings.host,
@@ -139,12 +138,3 @@ class Router:
         await self._tasks.stop()
         if self._ops is not None:
             await self._ops.cleanup()
-
-
-def _bound_port(site: web.TCPSite) -> int:
-    """The port the ops site got (0 asks for a free one in tests)."""
-    server = site._server  # aiohttp keeps the (uvloop or asyncio) server here
-    assert server is not None
-    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
-    port: int = sockets[0].getsockname()[1]
-    return port

@@ -7,6 +7,7 @@ operator reading a failed probe knows what to fix.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -41,3 +42,13 @@ def ops_app(*, registry: CollectorRegistry, ready: ReadyCheck) -> web.Applicatio
     app = web.Application()
     add_ops_routes(app, registry=registry, ready=ready)
     return app
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a started site listens on (tests ask for port 0, a free one)."""
+    server = site._server  # aiohttp keeps the (uvloop or asyncio) server here
+    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
+    if not sockets:
+        raise RuntimeError("the site is not listening; start() it first")
+    port: int = sockets[0].getsockname()[1]
+    return port

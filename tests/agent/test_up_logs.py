@@ -1,0 +1,65 @@
+"""``slipway up`` keeps every line in its logs service: app output and router lines, one stream."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from agent.settings import AgentSettings, LocalSettings
+from control.up import Up, UpSettings
+from logs.settings import LogsSettings
+from router.settings import RouterSettings
+from tests.agent.conftest import ListSink, write_app
+
+TOKEN = "slw_test_admin_token_0123456789"
+
+
+async def test_app_and_router_lines_reach_the_logs_service_and_the_console(
+    tmp_path: Path,
+) -> None:
+    apps = tmp_path / "apps.toml"
+    apps.write_text(write_app(tmp_path, "hello"))
+    console = ListSink()
+    up = Up(
+        UpSettings(
+            apps_file=apps,
+            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
+            local=LocalSettings(),
+            logs=LogsSettings(
+                http_port=0, forward_port=0, admin_token=TOKEN, spool_dir=tmp_path / "spool"
+            ),
+        ),
+        app_sink=console,
+        router_sink=console,
+    )
+    await up.start()
+    try:
+        assert up.logs is not None
+        logs_url = f"http://127.0.0.1:{up.logs.http_port}/apps/hello/logs?format=text&lines=50"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(
+                f"http://127.0.0.1:{up.router.port}/", headers={"Host": "hello.test"}
+            ) as resp:
+                assert resp.status == 200
+            text = ""
+            for _ in range(100):  # the router's line is written as the response ends
+                async with http.get(logs_url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+                    assert resp.status == 200
+                    text = await resp.text()
+                if "slipway[router]:" in text:
+                    break
+                await asyncio.sleep(0.02)
+            async with http.get(logs_url) as resp:
+                assert resp.status == 401  # no token, no logs
+    finally:
+        await up.stop()
+    assert " app[web.1]: " in text, text
+    assert "slipway[router]: at=info method=GET" in text
+    assert "wake=" in text
+    # The console still shows the same lines.
+    assert any("method=GET" in line for line in console.router_lines)
+    assert any(app == "hello" for app, _, _ in console.lines)
+    assert any((tmp_path / "spool").iterdir())  # spooled for the archive
