@@ -34,4 +34,6 @@ bench: $(STAMP) services
 	$(PY) bench/router.py
 	$(PY) bench/wake.py
 	$(PY) bench/exporters.py
+	$(PY) bench/logs.py
+	$(PY) bench/control.py
 	$(PY) bench/build.py
