@@ -188,14 +188,14 @@ class KubernetesRuntime:
         try:
             with translated(f"create deployment {name}"):
                 await self._apps.create_namespaced_deployment(ns, body)
-            log.info("deployment created", extra={"app": spec.app, "process": spec.process})
+            log.info("deployment created", extra={"app": spec.app, "process_type": spec.process})
         except Conflict:
             del body["spec"]["replicas"]
             with translated(f"patch deployment {name}"):
                 await self._apps.patch_namespaced_deployment(name, ns, body)
             log.info(
                 "deployment updated",
-                extra={"app": spec.app, "process": spec.process, "release": spec.release},
+                extra={"app": spec.app, "process_type": spec.process, "release": spec.release},
             )
         if spec.process == "web":
             svc = manifests.service(spec, port=port)
@@ -228,7 +228,7 @@ class KubernetesRuntime:
         with translated(f"scale deployment {name}"):
             await self._apps.patch_namespaced_deployment_scale(name, ns, body)
         self._scales.labels("up" if replicas > 0 else "down").inc()
-        log.info("scaled", extra={"app": app, "process": process, "replicas": replicas})
+        log.info("scaled", extra={"app": app, "process_type": process, "replicas": replicas})
 
     async def record_activity(self, app: str, process: str, at: float) -> None:
         """Persist the last-activity time (epoch seconds) on the Deployment; leader only."""

@@ -44,6 +44,7 @@ async def test_app_and_router_lines_reach_the_logs_service_and_the_console(
                 f"http://127.0.0.1:{up.router.port}/", headers={"Host": "hello.test"}
             ) as resp:
                 assert resp.status == 200
+                await resp.read()  # leaving early would be a client gone: 499, H27
             text = ""
             for _ in range(100):  # the router's line is written as the response ends
                 async with http.get(logs_url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:

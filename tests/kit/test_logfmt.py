@@ -1,6 +1,8 @@
+import ast
 import io
 import logging
 import sys
+from pathlib import Path
 
 from control.kit.logfmt import LogfmtFormatter, configure, format_fields, quote
 
@@ -39,3 +41,22 @@ def test_an_exception_is_one_field_not_a_stack_on_stderr() -> None:
     line = LogfmtFormatter().format(record)
     assert 'error="ValueError: boom"' in line
     assert "\n" not in line
+
+
+def test_no_log_call_in_slipway_passes_a_reserved_field_in_extra() -> None:
+    """``extra={"process": ...}`` raises KeyError, but only once that level is enabled."""
+    reserved = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for package in ("router", "agent", "logs", "exporters", "control"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                        for key in keyword.value.keys:
+                            if isinstance(key, ast.Constant) and key.value in reserved:
+                                where = f"{path.relative_to(root)}:{node.lineno}"
+                                offenders.append(f"{where} {key.value}")
+    assert offenders == []
