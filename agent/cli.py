@@ -19,19 +19,10 @@ from agent.errors import ConfigError
 from agent.local import LocalRuntime
 from agent.settings import AgentSettings
 from control.kit import logfmt
-from control.kit.durations import parse_duration
+from control.kit.durations import duration_option
 from control.kit.runner import run
 
 log = logging.getLogger(__name__)
-
-
-def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 @click.command("agent")
@@ -40,7 +31,7 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
 @click.option("--port", default=9081, show_default=True, envvar="SLIPWAY_AGENT_PORT")
 @click.option(
     "--idle-after",
-    callback=_duration,
+    callback=duration_option,
     envvar="SLIPWAY_IDLE_AFTER",
     help="Sleep every app after this long without requests, whatever the file says.",
 )

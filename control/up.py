@@ -34,7 +34,7 @@ from agent.output import ConsoleSink, ProcessLogSink
 from agent.settings import AgentSettings, LocalSettings
 from agent.table import RouteTableWire
 from control.kit import logfmt
-from control.kit.durations import parse_duration
+from control.kit.durations import duration_option
 from control.kit.ops import bound_port
 from control.kit.runner import run
 from control.kit.tasks import TaskSet
@@ -197,15 +197,6 @@ class TeeRouterLines:
             sink.emit(app, line)
 
 
-def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 @click.command("up")
 @click.argument(
     "apps_file",
@@ -225,7 +216,7 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
 )
 @click.option(
     "--idle-after",
-    callback=_duration,
+    callback=duration_option,
     envvar="SLIPWAY_IDLE_AFTER",
     help="Sleep every app after this long without requests (e.g. 10s), whatever the file says.",
 )

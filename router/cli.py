@@ -16,7 +16,7 @@ import click
 from prometheus_client import CollectorRegistry
 
 from control.kit import logfmt
-from control.kit.durations import parse_duration
+from control.kit.durations import duration_option
 from control.kit.runner import run
 from router.errors import RouteTableError
 from router.feed import AgentClient
@@ -25,15 +25,6 @@ from router.server import Router
 from router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
-
-
-def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 @click.command("router")
@@ -63,13 +54,13 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
 )
 @click.option(
     "--upstream-timeout",
-    callback=_duration,
+    callback=duration_option,
     envvar="SLIPWAY_ROUTER_UPSTREAM_TIMEOUT",
     help="Time to the app's first byte before 504 H12 [30s].",
 )
 @click.option(
     "--drain-grace",
-    callback=_duration,
+    callback=duration_option,
     envvar="SLIPWAY_ROUTER_DRAIN_GRACE",
     help="Time in-flight requests get after SIGTERM [25s].",
 )
