@@ -9,15 +9,12 @@ metrics) is rendered on every request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from control.kit.ops import ReadyCheck, add_health_routes
 from exporters.collector import SnapshotCollector, SnapshotStore
-
-ReadyCheck = Callable[[], str | None]
 
 
 class Exposition:
@@ -62,18 +59,8 @@ def exporter_app(*, exposition: Exposition, ready: ReadyCheck) -> web.Applicatio
             return web.Response(status=404, text=f"no target named {name!r}\n")
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_: web.Request) -> web.Response:
-        reason = ready()
-        if reason is None:
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text=f"not ready: {reason}\n")
-
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probe", probe)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_health_routes(app, ready=ready)
     return app

@@ -18,7 +18,9 @@ from prometheus_client.exposition import choose_encoder
 ReadyCheck = Callable[[], str | None]
 
 
-def add_ops_routes(app: web.Application, *, registry: CollectorRegistry, ready: ReadyCheck) -> None:
+def add_health_routes(app: web.Application, *, ready: ReadyCheck) -> None:
+    """/healthz and /readyz alone, for an app that serves its own /metrics."""
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -28,13 +30,18 @@ def add_ops_routes(app: web.Application, *, registry: CollectorRegistry, ready: 
             return web.Response(text="ok\n")
         return web.Response(status=503, text=f"not ready: {reason}\n")
 
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def add_ops_routes(app: web.Application, *, registry: CollectorRegistry, ready: ReadyCheck) -> None:
+    add_health_routes(app, ready=ready)
+
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
 
 
