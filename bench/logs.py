@@ -33,20 +33,15 @@ import msgpack
 # this very file would shadow the ``logs`` package; drop it before importing slipway.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from control.kit import runner
 from logs.cli import run_service
 from logs.forward import pack_event_time
 from logs.settings import LogsSettings
+from tests.conftest import free_port
 
 TOKEN = "bench-admin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def serve(settings: LogsSettings) -> None:
