@@ -238,7 +238,8 @@ class ClientConnection(asyncio.Protocol):
         framed = ex.frame(body)
         if ex.replay is not None:
             ex.replay.append(framed)
-            if sum(map(len, ex.replay)) > REPLAY_LIMIT:
+            ex.replay_size += len(framed)
+            if ex.replay_size > REPLAY_LIMIT:
                 ex.replay = None
         up = ex.upstream
         if up is not None and up.transport is not None:

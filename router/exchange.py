@@ -64,6 +64,7 @@ class Exchange:
     chunked_in = False
     head = b""
     pending_size = 0
+    replay_size = 0
     body_done = False
     upstream: UpstreamConnection | None = None
     route: AppRoute | None = None
