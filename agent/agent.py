@@ -64,6 +64,9 @@ class Agent:
         self._subscribers: list[Subscriber] = []
         self._changed: asyncio.Future[None] | None = None
         self._applied: dict[tuple[str, str], int] = {}
+        #: (app, process) the runtime has reported at least once: only those are scaled, so
+        #: a restarted agent learns what runs before it changes anything.
+        self._observed: set[tuple[str, str]] = set()
         self._dirty: dict[str, asyncio.Event] = {}
         self._tasks = TaskSet()
         self.metrics = AgentMetrics(
@@ -214,8 +217,15 @@ class Agent:
         loop = asyncio.get_running_loop()
         async for status in self.runtime.watch():
             machine = self.machines.get(status.app)
-            if machine is not None:
-                self._handle(machine, machine.observe(status, loop.time()))
+            if machine is None:
+                continue
+            key = (status.app, status.process)
+            if key not in self._observed:
+                self._observed.add(key)
+                self._applied.setdefault(key, status.desired)
+                if machine.adopt(status, loop.time()):
+                    log.info("app found running, adopted", extra={"app": status.app})
+            self._handle(machine, machine.observe(status, loop.time()))
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -242,7 +252,7 @@ class Agent:
             dirty.clear()
             for process, replicas in list(machine.desired.items()):
                 key = (machine.name, process)
-                if self._applied.get(key) == replicas:
+                if key not in self._observed or self._applied.get(key) == replicas:
                     continue
                 if process == WEB and replicas == 0:
                     # Before the call: a wake during it must not take the stopping instances.

@@ -107,6 +107,20 @@ class AppMachine:
             return [Event(EventKind.SLEEP_CANCELLED)]
         return []
 
+    def adopt(self, status: ProcessStatus, now: float) -> bool:
+        """The first snapshot of web after a (re)start: web already runs, so keep it running.
+
+        A restarted or newly elected agent starts with every app asleep; the
+        runtime may say otherwise. Rather than stop what serves requests, the
+        app counts as woken now (its idle clock starts again). True if adopted.
+        """
+        if status.process != WEB or self.phase is not Phase.ASLEEP or status.desired == 0:
+            return False
+        self._scale_up()
+        self.wake_started = self.awake_since = now
+        self.phase = Phase.WAKING
+        return True
+
     def observe(self, status: ProcessStatus, now: float) -> list[Event]:
         """A runtime snapshot of one process type."""
         self.statuses[status.process] = status

@@ -256,6 +256,10 @@ def test_the_components_run_with_their_commands_and_ports() -> None:
     assert env["SLIPWAY_KUBE_NAMESPACE"]["value"] == "slipway-apps"
     assert env["SLIPWAY_KUBE_LEASE_NAME"]["value"] == "slipway-leader"
     assert env["SLIPWAY_KUBE_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["SLIPWAY_AGENT_RUNTIME"]["value"] == "kubernetes"
+    # The leader's URL in the Lease is built from it (agent/kubernetes/serve.py).
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert '"POD_IP"' in (ROOT / "agent" / "kubernetes" / "serve.py").read_text()
     router_env = {e["name"]: e.get("value") for e in by_name["slipway-router"]["env"]}
     assert router_env["SLIPWAY_AGENT_URL"] == "http://slipway-agent:8081"
 
@@ -372,7 +376,7 @@ DYNAMIC_PREFIXES = {
     "SLIPWAY_EXPORTER_": "exporters/cli.py",
 }
 #: Set by the chart for a wiring the code does not read yet (see docs/kubernetes.md).
-NOT_READ_YET = {"SLIPWAY_AGENT_RUNTIME"}
+NOT_READ_YET: set[str] = set()
 
 
 def _code_text() -> str:

@@ -1,0 +1,159 @@
+"""``slipway serve agent --runtime kubernetes``: one agent replica of several.
+
+Every replica watches the cluster (so its readiness says whether the
+apiserver is reachable, and a new leader starts from a warm view) and serves
+the API; only the elected one runs the Agent's decisions. Until it leads, a
+replica forwards ``/v1/`` to the leader's URL from the Lease. When elected it
+learns every app from the labelled Deployments' definition annotations, then
+starts deciding. When it loses the Lease it exits (non-zero), as client-go's
+leader election does: a replica that has stopped leading may hold decisions
+in flight, and a fresh follower is the simplest safe state to return to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from agent.agent import Agent
+from agent.api import api_app
+from agent.apps import AppConfig
+from agent.kubernetes.lease import Elector
+from agent.kubernetes.stack import kubernetes_stack
+from agent.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+
+class ElectedLeadership:
+    """The forwarder's view of the Lease: lead when we hold it and the agent has started."""
+
+    def __init__(self, elector: Elector, agent: Agent) -> None:
+        self._elector = elector
+        self._agent = agent
+
+    @property
+    def me(self) -> str:
+        return self._elector.me
+
+    def leading(self) -> str | bool:
+        if not self._elector.is_leader():
+            return False
+        if not self._agent.started:
+            return "this replica was just elected and is still learning the apps"
+        return True
+
+    def leader_url(self) -> str | None:
+        return self._elector.leader_url
+
+
+def advertised_url(explicit: str | None, environ: Mapping[str, str], port: int) -> str | None:
+    """This replica's API URL for the Lease: the flag, else ``http://$POD_IP:port``."""
+    if explicit:
+        return explicit.rstrip("/")
+    ip = environ.get("POD_IP")
+    if not ip:
+        return None
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}"
+
+
+async def serve_kubernetes(
+    settings: AgentSettings,
+    apps: list[AppConfig],
+    environ: Mapping[str, str],
+    stop: asyncio.Event,
+    *,
+    advertise: str | None = None,
+    kubeconfig: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    registry = CollectorRegistry()
+    changed = asyncio.Event()
+    url = advertised_url(advertise, environ, settings.port)
+    if url is None:
+        log.warning("no URL to advertise (set POD_IP); followers cannot forward to this replica")
+    async with kubernetes_stack(
+        environ,
+        registry=registry,
+        kubeconfig=kubeconfig,
+        clock=clock,
+        advertise=url,
+        on_change=lambda _: changed.set(),
+    ) as kube:
+        agent = Agent(apps, runtime=kube.runtime, registry=registry, settings=settings)
+
+        def ready() -> str | None:
+            for failed, what in (
+                (kube.tasks.failed, "the leader election task failed"),
+                (agent.failed, "a background task failed"),
+            ):
+                if failed.is_set():
+                    return what
+            problem = kube.runtime.ready()
+            if problem is not None:
+                return f"the view of the cluster may be stale: {problem}"
+            if kube.elector.is_leader() and not agent.started:
+                return "elected, starting"
+            return None
+
+        app = api_app(
+            agent, registry=registry, leadership=ElectedLeadership(kube.elector, agent), ready=ready
+        )
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, settings.host, settings.port).start()
+            except OSError as exc:
+                log.error("cannot listen", extra={"port": settings.port, "error": str(exc)})
+                return 1
+            log.info(
+                "agent listening",
+                extra={"port": settings.port, "identity": kube.elector.me, "url": url},
+            )
+            kube.runtime.start()
+            return await _lead_when_elected(
+                agent, kube.elector, changed, stop, (kube.tasks.failed, kube.runtime.failed)
+            )
+        finally:
+            await agent.stop()
+            await runner.cleanup()
+
+
+async def _lead_when_elected(
+    agent: Agent,
+    elector: Elector,
+    changed: asyncio.Event,
+    stop: asyncio.Event,
+    failures: tuple[asyncio.Event, ...],
+) -> int:
+    failures = (agent.failed, *failures)
+    events = (stop, changed, *failures)
+    while True:
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if stop.is_set():
+            return 0
+        if any(f.is_set() for f in failures):
+            return 1
+        changed.clear()
+        leader = elector.is_leader()
+        if leader and not agent.started:
+            log.info("elected: starting to decide", extra={"identity": elector.me})
+            await agent.start()
+        elif not leader and agent.started:
+            log.error(
+                "lost the lease: exiting to come back as a follower",
+                extra={"identity": elector.me},
+            )
+            return 1

@@ -1,0 +1,294 @@
+"""Agent replicas as ``slipway serve agent --runtime kubernetes`` runs them: one leads, the
+others forward to it, and a hand-over keeps what runs running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.apps import AppConfig
+from agent.forward import ANSWERED
+from agent.kubernetes.lease import LEADER_URL_ANNOTATION, LeaseRecord, lease_body
+from agent.kubernetes.serve import advertised_url, serve_kubernetes
+from agent.policy import Policy
+from agent.settings import AgentSettings
+from tests.conftest import free_port
+from tests.kube.apiserver import ApiServer
+from tests.kube.conftest import NAMESPACE, write_kubeconfig
+from tests.kube.controllers import replicas_become
+from tests.kube.test_runtime import SPEC
+
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+BLOG = AppConfig(
+    name="blog", hosts=("blog.apps.test",), processes={"web": SPEC}, policy=Policy(idle_after=60)
+)
+
+
+def kube_env(identity: str) -> dict[str, str]:
+    return {
+        "SLIPWAY_KUBE_NAMESPACE": NAMESPACE,
+        "SLIPWAY_KUBE_IDENTITY": identity,
+        "SLIPWAY_KUBE_LEASE_DURATION": "1",
+        "SLIPWAY_KUBE_RENEW_INTERVAL": "0.1",
+        "SLIPWAY_KUBE_BACKOFF_INITIAL": "0.05",
+        "SLIPWAY_KUBE_BACKOFF_MAX": "0.2",
+    }
+
+
+@dataclass
+class Replica:
+    identity: str
+    port: int
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def until_ok(http: aiohttp.ClientSession, url: str, timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session
+
+
+class Fleet:
+    """Agent replicas in this process, each with its own client, registry and port."""
+
+    def __init__(self, apiserver: ApiServer, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+        self.kubeconfig = write_kubeconfig(apiserver, tmp_path / "kubeconfig")
+        self.http = http
+        self.replicas: list[Replica] = []
+
+    async def start(self, identity: str, apps: list[AppConfig]) -> Replica:
+        port = free_port()
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            serve_kubernetes(
+                AgentSettings(host="127.0.0.1", port=port, tick=0.02),
+                apps,
+                kube_env(identity),
+                stop,
+                advertise=f"http://127.0.0.1:{port}",
+                kubeconfig=str(self.kubeconfig),
+            )
+        )
+        replica = Replica(identity, port, stop, task)
+        self.replicas.append(replica)
+        await until_ok(self.http, f"{replica.url}/readyz")
+        return replica
+
+    async def close(self) -> None:
+        for replica in self.replicas:
+            replica.stop.set()
+        await asyncio.gather(*(r.task for r in self.replicas), return_exceptions=True)
+
+
+@pytest.fixture
+async def fleet(
+    apiserver: ApiServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> AsyncIterator[Fleet]:
+    fleet = Fleet(apiserver, tmp_path, http)
+    yield fleet
+    await fleet.close()
+
+
+async def holder(apiserver: ApiServer, identity: str | None, timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            lease = apiserver.get("leases", NAMESPACE, "slipway-agent")
+            if lease is not None and lease["spec"].get("holderIdentity") == identity:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def answered_by(http: aiohttp.ClientSession, url: str) -> str | None:
+    """Who answered ``GET url``: a follower names the leader it forwarded to; None: itself."""
+    async with http.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return resp.headers.get(ANSWERED)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+async def test_a_follower_forwards_to_the_leader_which_hands_over_without_stopping_apps(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    a = await fleet.start("agent-a", [BLOG])
+    await holder(apiserver, "agent-a")
+    b = await fleet.start("agent-b", [BLOG])
+    lease = apiserver.get("leases", NAMESPACE, "slipway-agent")
+    assert lease is not None
+    assert lease["metadata"]["annotations"][LEADER_URL_ANNOTATION] == a.url
+
+    # A wake sent to the follower is carried out by the leader.
+    async with http.post(f"{b.url}/v1/apps/blog/wake") as resp:
+        assert resp.status == 202, await resp.text()
+        assert resp.headers[ANSWERED] == a.url
+        assert (await resp.json())["state"] == "waking"
+    await replicas_become(apiserver, "blog-web", 1)
+    # The route feed and the states a follower serves are the leader's.
+    assert await answered_by(http, f"{b.url}/v1/apps") == a.url
+    async with http.get(f"{a.url}/v1/routes") as ra, http.get(f"{b.url}/v1/routes") as rb:
+        assert (await ra.json())["version"] == (await rb.json())["version"]
+    async with http.get(f"{b.url}/v1/routes", params={"after": "0"}) as resp:
+        assert resp.status == 200  # a long poll whose version differs answers at once
+
+    # The leader leaves (a rolling update): the Lease is released, b takes over at once...
+    a.stop.set()
+    assert await asyncio.wait_for(a.task, 10) == 0
+    await holder(apiserver, "agent-b")
+    async with asyncio.timeout(5):
+        while await answered_by(http, f"{b.url}/v1/apps") is not None:
+            await asyncio.sleep(0.02)
+    # ... and adopts the running app instead of scaling it to zero.
+    async with http.get(f"{b.url}/v1/apps") as resp:
+        assert (await resp.json())["blog"]["desired"] == {"web": 1}
+    await asyncio.sleep(0.3)  # several ticks and scaler rounds
+    deployment = apiserver.get("deployments", NAMESPACE, "blog-web")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 1
+    lease = apiserver.get("leases", NAMESPACE, "slipway-agent")
+    assert lease is not None
+    assert lease["metadata"]["annotations"][LEADER_URL_ANNOTATION] == b.url
+
+
+def ghost_lease(url: str | None) -> dict[str, Any]:
+    """A Lease held for a minute by a replica we do not run, advertising ``url``."""
+    now = time.time()
+    body = lease_body("slipway-agent", LeaseRecord("ghost", 60, now, now, 0), None, advertise=url)
+    body["metadata"]["namespace"] = NAMESPACE
+    return body
+
+
+async def test_with_no_reachable_leader_a_follower_answers_503_and_never_loops(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    await apiserver.put("leases", ghost_lease(None))
+    b = await fleet.start("agent-b", [BLOG])
+    async with http.post(f"{b.url}/v1/apps/blog/wake") as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        assert "no agent leads right now" in (await resp.json())["error"]
+    # The ghost advertises b itself (an out-of-date Lease): one hop, then a clear 503.
+    await apiserver.patch_object(
+        "leases",
+        NAMESPACE,
+        "slipway-agent",
+        {"metadata": {"annotations": {LEADER_URL_ANNOTATION: b.url}}},
+    )
+    async with asyncio.timeout(5):
+        while True:
+            async with http.post(f"{b.url}/v1/apps/blog/wake") as resp:
+                assert resp.status == 503
+                error = (await resp.json())["error"]
+                if "does not lead either" in error:
+                    break
+            await asyncio.sleep(0.05)
+    # A dead leader: connection refused, a 503 naming it.
+    dead = f"http://127.0.0.1:{free_port()}"
+    await apiserver.patch_object(
+        "leases",
+        NAMESPACE,
+        "slipway-agent",
+        {"metadata": {"annotations": {LEADER_URL_ANNOTATION: dead}}},
+    )
+    async with asyncio.timeout(5):
+        while True:
+            async with http.get(f"{b.url}/v1/apps") as resp:
+                assert resp.status == 503
+                if f"cannot reach the leader at {dead}" in (await resp.json())["error"]:
+                    break
+            await asyncio.sleep(0.05)
+    assert apiserver.get("deployments", NAMESPACE, "blog-web") is None  # nobody scaled
+
+
+async def test_readiness_follows_the_watches_and_a_leader_that_loses_the_lease_exits(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    a = await fleet.start("agent-a", [BLOG])
+    await holder(apiserver, "agent-a")
+    apiserver.outage = True
+    await apiserver.drop_watches()
+    async with asyncio.timeout(5):
+        while True:
+            async with http.get(f"{a.url}/readyz") as resp:
+                if resp.status == 503:
+                    assert "the view of the cluster may be stale" in await resp.text()
+                    break
+            await asyncio.sleep(0.02)
+    apiserver.outage = False
+    await until_ok(http, f"{a.url}/readyz")
+    # Someone else holds the Lease now (a partition healed the other way): a steps down.
+    await apiserver.patch_object(
+        "leases",
+        NAMESPACE,
+        "slipway-agent",
+        {"spec": ghost_lease(None)["spec"]},
+    )
+    assert await asyncio.wait_for(a.task, 5) == 1
+
+
+def test_the_advertised_url_is_the_flag_or_the_pod_ip_and_port() -> None:
+    assert advertised_url("http://agent-0.agents:9081/", {}, 1) == "http://agent-0.agents:9081"
+    assert advertised_url(None, {"POD_IP": "10.1.2.3"}, 8081) == "http://10.1.2.3:8081"
+    assert advertised_url(None, {"POD_IP": "fd00::7"}, 8081) == "http://[fd00::7]:8081"
+    assert advertised_url(None, {}, 8081) is None
+
+
+async def test_slipway_serve_agent_reads_the_runtime_from_the_environment(
+    apiserver: ApiServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        **kube_env("agent-cli"),
+        "KUBECONFIG": str(write_kubeconfig(apiserver, tmp_path / "kubeconfig")),
+        "SLIPWAY_AGENT_RUNTIME": "kubernetes",
+        "POD_IP": "127.0.0.1",
+    }
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    env.pop("SLIPWAY_APPS", None)
+    proc = await asyncio.create_subprocess_exec(
+        SLIPWAY, "serve", "agent", "--host=127.0.0.1", f"--port={port}", env=env
+    )
+    try:
+        await until_ok(http, f"http://127.0.0.1:{port}/readyz", timeout=20)
+        await holder(apiserver, "agent-cli")
+        lease = apiserver.get("leases", NAMESPACE, "slipway-agent")
+        assert lease is not None
+        annotations = lease["metadata"]["annotations"]
+        assert annotations[LEADER_URL_ANNOTATION] == f"http://127.0.0.1:{port}"
+        async with http.get(f"http://127.0.0.1:{port}/v1/apps") as resp:
+            assert await resp.json() == {}  # no apps file: apps come from the control plane
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        await holder(apiserver, None)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
