@@ -95,7 +95,8 @@ class LocalLink:
 
 @dataclass(frozen=True, slots=True)
 class UpSettings:
-    apps_file: Path
+    #: Apps defined at start; None: only what the control plane defines.
+    apps_file: Path | None
     router: RouterSettings
     agent: AgentSettings
     local: LocalSettings
@@ -117,7 +118,11 @@ class Up:
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
-        apps = load_apps(settings.apps_file, idle_after=settings.idle_after)
+        apps = (
+            load_apps(settings.apps_file, idle_after=settings.idle_after)
+            if settings.apps_file is not None
+            else []
+        )
         app_sink = app_sink or ConsoleSink()
         router_sink = router_sink or StreamSink()
         self.logs: LogsComponent | None = None
