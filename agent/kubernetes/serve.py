@@ -23,11 +23,67 @@ from prometheus_client import CollectorRegistry
 from agent.agent import Agent
 from agent.api import api_app
 from agent.apps import AppConfig
+from agent.definition import parse_definition
+from agent.errors import ConfigError
 from agent.kubernetes.lease import Elector
+from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.stack import kubernetes_stack
 from agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
+
+
+class KubeAgent(Agent):
+    """The Agent, telling the runtime each app's definition before its specs are applied, so
+    the Deployments carry it for the next leader."""
+
+    def __init__(
+        self,
+        apps: list[AppConfig],
+        *,
+        runtime: KubernetesRuntime,
+        registry: CollectorRegistry,
+        settings: AgentSettings,
+    ) -> None:
+        super().__init__(apps, runtime=runtime, registry=registry, settings=settings)
+        self.kube = runtime
+
+    async def start(self) -> None:
+        for machine in self.machines.values():
+            self.kube.describe(machine.config)
+        await super().start()
+
+    async def define(self, config: AppConfig) -> None:
+        previous = self.machines.get(config.name)
+        self.kube.describe(config)
+        try:
+            await super().define(config)
+        except ConfigError:
+            if previous is not None:
+                self.kube.describe(previous.config)
+            raise
+
+    async def learn(self) -> int:
+        """Define every app whose Deployments carry a definition; returns how many.
+
+        Apps the agent already has (from the apps file) keep that definition.
+        """
+        await asyncio.gather(*(w.synced.wait() for w in self.kube.watches))
+        learned = 0
+        for name, data in sorted(self.kube.definitions().items()):
+            if name in self.machines:
+                continue
+            try:
+                config = parse_definition(name, data)
+                await self.define(config)
+            except ConfigError as exc:
+                log.error(
+                    "unusable app definition on the cluster",
+                    extra={"app": name, "error": str(exc)},
+                )
+                continue
+            learned += 1
+        return learned
 
 
 class ElectedLeadership:
@@ -86,7 +142,7 @@ async def serve_kubernetes(
         advertise=url,
         on_change=lambda _: changed.set(),
     ) as kube:
-        agent = Agent(apps, runtime=kube.runtime, registry=registry, settings=settings)
+        agent = KubeAgent(apps, runtime=kube.runtime, registry=registry, settings=settings)
 
         def ready() -> str | None:
             for failed, what in (
@@ -127,7 +183,7 @@ async def serve_kubernetes(
 
 
 async def _lead_when_elected(
-    agent: Agent,
+    agent: KubeAgent,
     elector: Elector,
     changed: asyncio.Event,
     stop: asyncio.Event,
@@ -149,7 +205,11 @@ async def _lead_when_elected(
         changed.clear()
         leader = elector.is_leader()
         if leader and not agent.started:
-            log.info("elected: starting to decide", extra={"identity": elector.me})
+            learned = await agent.learn()
+            log.info(
+                "elected: starting to decide",
+                extra={"identity": elector.me, "apps_learned": learned},
+            )
             await agent.start()
         elif not leader and agent.started:
             log.error(

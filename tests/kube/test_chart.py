@@ -168,6 +168,8 @@ LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "updat
 DEPLOY = {
     *(("apps", "deployments", v) for v in ("create", "update", "delete")),
     *(("", "services", v) for v in ("get", "create", "patch", "delete")),
+    # One immutable env Secret per release: created, listed to drop old ones, deleted.
+    *(("", "secrets", v) for v in ("create", "list", "delete")),
 }
 
 
@@ -195,6 +197,14 @@ def test_deploy_rights_add_only_create_and_delete_of_app_objects_in_the_apps_nam
     leader = named(docs, "Role", "slipway-agent-leader")
     assert "namespace" not in leader["metadata"]  # the release namespace, where the agent runs
     assert rules_of(leader) == LEASES
+
+
+def test_with_the_control_plane_the_agent_may_create_what_it_defines() -> None:
+    docs = render({"control": {"enabled": True}})
+    assert rules_of(named(docs, "Role", "slipway-agent-apps")) == AGENT_LEAST | DEPLOY
+    control = named(docs, "Deployment", "slipway-control")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in control["containers"][0]["env"]}
+    assert env["SLIPWAY_AGENT_URL"] == "http://slipway-agent:8081"  # the agent Service
 
 
 def test_only_the_agent_mounts_an_api_token(scenario: tuple[str, list[dict[str, Any]]]) -> None:
