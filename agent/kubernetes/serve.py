@@ -54,6 +54,11 @@ class KubeAgent(Agent):
         await super().start()
 
     async def define(self, config: AppConfig) -> None:
+        for process, spec in sorted(config.processes.items()):
+            if not spec.image:
+                raise ConfigError(
+                    f"app {config.name!r} process {process!r}: an image is required on Kubernetes"
+                )
         previous = self.machines.get(config.name)
         self.kube.describe(config)
         try:
@@ -205,15 +210,32 @@ async def _lead_when_elected(
         changed.clear()
         leader = elector.is_leader()
         if leader and not agent.started:
-            learned = await agent.learn()
-            log.info(
-                "elected: starting to decide",
-                extra={"identity": elector.me, "apps_learned": learned},
-            )
-            await agent.start()
+            # Learning waits for the watches to sync: never past a stop.
+            starting = asyncio.ensure_future(_start(agent, elector))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return 0
+            try:
+                starting.result()
+            except Exception as exc:
+                log.error("could not start leading", extra={"error": repr(exc)})
+                return 1
         elif not leader and agent.started:
             log.error(
                 "lost the lease: exiting to come back as a follower",
                 extra={"identity": elector.me},
             )
             return 1
+
+
+async def _start(agent: KubeAgent, elector: Elector) -> None:
+    learned = await agent.learn()
+    log.info(
+        "elected: starting to decide",
+        extra={"identity": elector.me, "apps_learned": learned},
+    )
+    await agent.start()

@@ -4,6 +4,7 @@ others forward to it, and a hand-over keeps what runs running."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -15,6 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from agent.apps import AppConfig
 from agent.forward import ANSWERED
@@ -22,10 +25,14 @@ from agent.kubernetes.lease import LEADER_URL_ANNOTATION, LeaseRecord, lease_bod
 from agent.kubernetes.serve import advertised_url, serve_kubernetes
 from agent.policy import Policy
 from agent.settings import AgentSettings
+from router.feed import AgentClient
+from router.routes import AppState, Routes
+from router.server import Router
+from router.settings import RouterSettings
 from tests.conftest import free_port
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import NAMESPACE, write_kubeconfig
-from tests.kube.controllers import replicas_become
+from tests.kube.controllers import endpoint_slice, pod, replicas_become
 from tests.kube.test_runtime import SPEC
 
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
@@ -292,3 +299,105 @@ async def test_slipway_serve_agent_reads_the_runtime_from_the_environment(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# -- end to end: the control plane's definition, a router, a wake and a sleep ---------------------
+
+
+async def test_a_definition_sent_to_a_follower_runs_wakes_through_a_router_and_sleeps(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession, unused_port: int
+) -> None:
+    # The pod: a real HTTP server on loopback standing in for the pod IP.
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello from the pod, release 7\n")
+
+    upstream = web.Application()
+    upstream.router.add_get("/", hello)
+    pod_runner = web.AppRunner(upstream)
+    await pod_runner.setup()
+    await web.TCPSite(pod_runner, "127.0.0.1", unused_port).start()
+
+    a = await fleet.start("agent-a", [])
+    await holder(apiserver, "agent-a")
+    b = await fleet.start("agent-b", [])
+    definition = {
+        "hosts": ["shop.apps.test"],
+        "release": 7,
+        "env": {"SECRET_KEY_BASE": "s3cr3t"},
+        "processes": {
+            "web": {
+                "command": "bundle exec puma -p $PORT",
+                "image": "registry.test/shop@sha256:77",
+                "health_path": "/up",
+            }
+        },
+        "formation": {"web": 1},
+        "policy": {"idle_after": 0.5, "boot_timeout": 10},
+    }
+    # What `slipway serve control --agent-url` does, sent to the replica the Service picked.
+    async with http.put(f"{b.url}/v1/apps/shop", json=definition) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers[ANSWERED] == a.url
+    deployment = apiserver.get("deployments", NAMESPACE, "shop-web")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 0
+    assert "s3cr3t" not in json.dumps(deployment)
+    secret = apiserver.get("secrets", NAMESPACE, "shop-env-v7")
+    assert secret is not None
+    assert secret["stringData"] == {"SECRET_KEY_BASE": "s3cr3t"}
+    # No image: refused before anything is written.
+    del definition["processes"]["web"]["image"]  # type: ignore[index]
+    async with http.put(f"{b.url}/v1/apps/other", json=definition) as resp:
+        assert resp.status == 422
+        assert "an image is required on Kubernetes" in (await resp.json())["error"]
+    assert apiserver.get("deployments", NAMESPACE, "other-web") is None
+
+    # A router fed by the follower (its feed, reports and wakes all reach the leader).
+    routes = Routes()
+    feed = AgentClient(b.url, routes=routes, report_interval=0.1)
+    router = Router(
+        RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+        routes=routes,
+        registry=CollectorRegistry(),
+        waker=feed,
+    )
+    feed.activity = router.activity
+    await feed.start()
+    await router.start()
+
+    async def deployment_controller() -> None:
+        await replicas_become(apiserver, "shop-web", 1)
+        await apiserver.put("pods", pod("shop", "web", 1, ip="127.0.0.1"))
+        await apiserver.put(
+            "endpointslices",
+            endpoint_slice("shop", "web", [("shop-web-1", "127.0.0.1", True)], port=unused_port),
+        )
+
+    try:
+        async with asyncio.timeout(5):
+            while routes.table.resolve("shop.apps.test") is None:
+                await asyncio.sleep(0.01)
+        controller = asyncio.create_task(deployment_controller())
+        started = time.monotonic()
+        async with http.get(
+            f"http://127.0.0.1:{router.port}/", headers={"Host": "shop.apps.test"}
+        ) as resp:
+            assert resp.status == 200
+            assert await resp.text() == "hello from the pod, release 7\n"
+        woke_in = time.monotonic() - started
+        await controller
+        print(f"wake through a follower, kmock and the router: {woke_in * 1000:.0f} ms")
+
+        # Idle: the leader drains the routers, then scales to 0; the controllers follow.
+        await replicas_become(apiserver, "shop-web", 0, timeout=10)
+        assert routes.table.apps["shop"].state is AppState.ASLEEP
+        await apiserver.put("endpointslices", endpoint_slice("shop", "web", [], port=unused_port))
+        await apiserver.delete_object("pods", NAMESPACE, "shop-web-1")
+        async with http.get(f"{b.url}/v1/apps/shop") as resp:
+            shown = await resp.json()
+        assert shown["state"] == "asleep"
+        assert shown["processes"]["web"]["release"] == 7
+    finally:
+        await router.stop(grace=1)
+        await feed.stop()
+        await pod_runner.cleanup()
