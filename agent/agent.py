@@ -315,9 +315,15 @@ class Agent:
             if key not in self._observed:
                 self._observed.add(key)
                 self._applied.setdefault(key, status.desired)
-                if machine.adopt(status, loop.time()):
+                now = loop.time()
+                if machine.adopt(status, now, self._active_since(machine, now)):
                     log.info("app found running, adopted", extra={"app": status.app})
             self._handle(machine, machine.observe(status, loop.time()))
+
+    def _active_since(self, machine: AppMachine, now: float) -> float | None:
+        """When an app found running was last used, on the loop clock, if the runtime knows
+        (KubernetesRuntime persists it); None: count from now."""
+        return None
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()

@@ -22,12 +22,14 @@ from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
 from agent.api import api_app
-from agent.apps import AppConfig
+from agent.apps import WEB, AppConfig
 from agent.definition import parse_definition
 from agent.errors import ConfigError
+from agent.kubernetes.errors import KubeError
 from agent.kubernetes.lease import Elector
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.stack import kubernetes_stack
+from agent.machine import AppMachine
 from agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,38 @@ class KubeAgent(Agent):
         for machine in self.machines.values():
             self.kube.describe(machine.config)
         await super().start()
+        self._tasks.start("agent-persist-activity", self._persist_activity())
+
+    def _active_since(self, machine: AppMachine, now: float) -> float | None:
+        """The persisted last activity, but never so old that the app sleeps before routers
+        had ``router_ttl`` to report: a new leader knows no router yet."""
+        wall = self.kube.last_activity(machine.name)
+        if wall is None:
+            return None
+        at = now - max(0.0, time.time() - wall)
+        return max(at, now - machine.config.policy.idle_after + self.settings.router_ttl)
+
+    async def _persist_activity(self) -> None:
+        """Write each used app's last activity on its web Deployment, for the next leader."""
+        loop = asyncio.get_running_loop()
+        written: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(self.kube.settings.activity_interval)
+            for name, machine in list(self.machines.items()):
+                last = self.reports.seen(name).last_seen
+                if last is None or WEB not in machine.config.processes:
+                    continue
+                if last <= written.get(name, float("-inf")):
+                    continue
+                wall = time.time() - (loop.time() - last)
+                try:
+                    await self.kube.record_activity(name, WEB, wall)
+                except KubeError as exc:
+                    log.warning(
+                        "could not persist activity", extra={"app": name, "error": str(exc)}
+                    )
+                    continue
+                written[name] = last
 
     async def define(self, config: AppConfig) -> None:
         for process, spec in sorted(config.processes.items()):

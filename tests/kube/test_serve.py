@@ -4,6 +4,7 @@ others forward to it, and a hand-over keeps what runs running."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from agent.apps import AppConfig
 from agent.forward import ANSWERED
 from agent.kubernetes.lease import LEADER_URL_ANNOTATION, LeaseRecord, lease_body
+from agent.kubernetes.manifests import LAST_ACTIVITY_ANNOTATION as LAST_ACTIVITY
 from agent.kubernetes.serve import advertised_url, serve_kubernetes
 from agent.policy import Policy
 from agent.settings import AgentSettings
@@ -90,14 +92,16 @@ class Fleet:
         self.http = http
         self.replicas: list[Replica] = []
 
-    async def start(self, identity: str, apps: list[AppConfig]) -> Replica:
+    async def start(
+        self, identity: str, apps: list[AppConfig], router_ttl: float = 10.0
+    ) -> Replica:
         port = free_port()
         stop = asyncio.Event()
         task = asyncio.create_task(
             serve_kubernetes(
-                AgentSettings(host="127.0.0.1", port=port, tick=0.02),
+                AgentSettings(host="127.0.0.1", port=port, tick=0.02, router_ttl=router_ttl),
                 apps,
-                kube_env(identity),
+                kube_env(identity) | {"SLIPWAY_KUBE_ACTIVITY_INTERVAL": "0.05"},
                 stop,
                 advertise=f"http://127.0.0.1:{port}",
                 kubeconfig=str(self.kubeconfig),
@@ -182,6 +186,67 @@ async def test_a_follower_forwards_to_the_leader_which_hands_over_without_stoppi
     lease = apiserver.get("leases", NAMESPACE, "slipway-agent")
     assert lease is not None
     assert lease["metadata"]["annotations"][LEADER_URL_ANNOTATION] == b.url
+
+
+async def annotation(apiserver: ApiServer, name: str, timeout: float = 5) -> float:
+    async with asyncio.timeout(timeout):
+        while True:
+            obj = apiserver.get("deployments", NAMESPACE, name) or {}
+            raw = (obj.get("metadata") or {}).get("annotations", {}).get(LAST_ACTIVITY)
+            if raw is not None:
+                return float(raw)
+            await asyncio.sleep(0.02)
+
+
+async def test_a_new_leader_sleeps_adopted_apps_by_their_persisted_last_activity(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    apps = [
+        dataclasses.replace(
+            BLOG,
+            name=name,
+            hosts=(f"{name}.apps.test",),
+            processes={"web": dataclasses.replace(SPEC, app=name)},
+            policy=Policy(idle_after=5),
+        )
+        for name in ("old", "fresh")
+    ]
+    a = await fleet.start("agent-a", apps)
+    await holder(apiserver, "agent-a")
+    for n, app in enumerate(["old", "fresh"], 1):
+        async with http.post(f"{a.url}/v1/apps/{app}/wake") as resp:
+            assert resp.status == 202
+        await replicas_become(apiserver, f"{app}-web", 1)
+        await apiserver.put("pods", pod(app, "web", 1, ip=f"10.1.0.{n}"))
+        await apiserver.put(
+            "endpointslices",
+            endpoint_slice(app, "web", [(f"{app}-web-1", f"10.1.0.{n}", True)], port=5000),
+        )
+    # A router saw requests for both just now; the leader persists it on the Deployments.
+    async with http.get(f"{a.url}/v1/routes") as resp:
+        version = (await resp.json())["version"]
+    seen = {"requests": 1, "in_flight": 0, "idle_for": 0}
+    post = {"router": "r1", "version": version, "apps": {"old": seen, "fresh": seen}}
+    async with http.post(f"{a.url}/v1/activity", json=post) as resp:
+        assert resp.status == 204
+    assert abs(await annotation(apiserver, "fresh-web") - time.time()) < 5
+    await annotation(apiserver, "old-web")
+    # As if nobody had used "old" for an hour.
+    patch = {"metadata": {"annotations": {LAST_ACTIVITY: f"{time.time() - 3600:.3f}"}}}
+    await apiserver.patch_object("deployments", NAMESPACE, "old-web", patch)
+
+    a.stop.set()
+    assert await asyncio.wait_for(a.task, 10) == 0
+    b = await fleet.start("agent-b", [], router_ttl=0.5)
+    await holder(apiserver, "agent-b")
+    # "old" sleeps once routers had router_ttl to report (none do); "fresh" keeps its 5 s.
+    await replicas_become(apiserver, "old-web", 0, timeout=3)
+    fresh = apiserver.get("deployments", NAMESPACE, "fresh-web")
+    assert fresh is not None
+    assert fresh["spec"]["replicas"] == 1
+    async with http.get(f"{b.url}/v1/apps") as resp:
+        states = await resp.json()
+    assert states["fresh"]["state"] == "awake"
 
 
 def ghost_lease(url: str | None) -> dict[str, Any]:
