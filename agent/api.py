@@ -78,7 +78,8 @@ def api_app(
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
-    app[SESSION] = aiohttp.ClientSession()
+    # No pool limit: every router's long poll through a follower holds one connection.
+    app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     yield
     await app[SESSION].close()
 

@@ -226,6 +226,17 @@ def scale_patch(replicas: int) -> Manifest:
     return {"spec": {"replicas": replicas}}
 
 
+#: Pod template annotation a restart changes, so the Deployment rolls its pods (as
+#: ``kubectl rollout restart`` does with its own annotation).
+RESTARTED_ANNOTATION = "slipway.dev/restarted-at"
+
+
+def restart_patch(at: float) -> Manifest:
+    return {
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_ANNOTATION: f"{at:.3f}"}}}}
+    }
+
+
 def activity_patch(at: float) -> Manifest:
     return {"metadata": {"annotations": {LAST_ACTIVITY_ANNOTATION: f"{at:.3f}"}}}
 

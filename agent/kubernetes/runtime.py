@@ -281,6 +281,8 @@ class KubernetesRuntime:
                 await self._apps.delete_namespaced_deployment(name, ns)
         except NotFound:
             pass
+        # Gone now, not when the watch says so: an apply right after must not find it cached.
+        self._publish(self.cache.deployments.delete(name))
         if process == "web":
             try:
                 with translated(f"delete service {name}"):
@@ -308,6 +310,14 @@ class KubernetesRuntime:
             await self._apps.patch_namespaced_deployment_scale(name, ns, body)
         self._scales.labels("up" if replicas > 0 else "down").inc()
         log.info("scaled", extra={"app": app, "process_type": process, "replicas": replicas})
+
+    async def restart(self, app: str, process: str, at: float) -> None:
+        """Roll the process type's pods onto fresh ones (a rolling update: surge first, so a
+        web process keeps serving); replicas, spec and config stay as they are."""
+        ns, name = self.settings.namespace, manifests.object_name(app, process)
+        with translated(f"restart deployment {name}"):
+            await self._apps.patch_namespaced_deployment(name, ns, manifests.restart_patch(at))
+        log.info("rolling restart", extra={"app": app, "process_type": process})
 
     async def record_activity(self, app: str, process: str, at: float) -> None:
         """Persist the last-activity time (epoch seconds) on the Deployment; leader only."""

@@ -147,6 +147,19 @@ async def test_reapplying_an_unchanged_spec_sends_nothing_once_the_watch_has_it(
     await statuses.aclose()  # type: ignore[attr-defined]
 
 
+async def test_an_apply_right_after_a_remove_creates_the_deployment_again(
+    runtime: KubernetesRuntime, apiserver: ApiServer
+) -> None:
+    await runtime.apply(SPEC)
+    statuses = runtime.watch()
+    await next_status(statuses)
+    await runtime.remove("blog", "web")
+    await runtime.apply(SPEC)  # the watch may not have seen the delete yet: no skip
+    assert apiserver.get("deployments", NAMESPACE, "blog-web") is not None
+    assert apiserver.get("secrets", NAMESPACE, "blog-env-v3") is not None
+    await statuses.aclose()  # type: ignore[attr-defined]
+
+
 async def test_deployments_carry_the_app_definition_without_env_values(
     api: client.ApiClient, runtime: KubernetesRuntime, apiserver: ApiServer
 ) -> None:

@@ -462,6 +462,23 @@ async def test_a_definition_sent_to_a_follower_runs_wakes_through_a_router_and_s
             shown = await resp.json()
         assert shown["state"] == "asleep"
         assert shown["processes"]["web"]["release"] == 7
+
+        # A restart rolls the pods in place; forgetting the app deletes what it made.
+        async with http.post(f"{b.url}/v1/apps/shop/restart") as resp:
+            assert resp.status == 202
+        restarted = apiserver.get("deployments", NAMESPACE, "shop-web")
+        assert restarted is not None
+        template = restarted["spec"]["template"]["metadata"]
+        assert "slipway.dev/restarted-at" in template["annotations"]
+        assert apiserver.get("secrets", NAMESPACE, "shop-env-v7") is not None
+        async with http.delete(f"{b.url}/v1/apps/shop") as resp:
+            assert resp.status == 204
+        for plural, name in [
+            ("deployments", "shop-web"),
+            ("services", "shop-web"),
+            ("secrets", "shop-env-v7"),
+        ]:
+            assert apiserver.get(plural, NAMESPACE, name) is None, (plural, name)
     finally:
         await router.stop(grace=1)
         await feed.stop()
