@@ -55,7 +55,8 @@ async def test_a_defined_app_is_routed_asleep_and_wakes_on_its_first_request(
             shown = await resp.json()
     assert shown["state"] == "awake"
     [instance] = shown["processes"]["web"]["instances"]
-    assert instance["ready"] is True and instance["name"] == "web.1"
+    assert instance["ready"] is True
+    assert instance["name"] == "web.1"
 
 
 async def test_a_new_release_restarts_a_running_app_onto_its_new_env(
