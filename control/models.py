@@ -23,6 +23,13 @@ class App:
 
 
 @dataclass(frozen=True, slots=True)
+class Domain:
+    app: str
+    hostname: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     app: str
     version: int

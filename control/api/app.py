@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control.api.routes import CONTROL, error_body, register
-from control.errors import AddonError, ApiError, StoreError
+from control.errors import AddonError, ApiError, StoreError, TargetUnavailable
 from control.kit.ops import ReadyCheck, add_ops_routes
 from control.service import Control
 
@@ -36,6 +36,9 @@ async def errors(request: web.Request, handler: Next) -> web.StreamResponse:
     except AddonError as exc:
         log.error("add-on server failed", extra={"error": str(exc), "path": request.path})
         return _error(503, {"id": "addon_service_unavailable", "message": str(exc)})
+    except TargetUnavailable as exc:
+        log.error("agent unavailable", extra={"error": str(exc), "path": request.path})
+        return _error(503, {"id": "agent_unavailable", "message": str(exc)})
     except StoreError as exc:
         log.error("state store failed", extra={"error": str(exc), "path": request.path})
         return _error(503, {"id": "store_unavailable", "message": str(exc)})

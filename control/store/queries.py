@@ -18,12 +18,13 @@ from control.models import (
     Addon,
     App,
     AuditEntry,
+    Domain,
     Formation,
     Release,
     ReleaseStatus,
     Token,
 )
-from control.store.schema import addons, apps, audit, formation, releases, tokens
+from control.store.schema import addons, apps, audit, domains, formation, releases, tokens
 
 
 def _app(row: sa.Row[Any]) -> App:
@@ -124,9 +125,38 @@ class Tx:
 
     async def delete_app(self, app: App) -> None:
         # Explicit children first: the same on every database, cascade or not.
-        for table in (releases, formation, addons, tokens):
+        for table in (releases, formation, addons, tokens, domains):
             await self.conn.execute(table.delete().where(table.c.app_id == app.id))
         await self.conn.execute(apps.delete().where(apps.c.id == app.id))
+
+    # -- domains --------------------------------------------------------------
+
+    async def add_domain(self, app: App, hostname: str, *, now: float) -> Domain:
+        owner = await self.conn.scalar(
+            sa.select(apps.c.name)
+            .join(domains, domains.c.app_id == apps.c.id)
+            .where(domains.c.hostname == hostname)
+        )
+        if owner is not None:
+            raise Conflict(f"{hostname} is already a domain of {owner}", id="domain_taken")
+        await self.conn.execute(
+            domains.insert().values(app_id=app.id, hostname=hostname, created_at=now)
+        )
+        return Domain(app=app.name, hostname=hostname, created_at=now)
+
+    async def list_domains(self, app: App) -> list[Domain]:
+        query = domains.select().where(domains.c.app_id == app.id).order_by(domains.c.hostname)
+        return [
+            Domain(app=app.name, hostname=row.hostname, created_at=row.created_at)
+            for row in await self.conn.execute(query)
+        ]
+
+    async def remove_domain(self, app: App, hostname: str) -> None:
+        result = await self.conn.execute(
+            domains.delete().where(domains.c.app_id == app.id, domains.c.hostname == hostname)
+        )
+        if result.rowcount == 0:
+            raise NotFound(f"{app.name} has no domain {hostname}", id="domain_not_found")
 
     # -- releases -------------------------------------------------------------
 

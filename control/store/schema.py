@@ -93,6 +93,16 @@ addons = sa.Table(
     sa.UniqueConstraint("app_id", "attachment", name="uq_addons_app_attachment"),
 )
 
+domains = sa.Table(
+    "domains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    # A host name the router sends to the app (lower case), besides APP.{app domain}.
+    sa.Column("hostname", sa.String(253), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
