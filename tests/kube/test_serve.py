@@ -27,6 +27,7 @@ from agent.kubernetes.manifests import LAST_ACTIVITY_ANNOTATION as LAST_ACTIVITY
 from agent.kubernetes.serve import advertised_url, serve_kubernetes
 from agent.policy import Policy
 from agent.settings import AgentSettings
+from control.agent_target import AgentClient as ControlAgentClient
 from router.feed import AgentClient
 from router.routes import AppState, Routes
 from router.server import Router
@@ -399,9 +400,10 @@ async def test_a_definition_sent_to_a_follower_runs_wakes_through_a_router_and_s
         "formation": {"web": 1},
         "policy": {"idle_after": 0.5, "boot_timeout": 10},
     }
-    # What `slipway serve control --agent-url` does, sent to the replica the Service picked.
-    async with http.put(f"{b.url}/v1/apps/shop", json=definition) as resp:
-        assert resp.status == 200, await resp.text()
+    # `slipway serve control --agent-url` (its client), reaching the replica the Service picked.
+    control = ControlAgentClient(b.url, timeout=5)
+    await control.define("shop", definition)
+    async with http.get(f"{b.url}/v1/apps/shop") as resp:
         assert resp.headers[ANSWERED] == a.url
     deployment = apiserver.get("deployments", NAMESPACE, "shop-web")
     assert deployment is not None
@@ -458,21 +460,20 @@ async def test_a_definition_sent_to_a_follower_runs_wakes_through_a_router_and_s
         assert routes.table.apps["shop"].state is AppState.ASLEEP
         await apiserver.put("endpointslices", endpoint_slice("shop", "web", [], port=unused_port))
         await apiserver.delete_object("pods", NAMESPACE, "shop-web-1")
-        async with http.get(f"{b.url}/v1/apps/shop") as resp:
-            shown = await resp.json()
+        shown = await control.status("shop")
+        assert shown is not None
         assert shown["state"] == "asleep"
         assert shown["processes"]["web"]["release"] == 7
 
         # A restart rolls the pods in place; forgetting the app deletes what it made.
-        async with http.post(f"{b.url}/v1/apps/shop/restart") as resp:
-            assert resp.status == 202
+        await control.restart("shop", None)
         restarted = apiserver.get("deployments", NAMESPACE, "shop-web")
         assert restarted is not None
         template = restarted["spec"]["template"]["metadata"]
         assert "slipway.dev/restarted-at" in template["annotations"]
         assert apiserver.get("secrets", NAMESPACE, "shop-env-v7") is not None
-        async with http.delete(f"{b.url}/v1/apps/shop") as resp:
-            assert resp.status == 204
+        await control.forget("shop")
+        assert await control.status("shop") is None
         for plural, name in [
             ("deployments", "shop-web"),
             ("services", "shop-web"),
@@ -482,4 +483,5 @@ async def test_a_definition_sent_to_a_follower_runs_wakes_through_a_router_and_s
     finally:
         await router.stop(grace=1)
         await feed.stop()
+        await control.close()
         await pod_runner.cleanup()
