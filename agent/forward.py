@@ -11,6 +11,7 @@ two replicas that each think the other leads cannot bounce it between them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,8 @@ _HOP = frozenset(
 )
 #: Seconds a forwarded route-feed long poll may take beyond the feed's own timeout.
 FEED_MARGIN = 5.0
+#: Seconds between looks at the Lease while no leader can take a request.
+RETRY_EVERY = 0.05
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,6 +56,9 @@ class Leadership(Protocol):
 
     def leader_url(self) -> str | None:
         """The leader's API URL, or None while no leader is known."""
+
+    def refresh(self) -> None:
+        """Look at the Lease again soon: the leader we know of did not answer."""
 
     @property
     def me(self) -> str: ...
@@ -80,43 +86,68 @@ def forwarding(
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        state = leadership.leading()
-        if state is True:
-            return await handler(request)
-        if isinstance(state, str):
-            return _unavailable(state)
         if FORWARDED in request.headers:
+            # One hop at most: answer here if we lead, else say so (never forward again).
+            if leadership.leading() is True:
+                return await handler(request)
             return _unavailable(
                 f"forwarded by {request.headers[FORWARDED]} to {leadership.me}, "
-                "which does not lead either; the Lease is changing hands"
+                "which does not lead; the Lease is changing hands"
             )
-        url = leadership.leader_url()
-        if url is None:
-            return _unavailable("no agent leads right now (leader election under way)")
         limit = timeout
         if request.path == "/v1/routes" and "after" in request.query:
             limit = feed_timeout + FEED_MARGIN
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        headers[FORWARDED] = leadership.me
         body = await request.read()
-        try:
-            async with session().request(
-                request.method,
-                url + request.path_qs,
-                data=body or None,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=limit),
-                allow_redirects=False,
-            ) as resp:
-                payload = await resp.read()
-                out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
-                out[ANSWERED] = url
-                return web.Response(status=resp.status, body=payload, headers=out)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning(
-                "forward to the leader failed",
-                extra={"leader": url, "path": request.path, "error": repr(exc)},
-            )
-            return _unavailable(f"cannot reach the leader at {url}: {type(exc).__name__}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # A hand-over (the leader went away, or we were just elected and are learning the
+        # apps) takes a moment: wait for it within the timeout instead of failing at once.
+        while True:
+            state = leadership.leading()
+            if state is True:
+                return await handler(request)
+            url = leadership.leader_url() if state is False else None
+            problem: str
+            if isinstance(state, str):
+                problem = state
+            elif url is None:
+                problem = "no agent leads right now (leader election under way)"
+            else:
+                try:
+                    return await _forward(request, body, url, leadership.me, session(), limit)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning(
+                        "forward to the leader failed",
+                        extra={"leader": url, "path": request.path, "error": repr(exc)},
+                    )
+                    problem = f"cannot reach the leader at {url}: {type(exc).__name__}"
+                    leadership.refresh()
+            if loop.time() + RETRY_EVERY >= deadline:
+                return _unavailable(problem)
+            await asyncio.sleep(RETRY_EVERY)
 
     return middleware
+
+
+async def _forward(
+    request: web.Request,
+    body: bytes,
+    url: str,
+    me: str,
+    session: aiohttp.ClientSession,
+    limit: float,
+) -> web.Response:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+    headers[FORWARDED] = me
+    async with session.request(
+        request.method,
+        url + request.path_qs,
+        data=body or None,
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(total=limit),
+        allow_redirects=False,
+    ) as resp:
+        payload = await resp.read()
+        out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
+        out[ANSWERED] = url
+        return web.Response(status=resp.status, body=payload, headers=out)

@@ -10,6 +10,7 @@ answers 409 to the slower one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -96,6 +97,9 @@ def record_of(lease: dict[str, Any]) -> LeaseRecord:
     )
 
 
+#: Seconds at least between two rounds, however often the Elector is poked.
+POKE_GAP = 0.1
+
 #: Annotation of the Lease: the holder's API URL, where followers forward what only it may do.
 LEADER_URL_ANNOTATION = "slipway.dev/leader-url"
 
@@ -166,6 +170,7 @@ class Elector:
         self.advertise = advertise
         #: The leader's API URL as last read from the Lease (ours while we lead).
         self.leader_url: str | None = None
+        self._poked = asyncio.Event()
 
     @property
     def namespace(self) -> str:
@@ -258,7 +263,18 @@ class Elector:
         self.leader_url = None
         self._note()
 
-    async def run(self, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+    def poke(self) -> None:
+        """Run the next round now, not at the next renewal: the leader we forward to is gone."""
+        self._poked.set()
+
+    async def _nap(self, seconds: float) -> None:
+        # A poke cuts the nap short, but rounds stay POKE_GAP apart whatever the callers do.
+        await asyncio.sleep(min(POKE_GAP, seconds))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._poked.wait(), max(0.0, seconds - POKE_GAP))
+        self._poked.clear()
+
+    async def run(self, sleep: Callable[[float], Any] | None = None) -> None:
         """Step forever; an unreachable apiserver only costs leadership once the Lease runs out."""
         while True:
             try:
@@ -266,4 +282,4 @@ class Elector:
             except KubeError as exc:
                 log.warning("lease round failed", extra={"error": str(exc)})
                 self._note()
-            await sleep(self.settings.renew_interval)
+            await (sleep or self._nap)(self.settings.renew_interval)

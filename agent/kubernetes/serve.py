@@ -158,6 +158,9 @@ class ElectedLeadership:
     def leader_url(self) -> str | None:
         return self._elector.leader_url
 
+    def refresh(self) -> None:
+        self._elector.poke()
+
 
 def advertised_url(explicit: str | None, environ: Mapping[str, str], port: int) -> str | None:
     """This replica's API URL for the Lease: the flag, else ``http://$POD_IP:port``."""

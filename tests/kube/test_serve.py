@@ -94,15 +94,27 @@ class Fleet:
         self.replicas: list[Replica] = []
 
     async def start(
-        self, identity: str, apps: list[AppConfig], router_ttl: float = 10.0
+        self,
+        identity: str,
+        apps: list[AppConfig],
+        *,
+        router_ttl: float = 10.0,
+        forward_timeout: float = 5.0,
+        env: dict[str, str] | None = None,
     ) -> Replica:
         port = free_port()
         stop = asyncio.Event()
         task = asyncio.create_task(
             serve_kubernetes(
-                AgentSettings(host="127.0.0.1", port=port, tick=0.02, router_ttl=router_ttl),
+                AgentSettings(
+                    host="127.0.0.1",
+                    port=port,
+                    tick=0.02,
+                    router_ttl=router_ttl,
+                    forward_timeout=forward_timeout,
+                ),
                 apps,
-                kube_env(identity) | {"SLIPWAY_KUBE_ACTIVITY_INTERVAL": "0.05"},
+                kube_env(identity) | {"SLIPWAY_KUBE_ACTIVITY_INTERVAL": "0.05"} | (env or {}),
                 stop,
                 advertise=f"http://127.0.0.1:{port}",
                 kubeconfig=str(self.kubeconfig),
@@ -250,6 +262,26 @@ async def test_a_new_leader_sleeps_adopted_apps_by_their_persisted_last_activity
     assert states["fresh"]["state"] == "awake"
 
 
+async def test_a_wake_during_a_hand_over_waits_for_the_new_leader_instead_of_failing(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    # Renewals 20 s apart: b would not look at the Lease again during this test on its own.
+    slow = {"SLIPWAY_KUBE_RENEW_INTERVAL": "20", "SLIPWAY_KUBE_LEASE_DURATION": "60"}
+    a = await fleet.start("agent-a", [BLOG], env=slow)
+    await holder(apiserver, "agent-a")
+    b = await fleet.start("agent-b", [BLOG], env=slow)
+    a.stop.set()  # a rolling update: a releases the Lease and goes away
+    assert await asyncio.wait_for(a.task, 10) == 0
+    started = time.monotonic()
+    async with http.post(f"{b.url}/v1/apps/blog/wake") as resp:
+        # b finds a gone, looks at the Lease at once, takes it, learns the apps, answers.
+        assert resp.status == 202, await resp.text()
+        assert ANSWERED not in resp.headers
+    assert time.monotonic() - started < 2
+    await holder(apiserver, "agent-b")
+    await replicas_become(apiserver, "blog-web", 1)
+
+
 def ghost_lease(url: str | None) -> dict[str, Any]:
     """A Lease held for a minute by a replica we do not run, advertising ``url``."""
     now = time.time()
@@ -262,7 +294,7 @@ async def test_with_no_reachable_leader_a_follower_answers_503_and_never_loops(
     fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
 ) -> None:
     await apiserver.put("leases", ghost_lease(None))
-    b = await fleet.start("agent-b", [BLOG])
+    b = await fleet.start("agent-b", [BLOG], forward_timeout=0.3)
     async with http.post(f"{b.url}/v1/apps/blog/wake") as resp:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"
@@ -279,7 +311,7 @@ async def test_with_no_reachable_leader_a_follower_answers_503_and_never_loops(
             async with http.post(f"{b.url}/v1/apps/blog/wake") as resp:
                 assert resp.status == 503
                 error = (await resp.json())["error"]
-                if "does not lead either" in error:
+                if "which does not lead; the Lease is changing hands" in error:
                     break
             await asyncio.sleep(0.05)
     # A dead leader: connection refused, a 503 naming it.
