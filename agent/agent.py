@@ -31,7 +31,7 @@ from agent.apps import WEB, AppConfig
 from agent.errors import AgentError, ConfigError, UnknownApp
 from agent.machine import AppMachine, Event, EventKind, Phase
 from agent.metrics import AgentMetrics
-from agent.runtime import Runtime
+from agent.runtime import ProcessStatus, Runtime
 from agent.settings import AgentSettings
 from agent.table import RouteTableWire, route_table
 from control.kit.tasks import TaskSet
@@ -69,6 +69,9 @@ class Agent:
         #: (app, process) the runtime has reported at least once: only those are scaled, so
         #: a restarted agent learns what runs before it changes anything.
         self._observed: set[tuple[str, str]] = set()
+        #: The last status of each process type of no app we know (yet): ``define`` may be
+        #: between creating it in the runtime and adding the app when its first status comes.
+        self._unclaimed: dict[tuple[str, str], ProcessStatus] = {}
         self._dirty: dict[str, asyncio.Event] = {}
         self._tasks = TaskSet()
         self.metrics = AgentMetrics(
@@ -101,7 +104,10 @@ class Agent:
     def _run_machine(self, machine: AppMachine) -> None:
         self._dirty[machine.name] = asyncio.Event()
         self._tasks.start(f"agent-scale:{machine.name}", self._scaler(machine))
-        self._handle(machine, machine.start(asyncio.get_running_loop().time()))
+        now = asyncio.get_running_loop().time()
+        self._handle(machine, machine.start(now))
+        for key in [k for k in self._unclaimed if k[0] == machine.name]:
+            self._observe(machine, self._unclaimed.pop(key), now)
 
     async def stop(self) -> None:
         """Stop deciding, stop every process (the runtime's close), release long polls."""
@@ -310,15 +316,18 @@ class Agent:
         async for status in self.runtime.watch():
             machine = self.machines.get(status.app)
             if machine is None:
+                self._unclaimed[(status.app, status.process)] = status
                 continue
-            key = (status.app, status.process)
-            if key not in self._observed:
-                self._observed.add(key)
-                self._applied.setdefault(key, status.desired)
-                now = loop.time()
-                if machine.adopt(status, now, self._active_since(machine, now)):
-                    log.info("app found running, adopted", extra={"app": status.app})
-            self._handle(machine, machine.observe(status, loop.time()))
+            self._observe(machine, status, loop.time())
+
+    def _observe(self, machine: AppMachine, status: ProcessStatus, now: float) -> None:
+        key = (status.app, status.process)
+        if key not in self._observed:
+            self._observed.add(key)
+            self._applied.setdefault(key, status.desired)
+            if machine.adopt(status, now, self._active_since(machine, now)):
+                log.info("app found running, adopted", extra={"app": status.app})
+        self._handle(machine, machine.observe(status, now))
 
     def _active_since(self, machine: AppMachine, now: float) -> float | None:
         """When an app found running was last used, on the loop clock, if the runtime knows

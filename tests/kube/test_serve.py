@@ -277,7 +277,9 @@ async def test_a_wake_during_a_hand_over_waits_for_the_new_leader_instead_of_fai
         # b finds a gone, looks at the Lease at once, takes it, learns the apps, answers.
         assert resp.status == 202, await resp.text()
         assert ANSWERED not in resp.headers
-    assert time.monotonic() - started < 2
+    took = time.monotonic() - started
+    print(f"wake answered across a hand-over: {took * 1000:.0f} ms")
+    assert took < 2
     await holder(apiserver, "agent-b")
     await replicas_become(apiserver, "blog-web", 1)
 
