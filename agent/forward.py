@@ -86,20 +86,24 @@ def forwarding(
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/v1/"):
             return await handler(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if FORWARDED in request.headers:
-            # One hop at most: answer here if we lead, else say so (never forward again).
-            if leadership.leading() is True:
-                return await handler(request)
-            return _unavailable(
-                f"forwarded by {request.headers[FORWARDED]} to {leadership.me}, "
-                "which does not lead; the Lease is changing hands"
-            )
+            # One hop at most: answer here once we lead (a just-elected leader is starting:
+            # wait for it), else say so; never forward again.
+            while (state := leadership.leading()) is not True:
+                if state is False or loop.time() + RETRY_EVERY >= deadline:
+                    return _unavailable(
+                        f"forwarded by {request.headers[FORWARDED]} to {leadership.me}, "
+                        f"which does not lead ({state or 'a follower'}); the Lease is "
+                        "changing hands"
+                    )
+                await asyncio.sleep(RETRY_EVERY)
+            return await handler(request)
         limit = timeout
         if request.path == "/v1/routes" and "after" in request.query:
             limit = feed_timeout + FEED_MARGIN
         body = await request.read()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         # A hand-over (the leader went away, or we were just elected and are learning the
         # apps) takes a moment: wait for it within the timeout instead of failing at once.
         while True:

@@ -180,6 +180,12 @@ class Elector:
     def me(self) -> str:
         return self.settings.identity
 
+    @property
+    def _request_timeout(self) -> float:
+        """Seconds one Lease request may take: a hung apiserver connection must not stall
+        the rounds (or a shutdown's release) for ever."""
+        return max(1.0, self.settings.renew_interval)
+
     def is_leader(self) -> bool:
         return leads(self._mine, me=self.me, now=self.clock())
 
@@ -206,7 +212,10 @@ class Elector:
         try:
             with translated("read lease"):
                 resp = await self._api.read_namespaced_lease(
-                    s.lease_name, self.namespace, _preload_content=False
+                    s.lease_name,
+                    self.namespace,
+                    _preload_content=False,
+                    _request_timeout=self._request_timeout,
                 )
                 current = await (await checked(resp, "read lease")).json()
         except NotFound:
@@ -223,6 +232,7 @@ class Elector:
                         await self._api.create_namespaced_lease(
                             self.namespace,
                             lease_body(s.lease_name, new, None, advertise=self.advertise),
+                            _request_timeout=self._request_timeout,
                         )
                 else:
                     rv = (current.get("metadata") or {}).get("resourceVersion")
@@ -231,6 +241,7 @@ class Elector:
                             s.lease_name,
                             self.namespace,
                             lease_body(s.lease_name, new, rv, advertise=self.advertise),
+                            _request_timeout=self._request_timeout,
                         )
                 self._mine = new
                 self.leader_url = self.advertise
@@ -249,13 +260,19 @@ class Elector:
         try:
             with translated("read lease"):
                 resp = await self._api.read_namespaced_lease(
-                    s.lease_name, self.namespace, _preload_content=False
+                    s.lease_name,
+                    self.namespace,
+                    _preload_content=False,
+                    _request_timeout=self._request_timeout,
                 )
                 current = await (await checked(resp, "read lease")).json()
             rv = (current.get("metadata") or {}).get("resourceVersion")
             with translated("release lease"):
                 await self._api.replace_namespaced_lease(
-                    s.lease_name, self.namespace, lease_body(s.lease_name, released, rv)
+                    s.lease_name,
+                    self.namespace,
+                    lease_body(s.lease_name, released, rv),
+                    _request_timeout=self._request_timeout,
                 )
         except KubeError as exc:
             log.warning("lease release failed", extra={"error": str(exc)})
