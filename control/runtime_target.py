@@ -24,6 +24,7 @@ from control.releasing import (
     DynoState,
     PhaseResult,
     run_release_command,
+    slug_layout,
 )
 
 log = logging.getLogger(__name__)
@@ -84,20 +85,25 @@ class RuntimeTarget:
             self._status[(status.app, status.process)] = status
 
     async def release_phase(self, deployment: Deployment, command: str) -> PhaseResult:
+        cwd, slug_env = slug_layout(deployment.artifact)
         return await run_release_command(
-            command, cwd=deployment.artifact, env=deployment.env, timeout=self._release_timeout
+            command,
+            cwd=cwd,
+            env={**slug_env, **deployment.env},
+            timeout=self._release_timeout,
         )
 
     async def deploy(self, deployment: Deployment) -> None:
         quantities: Mapping[str, int] = {f.type: f.quantity for f in deployment.formation}
+        cwd, slug_env = slug_layout(deployment.artifact)
         for process, command in sorted(deployment.processes.items()):
             key = (deployment.app, process)
             spec = ProcessSpec(
                 app=deployment.app,
                 process=process,
                 command=command,
-                env=dict(deployment.env),
-                cwd=deployment.artifact,
+                env={**slug_env, **deployment.env},
+                cwd=cwd,
                 release=deployment.version,
             )
             await self.runtime.apply(spec)

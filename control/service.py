@@ -28,8 +28,17 @@ from control.errors import (
     Unauthorized,
     Unprocessable,
 )
-from control.models import Addon, App, AuditEntry, Formation, Release, ReleaseStatus, Token
-from control.releasing import Deployment, Dyno, ReleaseTarget, split_procfile
+from control.models import (
+    Addon,
+    App,
+    AuditEntry,
+    Domain,
+    Formation,
+    Release,
+    ReleaseStatus,
+    Token,
+)
+from control.releasing import Deployment, Dyno, PhaseResult, ReleaseTarget, split_procfile
 from control.rules import (
     ATTACHMENT,
     DEFAULT_ATTACHMENT,
@@ -39,6 +48,7 @@ from control.rules import (
     default_formation,
     validate_app_name,
     validate_config_changes,
+    validate_hostname,
     validate_procfile,
 )
 from control.store.db import Store
@@ -91,6 +101,7 @@ class Control:
         await self.store.migrate()
         async with self.store.tx() as tx:
             interrupted = await tx.fail_interrupted_releases(now=self._clock())
+            builds = await tx.fail_interrupted_builds(now=self._clock())
             if bootstrap_admin_token is not None:
                 digest = auth.digest(bootstrap_admin_token)
                 if await tx.find_token(digest) is None:
@@ -101,6 +112,8 @@ class Control:
             log.warning(
                 "releases interrupted by a restart marked failed", extra={"count": interrupted}
             )
+        if builds:
+            log.warning("builds interrupted by a restart marked failed", extra={"count": builds})
         await self._write_targets()
         await self._ensure_addons()
         if resume:
@@ -345,6 +358,61 @@ class Control:
             audit={"to": version},
         )
 
+    async def release_build(
+        self,
+        name: str,
+        *,
+        build_id: str,
+        artifact: str,
+        procfile: Mapping[str, str],
+        description: str,
+        actor: str,
+    ) -> Release:
+        """Release a finished build through the one release path; the build records the version.
+
+        A failed release phase still numbers a release: the build points at it (failed).
+        """
+        checked = validate_procfile(dict(procfile))
+        app = await self.get_app(name)
+        try:
+            release = await self._release(
+                app,
+                description=description,
+                compose=lambda current: (artifact, checked, current.config),
+                actor=actor,
+                audit={"build": build_id, "artifact": artifact},
+            )
+        except ReleaseFailed as exc:
+            async with self.store.tx() as tx:
+                await tx.set_build_release(await tx.get_app(name), build_id, exc.version)
+            raise
+        async with self.store.tx() as tx:
+            await tx.set_build_release(await tx.get_app(name), build_id, release.version)
+        return release
+
+    async def run_once(self, name: str, command: str, *, reason: str, actor: str) -> PhaseResult:
+        """A one-off command on the current release with its env (postdeploy, pr-predestroy)."""
+        async with self.store.tx() as tx:
+            app = await tx.get_app(name)
+            release = await tx.current_release(app)
+            addons = await tx.list_addons(app)
+            await tx.record(
+                actor=actor,
+                action="run.once",
+                app=name,
+                detail={"reason": reason, "release": release.version},
+                now=self._clock(),
+            )
+        processes, _ = split_procfile(release.procfile)
+        deployment = Deployment(
+            app=name,
+            version=release.version,
+            artifact=release.artifact,
+            processes=processes,
+            env={**release.config, **{a.config_var: a.url for a in addons}},
+        )
+        return await self.target.release_phase(deployment, command)
+
     async def list_releases(self, name: str, *, after: int | None, limit: int) -> list[Release]:
         async with self.store.tx(write=False) as tx:
             return await tx.list_releases(await tx.get_app(name), after=after, limit=limit)
@@ -466,6 +534,34 @@ class Control:
                 formation=formation,
             )
         )
+
+    # -- domains ----------------------------------------------------------------
+
+    async def add_domain(self, name: str, hostname: object, *, actor: str) -> Domain:
+        hostname = validate_hostname(hostname)
+        now = self._clock()
+        async with self.store.tx() as tx:
+            domain = await tx.add_domain(await tx.get_app(name), hostname, now=now)
+            await tx.record(
+                actor=actor, action="domain.add", app=name, detail={"hostname": hostname}, now=now
+            )
+        return domain
+
+    async def remove_domain(self, name: str, hostname: str, *, actor: str) -> None:
+        async with self.store.tx() as tx:
+            await tx.remove_domain(await tx.get_app(name), hostname)
+            await tx.record(
+                actor=actor,
+                action="domain.remove",
+                app=name,
+                detail={"hostname": hostname},
+                now=self._clock(),
+            )
+
+    async def domains(self, name: str | None = None) -> list[Domain]:
+        """One app's host names, or every app's (what the route table is built from)."""
+        async with self.store.tx(write=False) as tx:
+            return await tx.list_domains(None if name is None else await tx.get_app(name))
 
     # -- formation and dynos --------------------------------------------------
 

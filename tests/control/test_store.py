@@ -40,7 +40,7 @@ class TestMigrations:
         await store.migrate()
         async with store.engine.connect() as conn:
             version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
-        assert version == "0001"
+        assert version == "0002"
 
     async def test_replicas_starting_together_migrate_once(self, pg_url: str) -> None:
         stores = [Store.open(pg_url) for _ in range(3)]
@@ -48,7 +48,7 @@ class TestMigrations:
             await asyncio.gather(*(store.migrate() for store in stores))
             async with stores[0].engine.connect() as conn:
                 version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
-            assert version == "0001"
+            assert version == "0002"
         finally:
             for store in stores:
                 await store.close()
