@@ -6,9 +6,13 @@ API returned; every failure is one ``Error: ...`` line and exit code 1.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import subprocess
+import tarfile
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -410,3 +414,118 @@ def tokens_create(name: str, admin: bool, app: str | None, as_json: bool) -> Non
         emit(token)
     else:
         click.echo(token["token"])
+
+
+# -- builds -------------------------------------------------------------------------
+
+#: Seconds between looks at a build in progress (`builds:create --wait`).
+BUILD_POLL = 1.0
+#: Directories never sent with a source tarball: history and local environments.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".venv", "venv", "node_modules", "__pycache__"})
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def source_tarball(directory: Path) -> bytes:
+    """``directory`` as a gzip tarball, without VCS history and local environments."""
+    buffer = io.BytesIO()
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(part in SKIPPED_DIRS for part in parts) else info
+
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for child in sorted(directory.iterdir()):
+            tar.add(child, arcname=child.name, filter=keep)
+    return buffer.getvalue()
+
+
+def resolve_ref(url: str, ref: str) -> str:
+    """A commit sha for ``ref`` (a sha already, or a branch or tag the remote has)."""
+    if _SHA.match(ref):
+        return ref
+    try:
+        out = subprocess.run(
+            ["git", "ls-remote", url, ref],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CliError(f"cannot resolve {ref!r} at {url}: {exc}") from exc
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        if name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+            return sha
+    raise CliError(f"{url} has no branch or tag {ref!r}")
+
+
+def _describe(build: dict[str, Any]) -> str:
+    release = build.get("release")
+    where = f", v{release['version']} {release['status']}" if release else ""
+    return f"{build['id']}  {build['status']}{where}  {build.get('commit') or ''}".rstrip()
+
+
+@click.command("builds:create")
+@click.argument(
+    "directory",
+    required=False,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--git", "git_url", help="Build from this git URL instead of a directory.")
+@click.option("--ref", help="With --git: the commit sha, branch or tag to build.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the result.")
+@app_option
+@json_option
+def builds_create(
+    directory: Path | None,
+    git_url: str | None,
+    ref: str | None,
+    wait: bool,
+    app: str | None,
+    as_json: bool,
+) -> None:
+    """Build DIRECTORY (uploaded) or --git URL --ref REF, then release it."""
+    name = need_app(app)
+    client = Client.from_env()
+    path = f"/apps/{quote(name)}/builds"
+    if (directory is None) == (git_url is None):
+        raise CliError("give a DIRECTORY to upload, or --git URL --ref REF")
+    if git_url is not None:
+        if not ref:
+            raise CliError("--git needs --ref (a commit sha, branch or tag)")
+        blob = {"url": git_url, "version": resolve_ref(git_url, ref)}
+        build = client.call("POST", path, {"source_blob": blob}).body
+    else:
+        assert directory is not None
+        build = client.upload(path, source_tarball(directory.resolve()), "application/gzip").body
+    if not as_json:
+        click.echo(f"Building {name} ({build['id']})... ", nl=False)
+    while wait and build["status"] == "pending":
+        time.sleep(BUILD_POLL)
+        build = client.call("GET", f"{path}/{quote(build['id'])}").body
+    if as_json:
+        emit(build)
+    else:
+        click.echo(_describe(build))
+        if build["status"] == "failed":
+            click.echo(build.get("output", ""), err=True)
+    release = build.get("release")
+    if build["status"] == "failed" or (release and release["status"] == "failed"):
+        raise SystemExit(1)
+
+
+@click.command("builds")
+@app_option
+@json_option
+def builds(app: str | None, as_json: bool) -> None:
+    """The app's newest builds, oldest first."""
+    name = need_app(app)
+    found = Client.from_env().call("GET", f"/apps/{quote(name)}/builds").body
+    if as_json:
+        emit(found)
+        return
+    click.echo(f"=== {name} Builds")
+    for build in found:
+        click.echo(_describe(build))

@@ -43,7 +43,13 @@ from control.review.stale import StaleReviewApps
 from control.review.webhook import WebhookConfig, webhook_app
 from control.runtime_target import RuntimeTarget
 from control.service import Control
-from control.settings import DEFAULT_DB_URL, AddonServers, ControlSettings, ReviewSettings
+from control.settings import (
+    DEFAULT_DB_URL,
+    AddonServers,
+    ControlSettings,
+    ReviewSettings,
+    build_settings_from_env,
+)
 from control.store.db import Store, safe_url
 
 log = logging.getLogger(__name__)
@@ -190,6 +196,13 @@ class _NoSink:
         pass
 
 
+class LoggedLines:
+    """Build lines into this process's own log, where no logs service runs beside it."""
+
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
+        log.info("build output", extra={"app": app, "line": text})
+
+
 def build_builds(
     control: Control,
     settings: ControlSettings,
@@ -253,12 +266,16 @@ async def serve_api(
     *,
     registry: CollectorRegistry,
 ) -> None:
-    """Serve until ``stop``, then close."""
-    server = ControlServer(control, settings, registry=registry)
+    """Serve until ``stop``, then close; builds run here when a build root is set."""
+    # No logs service in this process: build lines go to this process's log.
+    builds = build_builds(control, settings, sink=LoggedLines(), registry=registry)
+    server = ControlServer(control, settings, registry=registry, builds=builds)
     try:
         await server.start()
         await stop.wait()
     finally:
+        if builds is not None:
+            await builds.close()
         await server.stop()
 
 
@@ -353,6 +370,7 @@ def serve(
         exporter_postgres_dsn_env=exporter_postgres_dsn_env,
         exporter_redis_dsn_env=exporter_redis_dsn_env,
         release_timeout=timeout,
+        builds=build_settings_from_env(os.environ),
     )
     logfmt.configure(log_level)
 
