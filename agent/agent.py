@@ -21,14 +21,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from agent.activity import ActivityPost, Reports
 from agent.apps import WEB, AppConfig
-from agent.errors import AgentError, UnknownApp
-from agent.machine import AppMachine, Event, EventKind, Phase, RouteView
+from agent.errors import AgentError, ConfigError, UnknownApp
+from agent.machine import AppMachine, Event, EventKind, Phase
 from agent.metrics import AgentMetrics
 from agent.runtime import Runtime
 from agent.settings import AgentSettings
@@ -60,7 +61,8 @@ class Agent:
         # router never mistakes a new agent's table for an old one.
         self.version = time.time_ns() // 1000
         self.table: RouteTableWire = route_table(self.version, self.machines.values())
-        self._views: dict[str, RouteView] = {}
+        self._views: dict[str, tuple[object, ...]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: list[Subscriber] = []
         self._changed: asyncio.Future[None] | None = None
         self._applied: dict[tuple[str, str], int] = {}
@@ -86,15 +88,17 @@ class Agent:
         for machine in self.machines.values():
             for spec in machine.config.processes.values():
                 await self.runtime.apply(spec)
-        loop = asyncio.get_running_loop()
         self._tasks.start("agent-watch", self._watch())
-        for name, machine in self.machines.items():
-            self._dirty[name] = asyncio.Event()
-            self._tasks.start(f"agent-scale:{name}", self._scaler(machine))
-            self._handle(machine, machine.start(loop.time()))
+        for machine in self.machines.values():
+            self._run_machine(machine)
         self._tasks.start("agent-tick", self._tick())
         self.started = True
         log.info("agent started", extra={"apps": len(self.machines), "version": self.version})
+
+    def _run_machine(self, machine: AppMachine) -> None:
+        self._dirty[machine.name] = asyncio.Event()
+        self._tasks.start(f"agent-scale:{machine.name}", self._scaler(machine))
+        self._handle(machine, machine.start(asyncio.get_running_loop().time()))
 
     async def stop(self) -> None:
         """Stop deciding, stop every process (the runtime's close), release long polls."""
@@ -113,6 +117,75 @@ class Agent:
         if not self.started:
             raise AgentError("the agent is still starting")
         self._handle(machine, machine.wake(asyncio.get_running_loop().time()))
+
+    async def define(self, config: AppConfig) -> None:
+        """Run ``config`` from now on: a new app, or a new release, formation or policy of one.
+
+        The control plane's way in (in process, or ``PUT /v1/apps/{app}``). Changed
+        process specs restart their running instances (the runtime compares specs);
+        requests meanwhile are held as for a wake. The agent stays the only one that
+        decides replicas: an asleep app stays asleep until a request comes.
+        """
+        async with self._lock(config.name):
+            taken = {h: name for name, m in self.machines.items() for h in m.config.hosts}
+            for host in config.hosts:
+                if taken.get(host, config.name) != config.name:
+                    raise ConfigError(f"host {host!r} belongs to app {taken[host]!r}")
+            machine = self.machines.get(config.name)
+            if machine is None:
+                machine = AppMachine(config)
+                for spec in config.processes.values():
+                    await self.runtime.apply(spec)
+                self.machines[config.name] = machine
+                if self.started:
+                    self._run_machine(machine)
+                log.info("app defined", extra={"app": config.name, "hosts": len(config.hosts)})
+                return
+            dropped = set(machine.config.processes) - set(config.processes)
+            events = machine.reconfigure(config, asyncio.get_running_loop().time())
+            for process in sorted(dropped):
+                self._applied.pop((config.name, process), None)
+                await self.runtime.remove(config.name, process)
+            for spec in config.processes.values():
+                await self.runtime.apply(spec)
+            self._handle(machine, events)
+            log.info("app redefined", extra={"app": config.name, "hosts": len(config.hosts)})
+
+    async def forget(self, app: str) -> None:
+        """Stop every process of ``app`` and stop routing to it (a deleted app)."""
+        async with self._lock(app):
+            machine = self.machines.pop(app, None)
+            if machine is None:
+                raise UnknownApp(app)
+            await self._tasks.cancel(f"agent-scale:{app}")
+            self._dirty.pop(app, None)
+            for process in machine.config.processes:
+                self._applied.pop((app, process), None)
+                with contextlib.suppress(UnknownApp):
+                    await self.runtime.remove(app, process)
+            self._publish()
+            log.info("app forgotten", extra={"app": app})
+        self._locks.pop(app, None)
+
+    async def restart(self, app: str, process: str | None = None) -> None:
+        """Stop and start again one process type, or all of the app's, at their replicas."""
+        async with self._lock(app):
+            machine = self.machines.get(app)
+            if machine is None:
+                raise UnknownApp(app)
+            if process is not None and process not in machine.config.processes:
+                raise UnknownApp(app, process)
+            for name in [process] if process else sorted(machine.config.processes):
+                await self.runtime.remove(app, name)
+                await self.runtime.apply(machine.config.processes[name])
+                self._applied.pop((app, name), None)
+            dirty = self._dirty.get(app)
+            if dirty is not None:
+                dirty.set()
+            log.info("processes restarting", extra={"app": app, "process_type": process or "all"})
+
+    def _lock(self, app: str) -> asyncio.Lock:
+        return self._locks.setdefault(app, asyncio.Lock())
 
     def report(self, post: ActivityPost) -> None:
         """A router's activity report (in-process or ``POST /v1/activity``)."""
@@ -135,6 +208,23 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._changed), timeout)
         return self.table if self.table["version"] != after else None
+
+    def status(self, app: str) -> dict[str, Any]:
+        """One app's state and its processes' instances (``GET /v1/apps/{app}``)."""
+        machine = self.machines.get(app)
+        if machine is None:
+            raise UnknownApp(app)
+        processes: dict[str, Any] = {}
+        for name, spec in machine.config.processes.items():
+            status = machine.statuses.get(name)
+            processes[name] = {
+                "release": spec.release,
+                "wanted": machine.config.replicas(name),
+                "desired": machine.desired.get(name, 0),
+                "instances": [asdict(i) for i in status.instances] if status else [],
+            }
+        return {"app": app, "state": str(machine.phase), "reason": machine.reason,
+                "processes": processes}  # fmt: skip
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Each app's state for people (``GET /v1/apps``)."""
@@ -193,7 +283,7 @@ class Agent:
             log.info("sleep cancelled by a request", extra=fields)
 
     def _publish(self) -> None:
-        views = {name: m.view() for name, m in self.machines.items()}
+        views = {name: _routed(m) for name, m in self.machines.items()}
         if views == self._views:
             return
         self._views = views
@@ -239,21 +329,31 @@ class Agent:
         dirty = self._dirty[machine.name]
         while True:
             await dirty.wait()
-            dirty.clear()
-            for process, replicas in list(machine.desired.items()):
-                key = (machine.name, process)
-                if self._applied.get(key) == replicas:
-                    continue
-                if process == WEB and replicas == 0:
-                    # Before the call: a wake during it must not take the stopping instances.
-                    machine.retire()
-                try:
-                    await self.runtime.scale(machine.name, process, replicas)
-                except Exception as exc:
-                    log.error(
-                        "scale failed; retrying",
-                        extra={"app": machine.name, "process_type": process, "error": repr(exc)},
-                    )
-                    asyncio.get_running_loop().call_later(SCALE_RETRY, dirty.set)
-                    continue
-                self._applied[key] = replicas
+            async with self._lock(machine.name):  # not while a restart or define is under way
+                dirty.clear()
+                await self._scale(machine, dirty)
+
+    async def _scale(self, machine: AppMachine, dirty: asyncio.Event) -> None:
+        for process, replicas in list(machine.desired.items()):
+            key = (machine.name, process)
+            if self._applied.get(key) == replicas:
+                continue
+            if process == WEB and replicas == 0:
+                # Before the call: a wake during it must not take the stopping instances.
+                machine.retire()
+            try:
+                await self.runtime.scale(machine.name, process, replicas)
+            except Exception as exc:
+                log.error(
+                    "scale failed; retrying",
+                    extra={"app": machine.name, "process_type": process, "error": repr(exc)},
+                )
+                asyncio.get_running_loop().call_later(SCALE_RETRY, dirty.set)
+                continue
+            self._applied[key] = replicas
+
+
+def _routed(machine: AppMachine) -> tuple[object, ...]:
+    """What routers see of an app: a change in any of it is a new table version."""
+    policy = machine.config.policy
+    return (machine.view(), machine.config.hosts, policy.boot_timeout, policy.max_held)

@@ -5,6 +5,10 @@ GET  /v1/routes?after=VERSION   the route table; with ``after``, a long poll tha
 POST /v1/activity               a router's report: {router, version, apps: {app: activity}}
 POST /v1/apps/{app}/wake        wake an app (the router's Waker); 202 once under way
 GET  /v1/apps                   each app's state, for people
+PUT  /v1/apps/{app}             define or redefine an app (``agent/definition.py``'s JSON)
+GET  /v1/apps/{app}             one app's state and process instances
+DELETE /v1/apps/{app}           stop and forget an app
+POST /v1/apps/{app}/restart     restart its processes (``{"process": "web"}`` for one type)
 GET  /healthz /readyz /metrics
 """
 
@@ -17,7 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from agent.activity import parse_post
 from agent.agent import Agent
-from agent.errors import UnknownApp
+from agent.definition import parse_definition
+from agent.errors import ConfigError, UnknownApp
 from control.kit.ops import add_ops_routes
 
 AGENT = web.AppKey("agent", Agent)
@@ -37,6 +42,10 @@ def api_app(agent: Agent, *, registry: CollectorRegistry) -> web.Application:
     app.router.add_post("/v1/activity", activity)
     app.router.add_post("/v1/apps/{app}/wake", wake)
     app.router.add_get("/v1/apps", apps)
+    app.router.add_put("/v1/apps/{app}", define)
+    app.router.add_get("/v1/apps/{app}", show)
+    app.router.add_delete("/v1/apps/{app}", forget)
+    app.router.add_post("/v1/apps/{app}/restart", restart)
     return app
 
 
@@ -74,14 +83,62 @@ async def wake(request: web.Request) -> web.Response:
     try:
         await agent.wake(name)
     except UnknownApp as exc:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": str(exc)}), content_type="application/json"
-        ) from None
+        raise _not_found(exc) from None
     return web.json_response({"app": name, "state": agent.states()[name]["state"]}, status=202)
 
 
 async def apps(request: web.Request) -> web.Response:
     return web.json_response(request.app[AGENT].states())
+
+
+async def define(request: web.Request) -> web.Response:
+    name = request.match_info["app"]
+    try:
+        config = parse_definition(name, await request.json())
+        await request.app[AGENT].define(config)
+    except json.JSONDecodeError:
+        raise _bad("the body must be JSON") from None
+    except ConfigError as exc:
+        raise web.HTTPUnprocessableEntity(
+            text=json.dumps({"error": str(exc)}), content_type="application/json"
+        ) from None
+    return web.json_response(request.app[AGENT].status(name))
+
+
+async def show(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(request.app[AGENT].status(request.match_info["app"]))
+    except UnknownApp as exc:
+        raise _not_found(exc) from None
+
+
+async def forget(request: web.Request) -> web.Response:
+    try:
+        await request.app[AGENT].forget(request.match_info["app"])
+    except UnknownApp as exc:
+        raise _not_found(exc) from None
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    process: str | None = None
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise _bad("the body must be JSON") from None
+        process = body.get("process") if isinstance(body, dict) else None
+        if process is not None and not isinstance(process, str):
+            raise _bad("process must be a process type name")
+    try:
+        await request.app[AGENT].restart(request.match_info["app"], process)
+    except UnknownApp as exc:
+        raise _not_found(exc) from None
+    return web.Response(status=202)
+
+
+def _not_found(exc: UnknownApp) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=json.dumps({"error": str(exc)}), content_type="application/json")
 
 
 def _bad(message: str) -> web.HTTPBadRequest:

@@ -70,6 +70,15 @@ class AppConfig:
         return process == WEB or process not in self.always_on
 
 
+def check_name(name: str, where: str, *, process: bool = False) -> None:
+    """App names are DNS labels; process types are Procfile names."""
+    if process:
+        if not _PROCESS.match(name):
+            raise ConfigError(f"{where}: process types are letters, digits, '-' and '_'")
+    elif not _NAME.match(name):
+        raise ConfigError(f"{where}: app names are lower-case letters, digits and dashes")
+
+
 def parse_procfile(text: str, *, source: str = "Procfile") -> dict[str, str]:
     """``name: command`` lines; blank lines and ``#`` comments are skipped."""
     processes: dict[str, str] = {}
@@ -134,8 +143,7 @@ def _app(
     name: str, entry: Mapping[str, Any], defaults: Mapping[str, Any], base: Path, source: str
 ) -> AppConfig:
     where = f"{source}: [apps.{name}]"
-    if not _NAME.match(name):
-        raise ConfigError(f"{where}: app names are lower-case letters, digits and dashes")
+    check_name(name, where)
     unknown = set(entry) - _APP_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")

@@ -83,6 +83,27 @@ class AppMachine:
             return self.wake(now)
         return []
 
+    def reconfigure(self, config: AppConfig, now: float) -> list[Event]:
+        """A new definition (release, formation, policy): ``desired`` follows it at once.
+
+        The phase is kept: an awake app runs its new formation, a sleeping one
+        stays asleep (its always-on types run), a draining one finishes its
+        drain. Dropped process types are forgotten.
+        """
+        self.config = config
+        for process in set(self.desired) - set(config.processes):
+            del self.desired[process]
+            self.statuses.pop(process, None)
+        running = self.phase is not Phase.ASLEEP
+        for process in config.processes:
+            if running or not config.sleeps_with_web(process):
+                self.desired[process] = config.replicas(process)
+            else:
+                self.desired[process] = 0
+        if self.phase is Phase.ASLEEP and not config.policy.sleeps:
+            return self.wake(now)
+        return []
+
     # -- inputs ---------------------------------------------------------------------------
 
     def wake(self, now: float) -> list[Event]:

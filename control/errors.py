@@ -10,7 +10,8 @@ ControlError
 │   └── Unprocessable     422 well-formed but invalid: names, quantities, plans;
 │       └── ReleaseFailed     the release phase failed; the previous release keeps running
 ├── StoreError            the state database failed (driver errors translated at store/)
-└── AddonError            an add-on server refused or failed (psycopg / redis translated)
+├── AddonError            an add-on server refused or failed (psycopg / redis translated)
+└── TargetUnavailable     the agent could not be reached or refused (aiohttp translated)
 
 Library exceptions (sqlalchemy, psycopg, redis, aiohttp) are translated at one
 boundary per library with ``raise ... from``, never passed up raw.
@@ -78,3 +79,7 @@ class StoreError(ControlError):
 
 class AddonError(ControlError):
     """Provisioning or destroying an add-on failed on its server."""
+
+
+class TargetUnavailable(ControlError):
+    """The agent that runs the apps could not be reached, or refused what it was sent."""

@@ -23,6 +23,13 @@ class App:
 
 
 @dataclass(frozen=True, slots=True)
+class Domain:
+    app: str
+    hostname: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     app: str
     version: int
@@ -113,10 +120,3 @@ class Build:
     actor: str
     created_at: float
     finished_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Domain:
-    hostname: str
-    app: str
-    created_at: float

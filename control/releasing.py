@@ -44,6 +44,8 @@ class Deployment:
     #: Config vars plus add-on URLs.
     env: Mapping[str, str]
     formation: Sequence[Formation] = field(default_factory=tuple)
+    #: Host names the router sends to the app: APP.{app domain} and its custom domains.
+    hosts: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

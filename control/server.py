@@ -17,11 +17,11 @@ import click
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from agent.runtime import Runtime
 from control import exporter_targets
 from control.addons import Provisioner
 from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
+from control.agent_target import AgentClient, AgentLink, AgentTarget
 from control.api.app import build_app
 from control.building import Builds
 from control.builds.local import LocalBuilder
@@ -41,7 +41,6 @@ from control.review.plan import Pipeline
 from control.review.source import GitAppJson
 from control.review.stale import StaleReviewApps
 from control.review.webhook import WebhookConfig, webhook_app
-from control.runtime_target import RuntimeTarget
 from control.service import Control
 from control.settings import (
     DEFAULT_DB_URL,
@@ -97,6 +96,7 @@ def build_control(
         target=target,
         provisioners=provisioners(settings, prefix=addon_prefix),
         targets_writer=writer,
+        app_domain=settings.app_domain,
     )
 
 
@@ -148,22 +148,22 @@ class ControlServer:
 
 
 class EmbeddedControl:
-    """The control plane inside another process (``slipway up``), over its Runtime.
+    """The control plane inside another process (``slipway up``), over its agent.
 
-    ``start(tasks)`` follows the runtime's snapshots as a named task and
-    serves the API; ``stop()`` closes both. The caller owns the runtime.
+    ``start()`` migrates the store, hands every current release to the agent
+    and serves the API; ``stop()`` closes it. The caller owns the agent.
     """
 
     def __init__(
         self,
         settings: ControlSettings,
         *,
-        runtime: Runtime,
+        link: AgentLink,
         registry: CollectorRegistry,
         addon_prefix: str = "slipway_",
         sink: LogSink | None = None,
     ) -> None:
-        self.target = RuntimeTarget(runtime=runtime, release_timeout=settings.release_timeout)
+        self.target = AgentTarget(link, release_timeout=settings.release_timeout)
         self.control = build_control(settings, target=self.target, addon_prefix=addon_prefix)
         self.builds = build_builds(self.control, settings, sink=sink, registry=registry)
         self.review: ControlReviewApps | None = None
@@ -176,14 +176,20 @@ class EmbeddedControl:
         self.server = ControlServer(
             self.control, settings, registry=registry, builds=self.builds, subapps=subapps
         )
+        #: Its own long-lived tasks (the stale review apps' scheduler).
+        self.tasks = TaskSet()
 
-    async def start(self, tasks: TaskSet) -> None:
-        tasks.start("control-release-target", self.target.run())
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
         await self.server.start()
         if self.stale is not None:
-            tasks.start("review-stale", self.stale.run())
+            self.tasks.start("review-stale", self.stale.run())
 
     async def stop(self) -> None:
+        await self.tasks.stop()
         if self.review is not None:
             await self.review.close()
         if self.builds is not None:
@@ -334,6 +340,18 @@ async def serve_api(
     help="Variable holding a monitoring URL of the shared Redis in the exporter's env.",
 )
 @click.option(
+    "--app-domain",
+    envvar="SLIPWAY_APP_DOMAIN",
+    default=None,
+    help="Every app answers at APP.DOMAIN (e.g. apps.example.com), besides its custom domains.",
+)
+@click.option(
+    "--agent-url",
+    envvar="SLIPWAY_AGENT_URL",
+    default=None,
+    help="The agent that runs the apps (http://agent:9081); without it releases are recorded only.",
+)
+@click.option(
     "--release-timeout",
     envvar="SLIPWAY_RELEASE_TIMEOUT",
     default="5m",
@@ -346,7 +364,8 @@ def serve(
     postgres_public_host: str, postgres_public_port: int, redis_admin_url: str | None,
     redis_public_host: str, redis_public_port: int, addon_prefix: str,
     exporter_targets_dir: str | None, exporter_postgres_dsn_env: str | None,
-    exporter_redis_dsn_env: str | None, release_timeout: str, log_level: str,
+    exporter_redis_dsn_env: str | None, app_domain: str | None, agent_url: str | None,
+    release_timeout: str, log_level: str,
 ) -> None:  # fmt: skip
     """The control plane's HTTP API (the admin token comes from SLIPWAY_ADMIN_TOKEN)."""
     try:
@@ -370,21 +389,28 @@ def serve(
         exporter_postgres_dsn_env=exporter_postgres_dsn_env,
         exporter_redis_dsn_env=exporter_redis_dsn_env,
         release_timeout=timeout,
+        app_domain=app_domain,
+        agent_url=agent_url,
         builds=build_settings_from_env(os.environ),
     )
     logfmt.configure(log_level)
 
     async def main(stop: asyncio.Event) -> int:
+        client = AgentClient(settings.agent_url) if settings.agent_url else None
+        target: ReleaseTarget = (
+            AgentTarget(client, release_timeout=settings.release_timeout)
+            if client is not None
+            else DetachedTarget(release_timeout=settings.release_timeout)
+        )
         try:
-            control = build_control(
-                settings,
-                target=DetachedTarget(release_timeout=settings.release_timeout),
-                addon_prefix=addon_prefix,
-            )
+            control = build_control(settings, target=target, addon_prefix=addon_prefix)
             await serve_api(control, settings, stop, registry=CollectorRegistry())
         except ControlError as exc:
             log.error("control plane failed", extra={"error": str(exc)})
             return 1
+        finally:
+            if client is not None:
+                await client.close()
         return 0
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -52,6 +52,7 @@ from control.rules import (
     validate_procfile,
 )
 from control.store.db import Store
+from control.store.queries import Tx
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,11 @@ class Control:
         targets_writer: TargetsWriter | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        app_domain: str | None = None,
     ) -> None:
         self.store = store
+        #: Every app answers at ``{name}.{app_domain}`` (Heroku's herokuapp.com), if set.
+        self.app_domain = app_domain
         self.target = target
         self.provisioners = dict(provisioners or {})
         self._targets_writer = targets_writer
@@ -436,6 +440,7 @@ class Control:
                 app = await tx.get_app(app.name, lock=True)
                 artifact, procfile, config = compose(await tx.current_release(app))
                 addons = await tx.list_addons(app)
+                hosts = await self._hosts(tx, app)
                 existing = {f.type: f for f in await tx.list_formation(app)}
                 release = await tx.add_release(
                     app,
@@ -465,6 +470,7 @@ class Control:
                 processes=processes,
                 env={**config, **release.addon_env},
                 formation=formation,
+                hosts=hosts,
             )
             output = ""
             try:
@@ -521,6 +527,7 @@ class Control:
             release = await tx.current_release(app)
             formation = await tx.list_formation(app)
             addons = await tx.list_addons(app)
+            hosts = await self._hosts(tx, app)
         if release.artifact is None:
             return
         processes, _ = split_procfile(release.procfile)
@@ -532,36 +539,64 @@ class Control:
                 processes=processes,
                 env={**release.config, **{a.config_var: a.url for a in addons}},
                 formation=formation,
+                hosts=hosts,
             )
         )
 
-    # -- domains ----------------------------------------------------------------
+    async def _hosts(self, tx: Tx, app: App) -> list[str]:
+        default = [f"{app.name}.{self.app_domain}"] if self.app_domain else []
+        return default + [d.hostname for d in await tx.list_domains(app)]
+
+    # -- domains --------------------------------------------------------------
+
+    async def list_domains(self, name: str) -> list[Domain]:
+        async with self.store.tx(write=False) as tx:
+            app = await tx.get_app(name)
+            default = (
+                [Domain(app=name, hostname=f"{name}.{self.app_domain}", created_at=app.created_at)]
+                if self.app_domain
+                else []
+            )
+            return default + await tx.list_domains(app)
 
     async def add_domain(self, name: str, hostname: object, *, actor: str) -> Domain:
+        """Route ``hostname`` to the app too (the running release learns it at once)."""
         hostname = validate_hostname(hostname)
+        if self.app_domain and hostname.endswith("." + self.app_domain):
+            owner = hostname.removesuffix("." + self.app_domain)
+            if "." not in owner:
+                raise Conflict(
+                    f"{hostname} is the default domain of the app {owner}", id="domain_taken"
+                )
         now = self._clock()
         async with self.store.tx() as tx:
-            domain = await tx.add_domain(await tx.get_app(name), hostname, now=now)
+            app = await tx.get_app(name, lock=True)
+            domain = await tx.add_domain(app, hostname, now=now)
             await tx.record(
-                actor=actor, action="domain.add", app=name, detail={"hostname": hostname}, now=now
+                actor=actor,
+                action="domain.create",
+                app=name,
+                detail={"hostname": hostname},
+                now=now,
             )
+        async with self._lock(app):
+            await self._redeploy_current(app)
         return domain
 
     async def remove_domain(self, name: str, hostname: str, *, actor: str) -> None:
+        now = self._clock()
         async with self.store.tx() as tx:
-            await tx.remove_domain(await tx.get_app(name), hostname)
+            app = await tx.get_app(name, lock=True)
+            await tx.remove_domain(app, hostname.lower())
             await tx.record(
                 actor=actor,
-                action="domain.remove",
+                action="domain.delete",
                 app=name,
                 detail={"hostname": hostname},
-                now=self._clock(),
+                now=now,
             )
-
-    async def domains(self, name: str | None = None) -> list[Domain]:
-        """One app's host names, or every app's (what the route table is built from)."""
-        async with self.store.tx(write=False) as tx:
-            return await tx.list_domains(None if name is None else await tx.get_app(name))
+        async with self._lock(app):
+            await self._redeploy_current(app)
 
     # -- formation and dynos --------------------------------------------------
 

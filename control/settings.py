@@ -40,6 +40,10 @@ class ControlSettings:
     #: how the first operator gets in. None: mint one with ``slipway tokens:create``.
     bootstrap_admin_token: str | None = None
     addons: AddonServers = AddonServers()
+    #: Every app answers at ``{app}.{app_domain}`` (``localhost`` under ``slipway up``).
+    app_domain: str | None = None
+    #: The agent that runs the apps (``http://agent:9081``); None: releases are recorded only.
+    agent_url: str | None = None
     #: Directory where the exporters' targets files (and the DSN files they refer to)
     #: are rewritten after every add-on change. None: not written.
     exporter_targets_dir: str | None = None

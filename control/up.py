@@ -1,8 +1,13 @@
-"""``slipway up``: the router, the agent and the logs service in one process.
+"""``slipway up``: the router, the agent, the logs service and the control plane in one process.
 
-The embedded default: apps from a TOML file run as local processes
-(LocalRuntime), the router proxies to them and holds requests while they
-wake, and the agent puts them to sleep when idle. Router and agent meet
+The embedded default: apps run as local processes (LocalRuntime), the router
+proxies to them and holds requests while they wake, and the agent puts them
+to sleep when idle. Apps come from the control plane (its API on
+``--control-port``, state in SQLite under ``--state-dir``: create an app,
+deploy a directory, set config vars, roll back) and, optionally, from a TOML
+apps file read at start. The control plane hands each release to the agent
+as the app's definition (``control/agent_target.py``), so the agent stays
+the only one that decides replicas. Router and agent meet
 in-process through ``LocalLink``: the agent's route table goes straight into
 the router's ``Routes``, and the router's activity goes to the agent every
 ``report_interval``; the agent's HTTP API still listens, so routers in
@@ -33,11 +38,21 @@ from agent.local import LocalRuntime
 from agent.output import ConsoleSink, ProcessLogSink
 from agent.settings import AgentSettings, LocalSettings
 from agent.table import RouteTableWire
+from control.agent_target import LocalAgent
+from control.errors import ControlError
 from control.kit import logfmt
 from control.kit.durations import duration_option
 from control.kit.ops import bound_port
 from control.kit.runner import run
 from control.kit.tasks import TaskSet
+from control.server import EmbeddedControl
+from control.service import Control
+from control.settings import (
+    AddonServers,
+    BuildServerSettings,
+    ControlSettings,
+    review_settings_from_env,
+)
 from logs.component import LogsComponent
 from logs.settings import LogsSettings
 from router.accesslog import LogSink, StreamSink
@@ -95,13 +110,16 @@ class LocalLink:
 
 @dataclass(frozen=True, slots=True)
 class UpSettings:
-    apps_file: Path
+    #: Apps defined at start; None: only what the control plane defines.
+    apps_file: Path | None
     router: RouterSettings
     agent: AgentSettings
     local: LocalSettings
     idle_after: float | None = None
     #: The logs service; None runs without it (app and router lines go to the console only).
     logs: LogsSettings | None = None
+    #: The control plane; None runs without it (only the apps file's apps).
+    control: ControlSettings | None = None
 
 
 class Up:
@@ -114,17 +132,28 @@ class Up:
         registry: CollectorRegistry | None = None,
         app_sink: ProcessLogSink | None = None,
         router_sink: LogSink | None = None,
+        addon_prefix: str = "slipway_",
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
-        apps = load_apps(settings.apps_file, idle_after=settings.idle_after)
+        apps = (
+            load_apps(settings.apps_file, idle_after=settings.idle_after)
+            if settings.apps_file is not None
+            else []
+        )
         app_sink = app_sink or ConsoleSink()
         router_sink = router_sink or StreamSink()
         self.logs: LogsComponent | None = None
+        # The logs service takes the control plane's tokens (admin, or the app's own).
+        tokens = ControlTokens()
         if settings.logs is not None:
             # Every line goes to the console as before and to the logs service, which
             # keeps it for `slipway logs` / SSE and archives it.
-            self.logs = LogsComponent(settings.logs, registry=self.registry)
+            self.logs = LogsComponent(
+                settings.logs,
+                registry=self.registry,
+                verifier=tokens if settings.control is not None else None,
+            )
             app_sink = TeeAppLines(app_sink, self.logs.service)
             router_sink = TeeRouterLines(router_sink, self.logs.service)
         self.runtime = LocalRuntime(settings=settings.local, sink=app_sink)
@@ -139,6 +168,16 @@ class Up:
             waker=self.agent,
         )
         self.link = LocalLink(self.agent, self.router)
+        self.control: EmbeddedControl | None = None
+        if settings.control is not None:
+            self.control = EmbeddedControl(
+                settings.control,
+                link=LocalAgent(self.agent),
+                registry=self.registry,
+                addon_prefix=addon_prefix,
+                sink=app_sink,  # build and one-off lines join the apps' stream
+            )
+            tokens.control = self.control.control
         self.api_port = settings.agent.port
         self._api: web.AppRunner | None = None
         self._tasks = TaskSet()
@@ -159,12 +198,16 @@ class Up:
         await self.router.start()
         self._tasks.start("local-link", self.link.run())
         self._tasks.start("agent-watchdog", self._watch_agent())
+        if self.control is not None:  # last: its start hands every current release to the agent
+            await self.control.start()
 
     async def _watch_agent(self) -> None:
         await self.agent.failed.wait()
         raise RuntimeError("the agent stopped working")
 
     async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
         await self.router.stop(grace=min(5.0, self.settings.router.drain_grace))
         await self._tasks.stop()
         self.link.close()
@@ -173,6 +216,23 @@ class Up:
             await self._api.cleanup()
         if self.logs is not None:  # last, so the apps' final lines are kept
             await self.logs.stop()
+
+
+class ControlTokens:
+    """The logs service's ``TokenVerifier`` over the control plane's tokens, in process."""
+
+    def __init__(self) -> None:
+        #: Set once the control plane exists (it is built after the logs service).
+        self.control: Control | None = None
+
+    async def allows(self, token: str, *, app: str) -> bool:
+        if self.control is None or not token:
+            return False
+        try:
+            principal = await self.control.authenticate(token)
+        except ControlError:  # unknown token, or the store is down: no
+            return False
+        return principal.may_act_on(app)
 
 
 class TeeAppLines:
@@ -201,7 +261,7 @@ class TeeRouterLines:
 @click.argument(
     "apps_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default="apps.toml",
+    required=False,
     envvar="SLIPWAY_APPS",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="SLIPWAY_HOST")
@@ -242,6 +302,32 @@ class TeeRouterLines:
     envvar="SLIPWAY_STATE_DIR",
     help="Where the log spool and the generated token live.",
 )
+@click.option(
+    "--control-port",
+    default=8000,
+    show_default=True,
+    envvar="SLIPWAY_CONTROL_PORT",
+    help="The control plane's API (the `slipway` CLI: apps, deploys, config, releases).",
+)
+@click.option(
+    "--app-domain",
+    default="localhost",
+    show_default=True,
+    envvar="SLIPWAY_APP_DOMAIN",
+    help="Apps of the control plane answer at APP.DOMAIN.",
+)
+@click.option(
+    "--postgres-admin-dsn",
+    envvar="SLIPWAY_ADDON_POSTGRES_DSN",
+    default=None,
+    help="A PostgreSQL for postgres add-ons (superuser DSN); none: no postgres add-ons.",
+)
+@click.option(
+    "--redis-admin-url",
+    envvar="SLIPWAY_ADDON_REDIS_URL",
+    default=None,
+    help="A Redis for redis add-ons (a user allowed ACL SETUSER); none: no redis add-ons.",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
 def up(
     apps_file: Path,
@@ -253,10 +339,19 @@ def up(
     logs_port: int,
     forward_port: int,
     state_dir: Path,
+    control_port: int,
+    app_domain: str,
+    postgres_admin_dsn: str | None,
+    redis_admin_url: str | None,
     log_level: str,
 ) -> None:
-    """Run the router, the agent and the logs service with the apps in APPS_FILE (TOML)."""
+    """Run the router, the agent, the logs service and the control plane.
+
+    Apps come from the control plane (`slipway apps:create`, `slipway deploy`)
+    and from APPS_FILE (TOML), if given.
+    """
     logfmt.configure(log_level)
+    state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir / "token"
     token = _local_token(token_file)
     settings = UpSettings(
@@ -273,10 +368,30 @@ def up(
             admin_token=token,
             spool_dir=state_dir / "logs",
         ),
+        control=ControlSettings(
+            db_url=f"sqlite+aiosqlite:///{(state_dir / 'slipway.db').absolute()}",
+            host=host,
+            port=control_port,
+            bootstrap_admin_token=token,
+            addons=AddonServers(
+                postgres_admin_dsn=postgres_admin_dsn, redis_admin_url=redis_admin_url
+            ),
+            app_domain=app_domain,
+            # Builds by default, under the state directory; review apps when configured.
+            builds=BuildServerSettings(
+                root=os.environ.get("SLIPWAY_BUILD_ROOT") or str(state_dir / "builds"),
+                logs_url=f"http://{host}:{logs_port}",
+            ),
+            review=review_settings_from_env(os.environ),
+        ),
     )
     log.info(
-        "logs need a token: export SLIPWAY_TOKEN=$(cat FILE)",
-        extra={"file": str(token_file), "logs_url": f"http://{host}:{logs_port}"},
+        "the CLI and logs need a token: export SLIPWAY_TOKEN=$(cat FILE)",
+        extra={
+            "file": str(token_file),
+            "api_url": f"http://{host}:{control_port}",
+            "logs_url": f"http://{host}:{logs_port}",
+        },
     )
     try:
         slipway = Up(settings)
@@ -310,6 +425,10 @@ async def _main(slipway: Up, stop: asyncio.Event) -> int:
         log.error("cannot listen; is another slipway running?", extra={"error": str(exc)})
         await slipway.stop()
         return 1
+    except ControlError as exc:
+        log.error("the control plane cannot start", extra={"error": str(exc)})
+        await slipway.stop()
+        return 1
     hosts = [h for m in slipway.agent.machines.values() for h in m.config.hosts]
     log.info(
         "slipway up",
@@ -317,6 +436,7 @@ async def _main(slipway: Up, stop: asyncio.Event) -> int:
             "url": f"http://{hosts[0]}:{slipway.router.port}/" if hosts else "",
             "apps": ",".join(slipway.agent.machines),
             "agent_port": slipway.api_port,
+            "control_port": slipway.control.port if slipway.control else "",
         },
     )
     stopped = asyncio.ensure_future(stop.wait())

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control.api.routes import BUILDS, CONTROL, error_body, register
 from control.building import Builds
-from control.errors import AddonError, ApiError, StoreError
+from control.errors import AddonError, ApiError, StoreError, TargetUnavailable
 from control.kit.ops import ReadyCheck, add_ops_routes
 from control.service import Control
 
@@ -37,6 +37,9 @@ async def errors(request: web.Request, handler: Next) -> web.StreamResponse:
     except AddonError as exc:
         log.error("add-on server failed", extra={"error": str(exc), "path": request.path})
         return _error(503, {"id": "addon_service_unavailable", "message": str(exc)})
+    except TargetUnavailable as exc:
+        log.error("agent unavailable", extra={"error": str(exc), "path": request.path})
+        return _error(503, {"id": "agent_unavailable", "message": str(exc)})
     except StoreError as exc:
         log.error("state store failed", extra={"error": str(exc), "path": request.path})
         return _error(503, {"id": "store_unavailable", "message": str(exc)})

@@ -225,6 +225,26 @@ async def restart_type(call: Call) -> web.Response:
     return reply({}, 202)
 
 
+async def list_domains(call: Call) -> web.Response:
+    default = f"{call.app}.{call.control.app_domain}" if call.control.app_domain else None
+    found = await call.control.list_domains(call.app)
+    return reply([wire.domain(d, default=d.hostname == default) for d in found])
+
+
+async def add_domain(call: Call) -> web.Response:
+    body = await call.body()
+    found = await call.control.add_domain(
+        call.app, body.get("hostname"), actor=call.principal.actor
+    )
+    return reply(wire.domain(found, default=False), 201)
+
+
+async def remove_domain(call: Call) -> web.Response:
+    hostname = call.request.match_info["hostname"]
+    await call.control.remove_domain(call.app, hostname, actor=call.principal.actor)
+    return reply({}, 200)
+
+
 async def list_addons(call: Call) -> web.Response:
     return reply([wire.addon(a) for a in await call.control.list_addons(call.app)])
 
@@ -366,6 +386,14 @@ ROUTES: tuple[Route, ...] = (
           Scope.APP, 202, {"type": "object"}, errors=_APP_ERRORS),
     Route("DELETE", "/apps/{app}/dynos/{type}", restart_type, "Restart one process type",
           Scope.APP, 202, {"type": "object"}, errors=_APP_ERRORS),
+    Route("GET", "/apps/{app}/domains", list_domains,
+          "Host names the router sends to the app (APP.{app domain} and custom ones)",
+          Scope.APP, 200, schemas.array_of("Domain"), errors=_APP_ERRORS),
+    Route("POST", "/apps/{app}/domains", add_domain, "Add a custom domain", Scope.APP, 201,
+          schemas.ref("Domain"), body=schemas.DOMAIN_CREATE,
+          errors=(400, *_APP_ERRORS, 409, 422)),
+    Route("DELETE", "/apps/{app}/domains/{hostname}", remove_domain, "Remove a custom domain",
+          Scope.APP, 200, {"type": "object"}, errors=_APP_ERRORS),
     Route("GET", "/apps/{app}/addons", list_addons, "List add-ons", Scope.APP, 200,
           schemas.array_of("Addon"), errors=_APP_ERRORS),
     Route("POST", "/apps/{app}/addons", create_addon,
@@ -530,6 +558,7 @@ _PATH_SCHEMAS: dict[str, schemas.Schema] = {
     "version": {"type": "string", "pattern": "^v?[0-9]+$"},
     "type": {"type": "string", "minLength": 1},
     "addon": {"type": "string", "minLength": 1},
+    "hostname": {"type": "string", "minLength": 1},
     "id": {"type": "string", "minLength": 1},
 }
 

@@ -130,6 +130,16 @@ COMPONENTS: dict[str, Schema] = {
             "reason": {"type": "string"},
         },
     },
+    "Domain": {
+        "type": "object",
+        "required": ["hostname", "app", "kind"],
+        "properties": {
+            "hostname": {"type": "string"},
+            "app": {"type": "object", "properties": {"name": APP_NAME}},
+            "kind": {"enum": ["default", "custom"]},
+            "created_at": TIME,
+        },
+    },
     "Addon": {
         "type": "object",
         "required": ["id", "name", "service", "plan", "attachment", "config_vars"],
@@ -268,6 +278,19 @@ FORMATION_BATCH: Schema = {
                 "properties": {"type": PROCESS_TYPE, **FORMATION_FIELDS},
                 "additionalProperties": False,
             },
+        }
+    },
+    "additionalProperties": False,
+}
+DOMAIN_CREATE: Schema = {
+    "type": "object",
+    "required": ["hostname"],
+    "properties": {
+        "hostname": {
+            "type": "string",
+            "maxLength": 253,
+            "pattern": r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+            r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$",
         }
     },
     "additionalProperties": False,

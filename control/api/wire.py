@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from control.models import Addon, App, AuditEntry, Build, Formation, Release, Token
+from control.models import Addon, App, AuditEntry, Build, Domain, Formation, Release, Token
 from control.releasing import Dyno
 from control.rules import redact_url
 
@@ -60,6 +60,15 @@ def dyno(item: Dyno) -> dict[str, Any]:
         "state": item.state.value,
         "release": {"version": item.release},
         "reason": item.reason,
+    }
+
+
+def domain(item: Domain, *, default: bool) -> dict[str, Any]:
+    return {
+        "hostname": item.hostname,
+        "app": {"name": item.app},
+        "kind": "default" if default else "custom",
+        "created_at": iso(item.created_at),
     }
 
 

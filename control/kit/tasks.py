@@ -46,6 +46,13 @@ class TaskSet:
             self.failure = exc
         self.failed.set()
 
+    async def cancel(self, name: str, timeout: float = 5.0) -> None:
+        """Cancel one task (a loop for something that is gone) and wait for it, bounded."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=timeout)
+
     def names(self) -> list[str]:
         return sorted(self._tasks)
 

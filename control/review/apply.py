@@ -162,7 +162,9 @@ class ControlReviewApps:
             await self.control.get_app(action.app)
         except NotFound:
             await self._create(action)
-        await self.control.add_domain(action.app, action.host, actor=self._actor)
+        hosts = {d.hostname for d in await self.control.list_domains(action.app)}
+        if action.host not in hosts:
+            await self.control.add_domain(action.app, action.host, actor=self._actor)
 
     async def _create(self, action: EnsureApp) -> None:
         await self.control.create_app(action.app, actor=self._actor)

@@ -173,6 +173,35 @@ class Tx:
             await self.conn.execute(table.delete().where(table.c.app_id == app.id))
         await self.conn.execute(apps.delete().where(apps.c.id == app.id))
 
+    # -- domains --------------------------------------------------------------
+
+    async def add_domain(self, app: App, hostname: str, *, now: float) -> Domain:
+        owner = await self.conn.scalar(
+            sa.select(apps.c.name)
+            .join(domains, domains.c.app_id == apps.c.id)
+            .where(domains.c.hostname == hostname)
+        )
+        if owner is not None:
+            raise Conflict(f"{hostname} is already a domain of {owner}", id="domain_taken")
+        await self.conn.execute(
+            domains.insert().values(app_id=app.id, hostname=hostname, created_at=now)
+        )
+        return Domain(app=app.name, hostname=hostname, created_at=now)
+
+    async def list_domains(self, app: App) -> list[Domain]:
+        query = domains.select().where(domains.c.app_id == app.id).order_by(domains.c.hostname)
+        return [
+            Domain(app=app.name, hostname=row.hostname, created_at=row.created_at)
+            for row in await self.conn.execute(query)
+        ]
+
+    async def remove_domain(self, app: App, hostname: str) -> None:
+        result = await self.conn.execute(
+            domains.delete().where(domains.c.app_id == app.id, domains.c.hostname == hostname)
+        )
+        if result.rowcount == 0:
+            raise NotFound(f"{app.name} has no domain {hostname}", id="domain_not_found")
+
     # -- releases -------------------------------------------------------------
 
     async def add_release(
@@ -458,42 +487,6 @@ class Tx:
             )
         )
         return result.rowcount
-
-    # -- domains --------------------------------------------------------------
-
-    async def add_domain(self, app: App, hostname: str, *, now: float) -> Domain:
-        owner = await self.conn.scalar(
-            sa.select(apps.c.name)
-            .join(domains, domains.c.app_id == apps.c.id)
-            .where(domains.c.hostname == hostname)
-        )
-        if owner is not None and owner != app.name:
-            raise Conflict(f"{hostname} already belongs to {owner}", id="domain_taken")
-        if owner is None:
-            await self.conn.execute(
-                domains.insert().values(hostname=hostname, app_id=app.id, created_at=now)
-            )
-        return Domain(hostname=hostname, app=app.name, created_at=now)
-
-    async def remove_domain(self, app: App, hostname: str) -> None:
-        result = await self.conn.execute(
-            domains.delete().where(domains.c.app_id == app.id, domains.c.hostname == hostname)
-        )
-        if result.rowcount == 0:
-            raise NotFound(f"{app.name} has no domain {hostname!r}", id="domain_not_found")
-
-    async def list_domains(self, app: App | None = None) -> list[Domain]:
-        query = (
-            sa.select(domains, apps.c.name.label("app_name"))
-            .join(apps, apps.c.id == domains.c.app_id)
-            .order_by(apps.c.name, domains.c.hostname)
-        )
-        if app is not None:
-            query = query.where(domains.c.app_id == app.id)
-        return [
-            Domain(hostname=row.hostname, app=row.app_name, created_at=row.created_at)
-            for row in await self.conn.execute(query)
-        ]
 
     # -- tokens ---------------------------------------------------------------
 

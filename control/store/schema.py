@@ -93,6 +93,16 @@ addons = sa.Table(
     sa.UniqueConstraint("app_id", "attachment", name="uq_addons_app_attachment"),
 )
 
+domains = sa.Table(
+    "domains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    # A host name the router sends to the app (lower case), besides APP.{app domain}.
+    sa.Column("hostname", sa.String(253), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
@@ -145,13 +155,4 @@ builds = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Index("ix_builds_app_id", "app_id", "created_at"),
-)
-
-domains = sa.Table(
-    "domains",
-    metadata,
-    # Lower-case, no port, no trailing dot: what the router matches a Host header against.
-    sa.Column("hostname", sa.String(253), primary_key=True),
-    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -33,7 +33,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/slow"):
             time.sleep(float(self.path.rsplit("=", 1)[-1]) if "=" in self.path else 1.0)
-        body = f"hello from {os.environ.get('DYNO')} pid {os.getpid()}\n".encode()
+        greeting = f" greeting={os.environ['GREETING']}" if "GREETING" in os.environ else ""
+        body = f"hello from {os.environ.get('DYNO')} pid {os.getpid()}{greeting}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent.runtime import Instance, ProcessStatus
+from control.agent_target import dynos_of
 from control.releasing import DynoState
-from control.runtime_target import dynos_of
 
 
 def states(status: ProcessStatus, quantity: int = 1) -> list[tuple[str, DynoState, str]]:

@@ -46,7 +46,7 @@ class TestTheDocument:
         """No documented route answers aiohttp's 'no such route' or 'method not allowed'."""
         for route in ROUTES:
             path = route.path.replace("{version}", "1")
-            for name in ("app", "type", "addon", "id"):
+            for name in ("app", "type", "addon", "id", "hostname"):
                 path = path.replace("{" + name + "}", "ghost")
             status, body, _ = await api.call(route.method, path, json={})
             assert status != 405, route.path

@@ -1,8 +1,10 @@
-"""Releases end to end: the API, the release phase and real app processes under LocalRuntime.
+"""Releases end to end through ``slipway up`` itself: control plane, agent, router, real processes.
 
 The app is a real HTTP server process that answers with the config var it
-was started with and its pid, so each test can see which release runs and
-whether a process was restarted.
+was started with and its pid, so each test sees which release runs and
+whether a process was restarted. Every request goes through the router at
+``hello.localhost``, so apps released by the control plane sleep and wake
+like any other.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
 
-from agent.local import LocalRuntime
-from agent.settings import LocalSettings
-from control.kit.tasks import TaskSet
-from control.runtime_target import RuntimeTarget
-from control.server import EmbeddedControl
-from control.service import Control
+from agent.settings import AgentSettings, LocalSettings
 from control.settings import ControlSettings
-from control.store.db import Store
+from control.up import Up, UpSettings
+from logs.settings import LogsSettings
+from router.settings import RouterSettings
+from tests.agent.conftest import ListSink
 from tests.control.conftest import ADMIN_TOKEN
 
 APP = textwrap.dedent(
@@ -41,6 +40,7 @@ APP = textwrap.dedent(
         def log_message(self, *args):
             pass
 
+    print("hello is listening", flush=True)
     http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Hello).serve_forever()
     """
 )
@@ -51,47 +51,37 @@ RELEASE = textwrap.dedent(
     sys.exit(1 if os.environ.get("BREAK_RELEASE") == "yes" else 0)
     """
 )
+HOST = "hello.localhost"
 #: Bound on waiting for a process to come up with a new release (real processes, shared CPU).
 SETTLE = 20.0
 
 
-class QuietSink:
-    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
-        pass
-
-
 class World:
-    def __init__(self, base: str, session: aiohttp.ClientSession, target: RuntimeTarget) -> None:
-        self.base = base
+    def __init__(self, up: Up, session: aiohttp.ClientSession, sink: ListSink) -> None:
+        self.up = up
         self.session = session
-        self.target = target
+        self.sink = sink
+        assert up.control is not None
+        assert up.logs is not None
+        self.base = f"http://127.0.0.1:{up.control.port}"
+        self.logs = f"http://127.0.0.1:{up.logs.http_port}"
+        self.router = f"http://127.0.0.1:{up.router.port}"
 
-    async def call(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+    async def call(
+        self, method: str, path: str, body: object = None, token: str = ADMIN_TOKEN
+    ) -> tuple[int, object]:
         async with self.session.request(
-            method,
-            self.base + path,
-            json=body,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            method, self.base + path, json=body, headers={"Authorization": f"Bearer {token}"}
         ) as response:
             return response.status, await response.json()
 
     async def app_says(self) -> tuple[str, int]:
-        """What the app's web process answers now (greeting, pid); waits until one answers."""
-        deadline = asyncio.get_running_loop().time() + SETTLE
-        while True:
-            status = self.target.status("hello", "web")
-            ready = status.ready if status is not None else ()
-            if ready:
-                port = ready[0].port
-                try:
-                    async with self.session.get(f"http://127.0.0.1:{port}/") as response:
-                        greeting, pid = (await response.text()).split()
-                        return greeting, int(pid)
-                except aiohttp.ClientError:
-                    pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"the app did not answer within {SETTLE}s: {status}")
-            await asyncio.sleep(0.05)
+        """What the app answers through the router now (greeting, pid); wakes it if asleep."""
+        async with self.session.get(self.router + "/", headers={"Host": HOST}) as response:
+            text = await response.text()
+            assert response.status == 200, (response.status, text)
+        greeting, pid = text.split()
+        return greeting, int(pid)
 
     async def app_becomes(self, greeting: str) -> int:
         """Wait until the app answers ``greeting`` (a restart onto a new release); its pid."""
@@ -104,29 +94,49 @@ class World:
                 raise AssertionError(f"the app still says {said!r}, not {greeting!r}")
             await asyncio.sleep(0.05)
 
+    async def dynos(self) -> list[tuple[str, str, int]]:
+        status, dynos = await self.call("GET", "/apps/hello/dynos")
+        assert status == 200
+        assert isinstance(dynos, list)
+        return [(d["name"], d["state"], d["release"]["version"]) for d in dynos]
+
+    async def until_dynos(self, wanted: list[tuple[str, str, int]]) -> None:
+        deadline = asyncio.get_running_loop().time() + SETTLE
+        while (found := await self.dynos()) != wanted:
+            assert asyncio.get_running_loop().time() < deadline, found
+            await asyncio.sleep(0.05)
+
+
+def up_settings(state: Path) -> UpSettings:
+    return UpSettings(
+        apps_file=None,
+        router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+        agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
+        local=LocalSettings(stop_grace=2.0),
+        logs=LogsSettings(http_port=0, forward_port=0, spool_dir=state / "logs"),
+        control=ControlSettings(
+            db_url=f"sqlite+aiosqlite:///{state}/slipway.db",
+            port=0,
+            bootstrap_admin_token=ADMIN_TOKEN,
+            release_timeout=20,
+            app_domain="localhost",
+        ),
+    )
+
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    """The control plane embedded over a LocalRuntime, as ``slipway up`` wires it."""
-    runtime = LocalRuntime(settings=LocalSettings(stop_grace=2.0), sink=QuietSink())
-    settings = ControlSettings(
-        db_url=f"sqlite+aiosqlite:///{tmp_path}/state.db",
-        port=0,
-        bootstrap_admin_token=ADMIN_TOKEN,
-        release_timeout=20,
-    )
-    embedded = EmbeddedControl(settings, runtime=runtime, registry=CollectorRegistry())
-    tasks = TaskSet()
-    await embedded.start(tasks)
+    """``slipway up`` with no apps file: every app comes from the control plane."""
+    sink = ListSink()
+    up = Up(up_settings(tmp_path), app_sink=sink, router_sink=sink)
+    await up.start()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        yield World(f"http://127.0.0.1:{embedded.server.port}", session, embedded.target)
-        assert not tasks.failed.is_set()
+        yield World(up, session, sink)
+        assert not up.failed.is_set()
     finally:
         await session.close()
-        await embedded.stop()
-        await runtime.close()
-        await tasks.stop()
+        await up.stop()
 
 
 @pytest.fixture
@@ -151,7 +161,8 @@ class TestReleasesReachTheProcesses:
     ) -> None:
         await world.call("POST", "/apps", {"name": "hello"})
         assert (await deploy(world, code))[0] == 201  # v2
-        assert (await world.app_says())[0] == "unset"
+        await world.until_dynos([("web", "asleep", 2)])  # released, not started until asked
+        assert (await world.app_says())[0] == "unset"  # the request woke it
         assert (await world.call("PATCH", "/apps/hello/config-vars", {"GREETING": "hi"}))[0] == 200
         await world.app_becomes("hi")  # v3
         await world.call("PATCH", "/apps/hello/config-vars", {"GREETING": "bye"})  # v4
@@ -161,11 +172,7 @@ class TestReleasesReachTheProcesses:
         assert isinstance(release, dict)
         assert (release["version"], release["description"]) == (5, "Rollback to v3")
         await world.app_becomes("hi")
-        status, dynos = await world.call("GET", "/apps/hello/dynos")
-        assert isinstance(dynos, list)
-        assert [(d["name"], d["state"], d["release"]["version"]) for d in dynos] == [
-            ("web.1", "up", 5)
-        ]
+        await world.until_dynos([("web.1", "up", 5)])
 
     async def test_a_failing_release_command_leaves_the_previous_release_running(
         self, world: World, code: Path
@@ -193,61 +200,118 @@ class TestReleasesReachTheProcesses:
         await deploy(world, code)
         _, first = await world.app_says()
         assert (await world.call("DELETE", "/apps/hello/dynos/web"))[0] == 202
-        deadline = asyncio.get_running_loop().time() + SETTLE
-        while (await world.app_says())[1] == first:
-            assert asyncio.get_running_loop().time() < deadline, "the process was not restarted"
-            await asyncio.sleep(0.05)
+        _, second = await world.app_says()  # held while it restarts, not failed
+        assert second != first
 
-    async def test_scaling_to_zero_and_back(self, world: World, code: Path) -> None:
+    async def test_scaling_up_and_to_zero(self, world: World, code: Path) -> None:
         await world.call("POST", "/apps", {"name": "hello"})
         await deploy(world, code)
         await world.app_says()
         await world.call("PATCH", "/apps/hello/formation/web", {"quantity": 2})
-        deadline = asyncio.get_running_loop().time() + SETTLE
-        while True:
-            _, dynos = await world.call("GET", "/apps/hello/dynos")
-            assert isinstance(dynos, list)
-            if [d["state"] for d in dynos] == ["up", "up"]:
-                break
-            assert asyncio.get_running_loop().time() < deadline, dynos
-            await asyncio.sleep(0.05)
+        await world.until_dynos([("web.1", "up", 2), ("web.2", "up", 2)])
         await world.call("PATCH", "/apps/hello/formation/web", {"quantity": 0})
-        deadline = asyncio.get_running_loop().time() + SETTLE
-        while (await world.call("GET", "/apps/hello/dynos"))[1] != []:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
+        await world.until_dynos([])
+        async with world.session.get(world.router + "/", headers={"Host": HOST}) as response:
+            assert response.status == 404  # no web process: nothing to route to
+
+    async def test_an_idle_released_app_sleeps_and_the_next_request_wakes_it(
+        self, world: World, code: Path
+    ) -> None:
+        await world.call("POST", "/apps", {"name": "hello"})
+        await deploy(world, code)
+        status, _ = await world.call("PATCH", "/apps/hello/formation/web", {"idle_after": 1})
+        assert status == 200
+        _, pid = await world.app_says()
+        await world.until_dynos([("web", "asleep", 2)])
+        _, woken = await world.app_says()
+        assert woken != pid
+        assert world.up.agent.status("hello")["state"] == "awake"
 
 
-class TestRestartingTheControlPlane:
-    async def test_a_new_control_plane_brings_back_the_current_release(
+class TestDomainsAndTokens:
+    async def test_a_custom_domain_routes_to_the_app_and_removing_it_stops_that(
+        self, world: World, code: Path
+    ) -> None:
+        await world.call("POST", "/apps", {"name": "hello"})
+        await deploy(world, code)
+        status, domain = await world.call(
+            "POST", "/apps/hello/domains", {"hostname": "Pr-7.Example.COM"}
+        )
+        assert status == 201
+        assert isinstance(domain, dict)
+        assert (domain["hostname"], domain["kind"]) == ("pr-7.example.com", "custom")
+        _, listed = await world.call("GET", "/apps/hello/domains")
+        assert isinstance(listed, list)
+        assert [(d["hostname"], d["kind"]) for d in listed] == [
+            ("hello.localhost", "default"),
+            ("pr-7.example.com", "custom"),
+        ]
+        headers = {"Host": "pr-7.example.com"}
+        async with world.session.get(world.router + "/", headers=headers) as response:
+            assert response.status == 200
+        status, error = await world.call("POST", "/apps", {"name": "other"})
+        status, error = await world.call(
+            "POST", "/apps/other/domains", {"hostname": "pr-7.example.com"}
+        )
+        assert (status, error) == (
+            409,
+            {"id": "domain_taken", "message": "pr-7.example.com is already a domain of hello"},
+        )
+        status, error = await world.call("POST", "/apps/other/domains", {"hostname": "nodots"})
+        assert status == 422
+        status, _ = await world.call("DELETE", "/apps/hello/domains/pr-7.example.com")
+        assert status == 200
+        for _ in range(100):
+            async with world.session.get(world.router + "/", headers=headers) as response:
+                if response.status == 404:
+                    break
+            await asyncio.sleep(0.02)
+        assert response.status == 404
+        status, _ = await world.call("DELETE", "/apps/hello/domains/pr-7.example.com")
+        assert status == 404
+
+    async def test_the_logs_service_takes_the_control_planes_tokens(
+        self, world: World, code: Path
+    ) -> None:
+        await world.call("POST", "/apps", {"name": "hello"})
+        await world.call("POST", "/apps", {"name": "other"})
+        await deploy(world, code)
+        await world.app_says()
+        _, mine = await world.call("POST", "/tokens", {"name": "ci", "app": "hello"})
+        assert isinstance(mine, dict)
+        url = world.logs + "/apps/{}/logs?format=text&lines=50"
+        token = {"Authorization": f"Bearer {mine['token']}"}
+        text = ""
+        for _ in range(100):
+            async with world.session.get(url.format("hello"), headers=token) as response:
+                assert response.status == 200
+                text = await response.text()
+            if "hello is listening" in text:
+                break
+            await asyncio.sleep(0.02)
+        assert "app[web.1]: hello is listening" in text
+        async with world.session.get(url.format("other"), headers=token) as response:
+            assert response.status == 403
+        bad = {"Authorization": "Bearer slw_not_a_token"}
+        async with world.session.get(url.format("hello"), headers=bad) as response:
+            assert response.status == 403
+
+
+class TestRestartingSlipway:
+    async def test_a_new_slipway_up_brings_back_the_current_release(
         self, tmp_path: Path, code: Path
     ) -> None:
-        db = f"sqlite+aiosqlite:///{tmp_path}/state.db"
         for round_ in ("first", "second"):
-            runtime = LocalRuntime(settings=LocalSettings(stop_grace=2.0), sink=QuietSink())
-            target = RuntimeTarget(runtime=runtime, release_timeout=20)
-            store = Store.open(db)
-            control = Control(store=store, target=target)
-            tasks = TaskSet()
-            tasks.start("release-target", target.run())
+            sink = ListSink()
+            up = Up(up_settings(tmp_path), app_sink=sink, router_sink=sink)
+            await up.start()
             try:
-                await control.start(bootstrap_admin_token=ADMIN_TOKEN)
-                if round_ == "first":
-                    await control.create_app("hello", actor="me")
-                    await control.deploy(
-                        "hello",
-                        artifact=str(code),
-                        procfile={"web": "exec python3 app.py"},
-                        description=None,
-                        actor="me",
-                    )
-                    await control.update_config("hello", {"GREETING": "kept"}, actor="me")
-                world = World("", aiohttp.ClientSession(), target)
-                try:
+                async with aiohttp.ClientSession() as session:
+                    world = World(up, session, sink)
+                    if round_ == "first":
+                        await world.call("POST", "/apps", {"name": "hello"})
+                        await deploy(world, code)
+                        await world.call("PATCH", "/apps/hello/config-vars", {"GREETING": "kept"})
                     await world.app_becomes("kept")
-                finally:
-                    await world.session.close()
             finally:
-                await runtime.close()
-                await tasks.stop()
-                await store.close()
+                await up.stop()

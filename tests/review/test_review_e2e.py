@@ -4,9 +4,10 @@ A real git repository made here holds a stdlib-only Python web app (so the
 build needs no index) with an app.json asking for a Postgres add-on, a
 generated secret, a postdeploy and a pr-predestroy script. Deliveries are
 GitHub's documented ``pull_request`` payloads, signed with the webhook
-secret. The control plane (real builder, real Postgres provisioner, real
-processes under LocalRuntime) answers them; a router fed from the control
-plane's domains and the runtime's endpoints serves ``pr-N.{domain}``.
+secret. ``slipway up`` itself answers them: its control plane (real
+builder, real Postgres provisioner) releases to its agent (real processes
+under LocalRuntime), whose route table its router serves at
+``pr-N.{domain}``, so a review app sleeps and wakes like any other.
 """
 
 from __future__ import annotations
@@ -23,19 +24,16 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
-from prometheus_client import CollectorRegistry
 
-from agent.local import LocalRuntime
-from agent.settings import LocalSettings
-from control.kit.tasks import TaskSet
+from agent.settings import AgentSettings, LocalSettings
 from control.review.apply import ControlReviewApps
 from control.review.github import sign
-from control.server import EmbeddedControl
 from control.settings import AddonServers, BuildServerSettings, ControlSettings, ReviewSettings
-from router.routes import AppRoute, Endpoint, Routes, RouteTable
-from router.server import Router
+from control.up import Up, UpSettings
+from logs.settings import LogsSettings
 from router.settings import RouterSettings
-from tests.builds.apps import RecordingSink, commit
+from tests.agent.conftest import ListSink
+from tests.builds.apps import commit
 from tests.control.conftest import ADMIN_DSN, ADMIN_TOKEN, TEST_PREFIX
 from tests.review.payloads import pull_request
 
@@ -109,16 +107,17 @@ def app_files(version: str, seed_file: Path) -> dict[str, str | bytes]:
 
 @dataclass
 class World:
-    embedded: EmbeddedControl
+    up: Up
     review: ControlReviewApps
-    router: Router
     session: aiohttp.ClientSession
     repo: Path
     seed_file: Path
+    sink: ListSink
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.embedded.server.port}"
+        assert self.up.control is not None
+        return f"http://127.0.0.1:{self.up.control.port}"
 
     async def deliver(
         self,
@@ -147,7 +146,7 @@ class World:
             return response.status, await response.json()
 
     async def through_router(self, host: str) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.router.port}/"
+        url = f"http://127.0.0.1:{self.up.router.port}/"
         async with self.session.get(url, headers={"Host": host}) as response:
             return response.status, await response.text()
 
@@ -163,79 +162,45 @@ class World:
         raise AssertionError(f"{host} did not answer {version} within {SETTLE}s: {last}")
 
 
-async def feed_router(embedded: EmbeddedControl, routes: Routes) -> None:
-    """The route table from the control plane's domains and the runtime's ready endpoints."""
-    version = 0
-    while True:
-        apps: dict[str, AppRoute] = {}
-        for domain in await embedded.control.domains():
-            status = embedded.target.status(domain.app, "web")
-            endpoints = tuple(
-                Endpoint(i.host, i.port, i.name)
-                for i in (status.ready if status is not None else ())
-                if i.host is not None and i.port is not None
-            )
-            known = apps.get(domain.app)
-            hosts = (*known.hosts, domain.hostname) if known else (domain.hostname,)
-            apps[domain.app] = AppRoute(name=domain.app, hosts=hosts, endpoints=endpoints)
-        version += 1
-        routes.replace(RouteTable.build(version, apps.values()))
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    sink = RecordingSink()
-    runtime = LocalRuntime(settings=LocalSettings(stop_grace=2.0), sink=sink)
-    settings = ControlSettings(
-        db_url=f"sqlite+aiosqlite:///{tmp_path}/state.db",
-        port=0,
-        bootstrap_admin_token=ADMIN_TOKEN,
-        release_timeout=20,
-        addons=AddonServers(postgres_admin_dsn=ADMIN_DSN),
-        builds=BuildServerSettings(root=str(tmp_path / "builds"), timeout=60),
-        review=ReviewSettings(
-            webhook_secret=SECRET, pipeline=PIPELINE, domain=DOMAIN, staging_app="shop-staging"
+    sink = ListSink()
+    settings = UpSettings(
+        apps_file=None,
+        router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+        agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
+        local=LocalSettings(stop_grace=2.0),
+        logs=LogsSettings(http_port=0, forward_port=0, spool_dir=tmp_path / "logs"),
+        control=ControlSettings(
+            db_url=f"sqlite+aiosqlite:///{tmp_path}/slipway.db",
+            port=0,
+            bootstrap_admin_token=ADMIN_TOKEN,
+            release_timeout=20,
+            app_domain="localhost",
+            addons=AddonServers(postgres_admin_dsn=ADMIN_DSN),
+            builds=BuildServerSettings(root=str(tmp_path / "builds"), timeout=60),
+            review=ReviewSettings(
+                webhook_secret=SECRET, pipeline=PIPELINE, domain=DOMAIN, staging_app="shop-staging"
+            ),
         ),
     )
-    registry = CollectorRegistry()
-    embedded = EmbeddedControl(
-        settings, runtime=runtime, registry=registry, addon_prefix=TEST_PREFIX, sink=sink
-    )
-    assert embedded.review is not None
-    routes = Routes()
-    router = Router(
-        RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-        routes=routes,
-        registry=registry,
-        sink=QuietRouterLines(),
-    )
-    tasks = TaskSet()
-    await embedded.start(tasks)
-    await router.start()
-    tasks.start("test-route-feed", feed_router(embedded, routes))
+    up = Up(settings, app_sink=sink, router_sink=sink, addon_prefix=TEST_PREFIX)
+    assert up.control is not None
+    assert up.control.review is not None
+    await up.start()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        yield World(
-            embedded, embedded.review, router, session, tmp_path / "repo", tmp_path / "seed.txt"
-        )
-        assert not tasks.failed.is_set()
+        yield World(up, up.control.review, session, tmp_path / "repo", tmp_path / "seed.txt", sink)
+        assert not up.failed.is_set()
     finally:
         await session.close()
-        await router.stop(grace=1.0)
-        await embedded.stop()
+        control = up.control.control
+        await up.stop()
         # A failed test must not leave add-on databases on the shared server.
-        async with embedded.control.store.tx(write=False) as tx:
+        async with control.store.tx(write=False) as tx:
             leftovers = await tx.all_addons()
         for addon in leftovers:
-            await embedded.control.provisioners[addon.service].destroy(addon.resource)
-        await runtime.close()
-        await tasks.stop()
-
-
-class QuietRouterLines:
-    def emit(self, app: str, line: str) -> None:
-        pass
+            await control.provisioners[addon.service].destroy(addon.resource)
 
 
 async def database_exists(name: str) -> bool:
@@ -310,7 +275,7 @@ class TestAPullRequestsLife:
         assert (await world.call("GET", f"/apps/{app}"))[0] == 404
         assert not await database_exists(database)
         assert not await role_exists(database)
-        assert await world.embedded.control.domains() == []
+        assert world.up.agent.machines.get(app) is None
         deadline = asyncio.get_running_loop().time() + SETTLE
         while (await world.through_router(host))[0] == 200:
             assert asyncio.get_running_loop().time() < deadline, "pr-7 still answers"

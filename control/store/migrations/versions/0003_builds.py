@@ -1,7 +1,7 @@
-"""Builds (source -> slug -> release) and the host names apps answer on.
+"""Builds: a source in, a slug and the release it made out.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -38,19 +38,8 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_builds_app_id", "builds", ["app_id", "created_at"])
-    op.create_table(
-        "domains",
-        sa.Column("hostname", sa.String(253), nullable=False),
-        sa.Column("app_id", sa.Integer, nullable=False),
-        sa.Column("created_at", sa.Float, nullable=False),
-        sa.PrimaryKeyConstraint("hostname", name="pk_domains"),
-        sa.ForeignKeyConstraint(
-            ["app_id"], ["apps.id"], name="fk_domains_app_id_apps", ondelete="CASCADE"
-        ),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("domains")
     op.drop_index("ix_builds_app_id", table_name="builds")
     op.drop_table("builds")

@@ -1,0 +1,274 @@
+"""ReleaseTarget over the agent: a release becomes the app's definition in the agent.
+
+The agent is the only writer of replicas. A release, a formation change or a
+new domain is handed to it as the app's whole definition (the JSON of
+``agent/definition.py``: hosts, each process type's command in the release's
+directory or image, the env, the formation and the idle policy); the agent
+restarts what changed and lets its policy decide when the app sleeps and
+wakes. The same JSON goes in process (``slipway up``: ``LocalAgent``) or over
+HTTP (``slipway serve control --agent-url``: ``AgentClient``), so both paths
+are one.
+
+Dyno states are the agent's view, read when asked: a pure mapping of its
+process snapshots (``dynos_of``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+
+from agent.agent import Agent
+from agent.apps import WEB
+from agent.definition import parse_definition
+from agent.errors import UnknownApp
+from agent.runtime import Instance, ProcessStatus
+from control.errors import TargetUnavailable
+from control.models import Formation
+from control.releasing import (
+    Deployment,
+    Dyno,
+    DynoState,
+    PhaseResult,
+    run_release_command,
+    slug_layout,
+)
+
+log = logging.getLogger(__name__)
+
+
+class AgentLink(Protocol):
+    """How the control plane reaches the agent."""
+
+    async def define(self, app: str, definition: dict[str, Any]) -> None: ...
+
+    async def forget(self, app: str) -> None:
+        """Stop the app; an app the agent does not know is not an error."""
+
+    async def restart(self, app: str, process: str | None) -> None: ...
+
+    async def status(self, app: str) -> dict[str, Any] | None:
+        """``GET /v1/apps/{app}``'s JSON, or None for an app the agent does not run."""
+
+
+class LocalAgent:
+    """The agent in this process (``slipway up``)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def define(self, app: str, definition: dict[str, Any]) -> None:
+        await self.agent.define(parse_definition(app, definition))
+
+    async def forget(self, app: str) -> None:
+        with contextlib.suppress(UnknownApp):
+            await self.agent.forget(app)
+
+    async def restart(self, app: str, process: str | None) -> None:
+        await self.agent.restart(app, process)
+
+    async def status(self, app: str) -> dict[str, Any] | None:
+        try:
+            return self.agent.status(app)
+        except UnknownApp:
+            return None
+
+
+class AgentClient:
+    """An agent in another process or pod, over its HTTP API."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _call(
+        self, method: str, path: str, body: object = None, *, missing_ok: bool = False
+    ) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(method, self.url + path, json=body) as resp:
+                if resp.status == 404 and missing_ok:
+                    return None
+                if resp.status >= 400:
+                    reason = (await resp.text())[:500]
+                    raise TargetUnavailable(
+                        f"the agent at {self.url} refused {method} {path}: {resp.status} {reason}"
+                    )
+                return await resp.json() if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TargetUnavailable(
+                f"cannot reach the agent at {self.url} ({exc!r}); is it running?"
+            ) from exc
+
+    async def define(self, app: str, definition: dict[str, Any]) -> None:
+        await self._call("PUT", f"/v1/apps/{app}", definition)
+
+    async def forget(self, app: str) -> None:
+        await self._call("DELETE", f"/v1/apps/{app}", missing_ok=True)
+
+    async def restart(self, app: str, process: str | None) -> None:
+        await self._call("POST", f"/v1/apps/{app}/restart", {"process": process})
+
+    async def status(self, app: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._call("GET", f"/v1/apps/{app}", missing_ok=True)
+        return found
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def definition_of(
+    deployment: Deployment, *, slug_env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> dict[str, Any] | None:
+    """The agent's definition of a release (pure); None when nothing is to run.
+
+    The idle policy is the web type's (the agent sleeps and wakes an app as a
+    whole); a web type scaled to 0 is not run nor routed (Heroku's H14).
+    ``cwd`` and ``slug_env`` are a built slug's layout (``slug_layout``), when
+    the artifact is one: where its commands run and its tools on PATH.
+    """
+    formation = {f.type: f for f in deployment.formation}
+    web = formation.get(WEB)
+    processes = {
+        name: command
+        for name, command in deployment.processes.items()
+        if not (name == WEB and web is not None and web.quantity == 0)
+    }
+    if not processes:
+        return None
+    local = deployment.artifact is not None and os.path.isabs(deployment.artifact)
+    policy: dict[str, Any] = {}
+    if web is not None:
+        policy = {
+            "idle_after": web.idle_after,
+            "min_scale": web.min_scale,
+            "max_scale": max(1, web.max_scale, web.min_scale),
+            "never_sleep": web.never_sleep,
+        }
+    return {
+        "hosts": list(deployment.hosts) if WEB in processes else [],
+        "release": deployment.version,
+        "env": {**(slug_env or {}), **deployment.env},
+        "processes": {
+            name: {
+                "command": command,
+                "cwd": (cwd or deployment.artifact) if local else None,
+                "image": None if local else deployment.artifact,
+            }
+            for name, command in sorted(processes.items())
+        },
+        "formation": {
+            name: formation[name].quantity if name in formation else 0 for name in processes
+        },
+        "policy": policy,
+    }
+
+
+def dynos_of(status: ProcessStatus, *, quantity: int, release: int) -> list[Dyno]:
+    """The dynos one process type shows (pure).
+
+    A type scaled to zero by its owner shows nothing; one the agent put to
+    sleep (wanted, but no replica desired now) shows as asleep.
+    """
+    if not status.instances:
+        if quantity > 0 and status.desired == 0:
+            return [
+                Dyno(
+                    name=status.process,
+                    type=status.process,
+                    state=DynoState.ASLEEP,
+                    release=release,
+                )
+            ]
+        return []
+    dynos = []
+    for instance in status.instances:
+        if instance.crashed:
+            state = DynoState.CRASHED
+        elif instance.ready:
+            state = DynoState.UP
+        else:
+            state = DynoState.WAKING
+        dynos.append(
+            Dyno(
+                name=instance.name,
+                type=status.process,
+                state=state,
+                release=release,
+                reason=instance.reason,
+            )
+        )
+    return dynos
+
+
+class AgentTarget:
+    def __init__(self, link: AgentLink, *, release_timeout: float) -> None:
+        self.link = link
+        self._release_timeout = release_timeout
+        #: The last deployment per app, so a formation change can send the whole definition
+        #: again. Rebuilt from the store at start (Control.resume), so a cache, not state.
+        self._deployed: dict[str, Deployment] = {}
+
+    async def release_phase(self, deployment: Deployment, command: str) -> PhaseResult:
+        cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)
+        return await run_release_command(
+            command,
+            cwd=cwd,
+            env={**slug_env, **deployment.env},
+            timeout=self._release_timeout,
+        )
+
+    async def deploy(self, deployment: Deployment) -> None:
+        cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)
+        definition = definition_of(deployment, slug_env=slug_env, cwd=cwd)
+        if definition is None:
+            await self.link.forget(deployment.app)
+        else:
+            await self.link.define(deployment.app, definition)
+        self._deployed[deployment.app] = deployment
+        log.info("release applied", extra={"app": deployment.app, "release": deployment.version})
+
+    async def scale(self, app: str, item: Formation) -> None:
+        deployment = self._deployed.get(app)
+        if deployment is None:
+            return  # not deployed yet: the next deploy applies the formation
+        formation: Sequence[Formation] = [
+            item if f.type == item.type else f for f in deployment.formation
+        ]
+        await self.deploy(dataclasses.replace(deployment, formation=formation))
+
+    async def restart(self, app: str, process: str | None) -> None:
+        if app in self._deployed:
+            with contextlib.suppress(UnknownApp):
+                await self.link.restart(app, process)
+
+    async def dynos(self, app: str) -> list[Dyno]:
+        deployment = self._deployed.get(app)
+        status = await self.link.status(app)
+        if deployment is None or status is None:
+            return []
+        quantity = {f.type: f.quantity for f in deployment.formation}
+        found: list[Dyno] = []
+        for process, view in sorted(status["processes"].items()):
+            snapshot = ProcessStatus(
+                app=app,
+                process=process,
+                desired=view["desired"],
+                instances=tuple(Instance(**i) for i in view["instances"]),
+            )
+            found += dynos_of(snapshot, quantity=quantity.get(process, 0), release=view["release"])
+        return found
+
+    async def forget(self, app: str) -> None:
+        self._deployed.pop(app, None)
+        await self.link.forget(app)
