@@ -24,8 +24,10 @@ from control.api.app import build_app
 from control.building import Builds
 from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
+from control.builds.model import Source
 from control.builds.settings import BuildSettings
 from control.models import BuildStatus
+from control.releasing import run_release_command, slug_layout
 from control.service import Control
 from control.store.db import Store
 from tests.builds.apps import RecordingSink, commit, python_app
@@ -207,6 +209,31 @@ class TestABuildFromGit:
         assert api.target.deployments == []
         _, app = await api.call("GET", "/apps/shop")
         assert app["current_release"] == 1
+
+
+class TestSlugs:
+    async def test_a_slug_runs_with_its_own_virtualenv_first_on_path(
+        self, tmp_path: Path, repo: Path
+    ) -> None:
+        """The dependency is installed only in the slug's venv, yet ``python app.py`` finds it."""
+        sha = commit(repo, python_app())
+        builder = LocalBuilder(
+            BuildSettings(root=tmp_path / "b", pip_args=("--no-index",), timeout=BUILD_WAIT),
+            sink=RecordingSink(),
+            metrics=BuildMetrics(CollectorRegistry()),
+        )
+        artifact = await builder.build("shop", Source.git(str(repo), sha))
+        cwd, env = slug_layout(str(artifact.slug))
+        assert cwd == str(artifact.slug / "app")
+        assert env["VIRTUAL_ENV"] == str(artifact.slug / ".venv")
+        result = await run_release_command(
+            artifact.process_types["web"], cwd=cwd, env=env, timeout=BUILD_WAIT
+        )
+        assert (result.ok, result.output.strip()) == (True, "tinydep 1.0")
+
+    def test_a_plain_directory_runs_as_it_is(self, tmp_path: Path) -> None:
+        assert slug_layout(str(tmp_path)) == (str(tmp_path), {})
+        assert slug_layout(None) == (None, {})
 
 
 class TestOtherSources:

@@ -243,6 +243,10 @@ class TestAPullRequestsLife:
         assert await database_exists(database)
         _, formation = await world.call("GET", f"/apps/{app}/formation")
         assert [(f["type"], f["idle_after"]) for f in formation] == [("web", 300.0)]
+        # The agent runs it: at its review host, asleep after 5 idle minutes.
+        config = world.up.agent.machines[app].config
+        assert (config.policy.idle_after, config.policy.sleeps) == (300.0, True)
+        assert f"pr-7.{DOMAIN}" in config.hosts
 
         # The same delivery again (GitHub's retry): acknowledged, not applied twice.
         status, body = await world.deliver(opened, delivery=delivery)
