@@ -154,6 +154,23 @@ class Builds:
     async def _run(
         self, builder: Builder, build: Build, source: Source, owned: Path | None
     ) -> Build:
+        """The background task: never leaves the row pending while this process lives."""
+        try:
+            return await self._build_and_release(builder, build, source, owned)
+        except ControlError as exc:
+            # The app was deleted while it built (its builds went with it), or the store
+            # failed: nothing left to record.
+            log.warning(
+                "build abandoned", extra={"app": build.app, "build": build.id, "error": str(exc)}
+            )
+            return build
+        except Exception as exc:
+            log.exception("build crashed", extra={"app": build.app, "build": build.id})
+            return await self._finish(build, BuildStatus.FAILED, output=f"internal error: {exc}")
+
+    async def _build_and_release(
+        self, builder: Builder, build: Build, source: Source, owned: Path | None
+    ) -> Build:
         app = build.app
         try:
             artifact = await builder.build(app, source, build_id=build.id)
@@ -177,12 +194,6 @@ class Builds:
             )
         except ReleaseFailed as exc:
             self._say(app, f" !     Release v{exc.version} failed: {exc}")
-        except ControlError as exc:
-            # The app was deleted while it built, or the store failed: nothing to release.
-            self._say(app, f" !     Release failed: {exc}")
-            log.warning(
-                "build not released", extra={"app": app, "build": build.id, "error": str(exc)}
-            )
         else:
             self._say(app, f"-----> Released v{release.version}")
         return await self.get(app, build.id)

@@ -26,6 +26,7 @@ from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
 from control.builds.model import Source
 from control.builds.settings import BuildSettings
+from control.errors import NotFound
 from control.models import BuildStatus
 from control.releasing import run_release_command, slug_layout
 from control.service import Control
@@ -342,4 +343,58 @@ class TestACrash:
                 "interrupted: the control plane stopped",
             )
         finally:
+            await store.close()
+
+
+class HeldBuilder:
+    """A builder that waits to be let go, then fails as told (the seam, for races)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.go = asyncio.Event()
+        self.error = error
+
+    async def build(self, app: str, source: Source, *, build_id: str | None = None) -> Any:
+        await self.go.wait()
+        raise self.error
+
+
+class TestRaces:
+    async def test_an_app_deleted_while_it_builds_leaves_nothing_behind(
+        self, tmp_path: Path
+    ) -> None:
+        store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
+        control = Control(store=store, target=RecordingTarget())
+        await control.start()
+        held = HeldBuilder(OSError("disk gone"))
+        builds = Builds(control, builder=held, sink=RecordingSink())
+        try:
+            await control.create_app("shop", actor="me")
+            build = await builds.create("shop", {"url": "x.git", "version": "abcdef0"}, actor="me")
+            await control.delete_app("shop", actor="me")
+            held.go.set()
+            # The task ends quietly; the build went with its app.
+            async with asyncio.timeout(5):
+                with pytest.raises(NotFound):
+                    await builds.wait("shop", build.id)
+        finally:
+            await builds.close()
+            await store.close()
+
+    async def test_a_builder_bug_fails_the_build_instead_of_leaving_it_pending(
+        self, tmp_path: Path
+    ) -> None:
+        store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
+        control = Control(store=store, target=RecordingTarget())
+        await control.start()
+        held = HeldBuilder(KeyError("oops"))
+        builds = Builds(control, builder=held, sink=RecordingSink())
+        try:
+            await control.create_app("shop", actor="me")
+            build = await builds.create("shop", {"url": "x.git", "version": "abcdef0"}, actor="me")
+            held.go.set()
+            async with asyncio.timeout(5):
+                done = await builds.wait("shop", build.id)
+            assert (done.status, done.output) == (BuildStatus.FAILED, "internal error: 'oops'")
+        finally:
+            await builds.close()
             await store.close()
