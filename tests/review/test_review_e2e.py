@@ -75,6 +75,7 @@ SEED = (
     "import os, pathlib\n"
     "url = os.environ['DATABASE_URL']\n"
     "pathlib.Path(os.environ['SEED_FILE']).write_text('seeded ' + url.rsplit('/', 1)[1])\n"
+    "print('seeding done', flush=True)\n"
 )
 PREDESTROY = (
     "import os, pathlib\n"
@@ -144,6 +145,16 @@ class World:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         async with self.session.request(method, self.api + path, headers=headers) as response:
             return response.status, await response.json()
+
+    async def logs(self, app: str, source: str) -> str:
+        """The app's lines of one source, as the logs service serves them (text)."""
+        assert self.up.logs is not None
+        url = f"http://127.0.0.1:{self.up.logs.http_port}/apps/{app}/logs"
+        params = {"source": source, "format": "text"}
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with self.session.get(url, params=params, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.text()
 
     async def through_router(self, host: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.up.router.port}/"
@@ -247,6 +258,11 @@ class TestAPullRequestsLife:
         config = world.up.agent.machines[app].config
         assert (config.policy.idle_after, config.policy.sleeps) == (300.0, True)
         assert f"pr-7.{DOMAIN}" in config.hosts
+
+        # The build's output and the postdeploy's went to the logs service, for `slipway logs`.
+        assert "-----> Python app detected" in await world.logs(app, "build")
+        assert "[postdeploy]: seeding done" in await world.logs(app, "release")
+        assert "-----> Released v" in await world.logs(app, "build")
 
         # The same delivery again (GitHub's retry): acknowledged, not applied twice.
         status, body = await world.deliver(opened, delivery=delivery)
