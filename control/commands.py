@@ -368,6 +368,46 @@ def addons_destroy(addon: str, app: str | None, confirm: str | None) -> None:
     click.echo(f"Destroying {addon} on {name}... done")
 
 
+# -- domains ------------------------------------------------------------------------
+
+
+@click.command("domains")
+@app_option
+@json_option
+def domains(app: str | None, as_json: bool) -> None:
+    """Host names the router sends to the app."""
+    name = need_app(app)
+    found = Client.from_env().call("GET", f"/apps/{quote(name)}/domains").body
+    if as_json:
+        emit(found)
+        return
+    click.echo(f"=== {name} Domains")
+    for domain in found:
+        click.echo(f"{domain['hostname']}  ({domain['kind']})")
+
+
+@click.command("domains:add")
+@click.argument("hostname")
+@app_option
+def domains_add(hostname: str, app: str | None) -> None:
+    """Route HOSTNAME to the app too (point its DNS at the router or ingress)."""
+    name = need_app(app)
+    added = (
+        Client.from_env().call("POST", f"/apps/{quote(name)}/domains", {"hostname": hostname}).body
+    )
+    click.echo(f"Adding {added['hostname']} to {name}... done")
+
+
+@click.command("domains:remove")
+@click.argument("hostname")
+@app_option
+def domains_remove(hostname: str, app: str | None) -> None:
+    """Stop routing HOSTNAME to the app."""
+    name = need_app(app)
+    Client.from_env().call("DELETE", f"/apps/{quote(name)}/domains/{quote(hostname)}")
+    click.echo(f"Removing {hostname} from {name}... done")
+
+
 # -- the rest -----------------------------------------------------------------------
 
 
@@ -375,11 +415,11 @@ def addons_destroy(addon: str, app: str | None, confirm: str | None) -> None:
 @app_option
 @click.option("--url-only", is_flag=True, help="Print the URL instead of opening a browser.")
 def open_app(app: str | None, url_only: bool) -> None:
-    """Open the app in a browser (SLIPWAY_APPS_DOMAIN, default localhost)."""
+    """Open the app's first domain in a browser (SLIPWAY_APPS_DOMAIN if it has none)."""
     name = need_app(app)
-    Client.from_env().call("GET", f"/apps/{quote(name)}")
+    found = Client.from_env().call("GET", f"/apps/{quote(name)}/domains").body
     domain = os.environ.get("SLIPWAY_APPS_DOMAIN", "localhost")
-    url = f"http://{name}.{domain}/"
+    url = f"http://{found[0]['hostname']}/" if found else f"http://{name}.{domain}/"
     if url_only or click.launch(url) != 0:
         click.echo(url)
 

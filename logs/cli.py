@@ -137,6 +137,11 @@ def _env(name: str, default: str | None = None) -> str | None:
 @click.option("--s3-bucket", default=lambda: _env("S3_BUCKET"))
 @click.option("--s3-endpoint", default=lambda: _env("S3_ENDPOINT"))
 @click.option("--tokens-file", type=click.Path(path_type=Path), default=lambda: _env("TOKENS_FILE"))
+@click.option(
+    "--control-url",
+    default=lambda: _env("CONTROL_URL"),
+    help="The control plane's API: its tokens may read logs too (checked at /auth/verify).",
+)
 @click.option("--flush-age", type=float, default=lambda: float(_env("FLUSH_AGE", "60") or 60))
 @click.option("--heartbeat", type=float, default=lambda: float(_env("HEARTBEAT", "15") or 15))
 def serve(
@@ -149,6 +154,7 @@ def serve(
     s3_bucket: str | None,
     s3_endpoint: str | None,
     tokens_file: Path | None,
+    control_url: str | None,
     flush_age: float,
     heartbeat: float,
 ) -> None:
@@ -165,6 +171,7 @@ def serve(
         shared_key=_env("SHARED_KEY"),
         admin_token=_env("ADMIN_TOKEN"),
         tokens_file=tokens_file,
+        control_url=control_url or None,
         spool_dir=spool_dir,
         s3_bucket=s3_bucket,
         s3_endpoint=s3_endpoint,

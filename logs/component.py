@@ -18,7 +18,14 @@ from prometheus_client import CollectorRegistry
 from control.kit.ops import bound_port
 from control.kit.tasks import TaskSet
 from logs.archive import Spool, Uploader
-from logs.auth import StaticTokens, TokenVerifier, parse_tokens_env, read_tokens_file
+from logs.auth import (
+    AnyOf,
+    ControlPlaneTokens,
+    StaticTokens,
+    TokenVerifier,
+    parse_tokens_env,
+    read_tokens_file,
+)
 from logs.http import build_app
 from logs.metrics import LogsMetrics
 from logs.ring import Hub
@@ -68,10 +75,14 @@ class LogsComponent:
         #: The HTTP port once started (settings may ask for 0, a free one).
         self.http_port = settings.http_port
         self.service = LogService(hub=self.hub, metrics=self.metrics, spool=self.spool)
+        self._remote: ControlPlaneTokens | None = None
         if verifier is None:
             tokens = read_tokens_file(settings.tokens_file) if settings.tokens_file else {}
             tokens.update(parse_tokens_env(os.environ.get("SLIPWAY_LOGS_APP_TOKENS", "")))
             verifier = StaticTokens(admin=settings.admin_token, apps=tokens)
+            if settings.control_url is not None:
+                self._remote = ControlPlaneTokens(settings.control_url)
+                verifier = AnyOf(verifier, self._remote)
         self.app = build_app(
             hub=self.hub,
             verifier=verifier,
@@ -126,3 +137,5 @@ class LogsComponent:
                 await Uploader(self.spool, self.store, metrics=self.metrics).upload_ready()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._remote is not None:
+            await self._remote.close()

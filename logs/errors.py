@@ -4,7 +4,8 @@ LogsError
 ├── FrameError       a forward-protocol frame is malformed; closes only that connection
 ├── HandshakeError   the shared_key handshake failed (wrong key, wrong shape)
 ├── ArchiveError     S3 refused or could not be reached (botocore errors translated here)
-└── LogsClientError  the CLI could not read the logs service (HTTP status or connection)
+├── LogsClientError  the CLI could not read the logs service (HTTP status or connection)
+└── VerifierError    the control plane could not be asked whether a token may read (aiohttp)
 """
 
 from __future__ import annotations
@@ -32,4 +33,8 @@ class ArchiveError(LogsError):
 
 
 class LogsClientError(LogsError):
+    pass
+
+
+class VerifierError(LogsError):
     pass

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from control.kit.ops import ReadyCheck, add_ops_routes
 from logs.archive import ObjectStore, hour_prefixes, lines_in, ndjson
 from logs.auth import TokenVerifier
-from logs.errors import ArchiveError
+from logs.errors import ArchiveError, VerifierError
 from logs.metrics import LogsMetrics
 from logs.model import LogLine, Source, WireLine, heroku_format, valid_app
 from logs.ring import Filter, Gap, Hub, Missed
@@ -88,7 +88,14 @@ async def _authorize(request: web.Request, app: str) -> None:
         raise web.HTTPUnauthorized(
             text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"}
         )
-    if not await request.app[VERIFIER].allows(token, app=app):
+    try:
+        allowed = await request.app[VERIFIER].allows(token, app=app)
+    except VerifierError as exc:
+        log.error("cannot verify a token", extra={"app": app, "error": str(exc)})
+        raise web.HTTPServiceUnavailable(
+            text="cannot check the token now (control plane unreachable); try again\n"
+        ) from exc
+    if not allowed:
         raise web.HTTPForbidden(text=f"this token may not read {app}'s logs\n")
 
 

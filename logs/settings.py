@@ -30,6 +30,8 @@ class LogsSettings:
     """Bearer token that may read every app's logs."""
     tokens_file: Path | None = None
     """File of ``app token`` lines: per-app read tokens."""
+    control_url: str | None = None
+    """The control plane's API: its tokens (admin, or the app's) may read logs too."""
     spool_dir: Path | None = None
     """Disk spool for the archive; no archive at all when unset."""
     spool_max_bytes: int = 512 * 1024 * 1024

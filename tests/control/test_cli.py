@@ -245,6 +245,21 @@ class TestAuthAndReach:
         assert result.exit_code == 1
         assert "cannot reach the slipway API at http://127.0.0.1:1" in result.output
 
+    def test_domains_are_added_listed_opened_and_removed(self, cli: CliRunner) -> None:
+        run(cli, "apps:create", "cli-domains")
+        added = run(cli, "domains:add", "WWW.Shop.test", "-a", "cli-domains").output
+        assert added == "Adding www.shop.test to cli-domains... done\n"
+        listed = run(cli, "domains", "-a", "cli-domains").output
+        assert listed == "=== cli-domains Domains\nwww.shop.test  (custom)\n"
+        opened = run(cli, "open", "--url-only", "-a", "cli-domains").output
+        assert opened == "http://www.shop.test/\n"
+        taken = run(cli, "domains:add", "www.shop.test", "-a", "cli-domains", ok=False).output
+        assert "www.shop.test is already a domain of cli-domains (domain_taken)" in taken
+        run(cli, "domains:remove", "www.shop.test", "-a", "cli-domains")
+        assert run(cli, "domains", "-a", "cli-domains", "--json").output.strip() == "[]"
+        gone = run(cli, "domains:remove", "www.shop.test", "-a", "cli-domains", ok=False).output
+        assert "cli-domains has no domain www.shop.test" in gone
+
     def test_open_prints_the_apps_url(self, cli: CliRunner) -> None:
         run(cli, "apps:create", "cli-open")
         result = cli.invoke(
