@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from control.builds.errors import BuildError
 from control.builds.model import Artifact, LogSink, Source
@@ -68,11 +68,16 @@ class Builds:
         self._clock = clock
         self._running: dict[str, asyncio.Task[Build]] = {}
 
-    def output_stream_url(self, app: str) -> str | None:
-        """The logs service's live stream of the app's build lines (SSE)."""
+    def output_stream_url(self, app: str, build_id: str) -> str | None:
+        """The logs service's stream (SSE) of one build's lines: its history, then live.
+
+        The builder publishes a build's lines as process ``build.<id>``, so the
+        logs service's process filter picks out this build.
+        """
         if self._logs_url is None:
             return None
-        return f"{self._logs_url}/apps/{quote(app)}/logs?source=build&tail=1"
+        query = urlencode({"source": "build", "process": f"build.{build_id}", "tail": "1"})
+        return f"{self._logs_url}/apps/{quote(app)}/logs?{query}"
 
     def _need_builder(self) -> Builder:
         if self._builder is None:
@@ -182,7 +187,7 @@ class Builds:
         procfile = dict(artifact.process_types)
         await self._finish(build, BuildStatus.SUCCEEDED, artifact=artifact)
         what = (artifact.commit or build.id)[:7]
-        self._say(app, "-----> Releasing")
+        self._say(build, "-----> Releasing")
         try:
             release = await self.control.release_build(
                 app,
@@ -193,9 +198,9 @@ class Builds:
                 actor=build.actor,
             )
         except ReleaseFailed as exc:
-            self._say(app, f" !     Release v{exc.version} failed: {exc}")
+            self._say(build, f" !     Release v{exc.version} failed: {exc}")
         else:
-            self._say(app, f"-----> Released v{release.version}")
+            self._say(build, f"-----> Released v{release.version}")
         return await self.get(app, build.id)
 
     async def _finish(
@@ -256,5 +261,5 @@ class Builds:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _say(self, app: str, text: str) -> None:
-        self._sink.publish(app, "build", "build", text, self._clock())
+    def _say(self, build: Build, text: str) -> None:
+        self._sink.publish(build.app, "build", f"build.{build.id}", text, self._clock())

@@ -284,19 +284,24 @@ async def create_build(call: Call) -> web.Response:
     else:
         body = await call.body()
         build = await builds.create(call.app, body.get("source_blob"), actor=call.principal.actor)
-    return reply(wire.build(build, output_stream_url=builds.output_stream_url(call.app)), 201)
+    stream = builds.output_stream_url(call.app, build.id)
+    return reply(wire.build(build, output_stream_url=stream), 201)
 
 
 async def list_builds(call: Call) -> web.Response:
     builds = _builds(call)
-    stream = builds.output_stream_url(call.app)
-    return reply([wire.build(b, output_stream_url=stream) for b in await builds.list(call.app)])
+    return reply(
+        [
+            wire.build(b, output_stream_url=builds.output_stream_url(call.app, b.id))
+            for b in await builds.list(call.app)
+        ]
+    )
 
 
 async def show_build(call: Call) -> web.Response:
     builds = _builds(call)
     build = await builds.get(call.app, call.request.match_info["id"])
-    return reply(wire.build(build, output_stream_url=builds.output_stream_url(call.app)))
+    return reply(wire.build(build, output_stream_url=builds.output_stream_url(call.app, build.id)))
 
 
 async def app_audit(call: Call) -> web.Response:

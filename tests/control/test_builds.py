@@ -137,7 +137,9 @@ class TestABuildFromGit:
         build = await create_build(api, repo, sha)
         assert build["status"] == "pending"
         assert build["release"] is None
-        assert build["output_stream_url"] == f"{LOGS_URL}/apps/shop/logs?source=build&tail=1"
+        assert build["output_stream_url"] == (
+            f"{LOGS_URL}/apps/shop/logs?source=build&process=build.{build['id']}&tail=1"
+        )
         assert build["source_blob"] == {"url": str(repo), "version": sha}
 
         done = await api.finished("shop", build["id"])

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
+from agent.settings import AgentSettings, LocalSettings
 from control.cli import main
+from control.settings import BuildServerSettings, ControlSettings
+from control.up import Up, UpSettings
+from logs.settings import LogsSettings
+from router.settings import RouterSettings
+from tests.agent.conftest import ListSink
 from tests.builds.apps import commit, git, python_app
+from tests.conftest import free_port
+from tests.control.conftest import ADMIN_TOKEN
 from tests.control.server import Server, control_server
 
 
@@ -87,3 +96,52 @@ class TestBuildsFromTheCli:
         assert "give a DIRECTORY" in result.output
         result = cli.invoke(main, ["builds:create", "--git", str(tmp_path), "-a", "cli-up"])
         assert "--git needs --ref" in result.output
+
+
+class TestBuildOutputUnderSlipwayUp:
+    async def test_builds_create_prints_the_build_s_lines_once_each(self, tmp_path: Path) -> None:
+        """The CLI follows output_stream_url on the logs service while the build runs."""
+        logs_port = free_port()
+        settings = UpSettings(
+            apps_file=None,
+            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
+            local=LocalSettings(stop_grace=2.0),
+            logs=LogsSettings(http_port=logs_port, forward_port=0, spool_dir=tmp_path / "logs"),
+            control=ControlSettings(
+                db_url=f"sqlite+aiosqlite:///{tmp_path}/slipway.db",
+                port=0,
+                bootstrap_admin_token=ADMIN_TOKEN,
+                app_domain="localhost",
+                builds=BuildServerSettings(
+                    root=str(tmp_path / "builds"), logs_url=f"http://127.0.0.1:{logs_port}"
+                ),
+            ),
+        )
+        sink = ListSink()
+        up = Up(settings, app_sink=sink, router_sink=sink)
+        await up.start()
+        try:
+            assert up.control is not None
+            runner = CliRunner(
+                env={
+                    "SLIPWAY_API_URL": f"http://127.0.0.1:{up.control.port}",
+                    "SLIPWAY_TOKEN": ADMIN_TOKEN,
+                    "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                }
+            )
+            source = tmp_path / "src"
+            commit(source, python_app(deps=False))
+
+            def cli(*args: str) -> Result:
+                return runner.invoke(main, list(args), catch_exceptions=False)
+
+            assert (await asyncio.to_thread(cli, "apps:create", "streamed")).exit_code == 0
+            result = await asyncio.to_thread(cli, "builds:create", str(source), "-a", "streamed")
+            assert result.exit_code == 0, result.output
+            lines = result.output.splitlines()
+            for wanted in ("-----> Python app detected", "-----> Released v2"):
+                assert lines.count(wanted) == 1, result.output
+            assert lines[-1].endswith("succeeded, v2 succeeded")
+        finally:
+            await up.stop()
