@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import os
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +20,7 @@ from router.feed import AgentClient
 from router.routes import Routes, load_file
 from router.server import Router
 from router.settings import RouterSettings
+from router.supervisor import fork_workers
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +34,7 @@ log = logging.getLogger(__name__)
     default=9080,
     show_default=True,
     envvar="SLIPWAY_ROUTER_OPS_PORT",
-    help="/healthz /readyz /metrics; worker i of N uses ops-port + i.",
+    help="/healthz /readyz /metrics (with --workers: all workers', merged).",
 )
 @click.option(
     "--workers",
@@ -105,7 +103,9 @@ def serve(
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--agent-url")
     if workers <= 1:
         sys.exit(run(functools.partial(_serve, settings, routes, agent_url)))
-    sys.exit(_fork_workers(settings, routes, agent_url))
+    sys.exit(
+        fork_workers(settings, lambda own: run(functools.partial(_serve, own, routes, agent_url)))
+    )
 
 
 async def _serve(
@@ -132,27 +132,3 @@ async def _serve(
     if agent is not None:
         await agent.stop()
     return 0
-
-
-def _fork_workers(settings: RouterSettings, routes: Routes, agent_url: str | None) -> int:
-    """N children on one port (SO_REUSEPORT); the parent forwards signals and waits."""
-    children: list[int] = []
-    for index in range(settings.workers):
-        pid = os.fork()
-        if pid == 0:
-            worker = replace(settings, ops_port=settings.ops_port + index, workers=1)
-            os._exit(run(functools.partial(_serve, worker, routes, agent_url)))
-        children.append(pid)
-
-    def forward(signum: int, _: object) -> None:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    worst = 0
-    for pid in children:
-        _, status = os.waitpid(pid, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status))
-    return worst

@@ -115,7 +115,7 @@ def test_service_monitors_select_a_rendered_service_port_by_name() -> None:
             assert endpoint["path"] == "/metrics"
 
 
-def test_every_router_worker_s_metrics_port_is_exposed_and_scraped() -> None:
+def test_the_router_exposes_one_ops_port_however_many_workers() -> None:
     docs = render(values_of("full"))  # 8 workers
     ports = {
         p["name"]: p["containerPort"]
@@ -123,11 +123,9 @@ def test_every_router_worker_s_metrics_port_is_exposed_and_scraped() -> None:
             "containers"
         ][0]["ports"]
     }  # fmt: skip
-    assert ports == {"http": 8080, "ops": 9080} | {f"ops-{i}": 9080 + i for i in range(1, 8)}
+    assert ports == {"http": 8080, "ops": 9080}  # the workers' are merged there
     monitor = named(docs, "ServiceMonitor", "slipway-router")
-    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["ops"] + [
-        f"ops-{i}" for i in range(1, 8)
-    ]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["ops"]
 
 
 @pytest.mark.parametrize(
@@ -237,9 +235,7 @@ def test_the_components_run_with_their_commands_and_ports() -> None:
     docs = render(values_of("full"))
     by_name = {name: c for name, _, c in containers(docs)}
     assert by_name["slipway-router"]["args"] == ["serve", "router", "--workers", "8"]
-    assert {p["containerPort"] for p in by_name["slipway-router"]["ports"]} == {8080} | set(
-        range(9080, 9088)
-    )
+    assert {p["containerPort"] for p in by_name["slipway-router"]["ports"]} == {8080, 9080}
     assert by_name["slipway-router"]["readinessProbe"]["httpGet"]["port"] == "ops"
     assert by_name["slipway-agent"]["args"] == ["serve", "agent"]
     assert {p["containerPort"] for p in by_name["slipway-agent"]["ports"]} == {8081}

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
 from tests.router.conftest import AppProcess, wait_port
@@ -51,20 +57,76 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(app: AppProcess, tmp_pat
     try:
         wait_port(port)
         wait_port(ops)
-        wait_port(ops + 1)
-        for _ in range(10):
+        for _ in range(20):
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}/", headers={"Host": "hello.test"}
             )
             with urllib.request.urlopen(req, timeout=5) as resp:
                 assert resp.status == 200
+        # One ops port for the pod: every worker's series, labelled by worker.
+        families = scrape(ops)
+        requests = families["slipway_router_requests"].samples
+        by_worker = {s.labels["worker"]: s.value for s in requests if s.name.endswith("_total")}
+        assert set(by_worker) <= {"0", "1"}
+        assert sum(by_worker.values()) == 20
+        up = {s.labels["worker"]: s.value for s in families["slipway_router_worker_up"].samples}
+        assert up == {"0": 1.0, "1": 1.0}
+        assert until_ready(ops) == 200
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert err.count("router listening") == 2
-    assert err.count("slipway[router]: at=info") == 10
+    assert err.count("slipway[router]: at=info") == 20
+
+
+def scrape(port: int) -> dict[str, Metric]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def until_ready(port: int) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_worker_that_dies_takes_the_router_down_to_be_restarted(tmp_path: Path) -> None:
+    port, ops = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control", "serve", "router", "--port", str(port),
+         "--ops-port", str(ops), "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_port(ops)
+        until_ready(ops)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ops + 2}/healthz", timeout=5) as resp:
+            assert resp.status == 200  # worker 1's own ops port, private, on loopback
+        children = [
+            int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        ]
+        assert len(children) == 2
+        os.kill(children[1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "a router worker exited; stopping the others" in err
+    for child in children:
+        assert (
+            not Path(f"/proc/{child}").exists()
+            or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+        )
 
 
 def test_a_broken_route_file_is_a_clear_error(tmp_path: Path) -> None:
