@@ -182,6 +182,17 @@ def validate_source_blob(blob: object) -> tuple[str, str | None]:
     return url, version
 
 
+def is_local_source(url: str) -> bool:
+    """A path on the control plane's machine (or file://), not a remote git URL."""
+    if url.startswith("file:"):
+        return True
+    if "://" in url:
+        return False
+    # git's scp-like syntax (git@github.com:org/app.git) is remote; a bare path is not.
+    head = url.split("/", 1)[0]
+    return ":" not in head
+
+
 def is_tarball(url: str) -> bool:
     return url.endswith((".tar", ".tgz", ".tar.gz"))
 

@@ -19,6 +19,7 @@ from control.api.paging import Page, int_cursor, parse_range, range_pattern
 from control.auth import Principal
 from control.building import Builds
 from control.errors import BadRequest, ReleaseFailed, Unauthorized, Unprocessable
+from control.rules import is_local_source
 from control.service import Control
 
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
@@ -283,7 +284,12 @@ async def create_build(call: Call) -> web.Response:
         build = await builds.upload(call.app, chunks, actor=call.principal.actor)
     else:
         body = await call.body()
-        build = await builds.create(call.app, body.get("source_blob"), actor=call.principal.actor)
+        blob = body.get("source_blob")
+        url = blob.get("url") if isinstance(blob, dict) else None
+        if isinstance(url, str) and is_local_source(url):
+            # A path reads whatever this machine holds (other apps' sources among it).
+            call.principal.require_admin()
+        build = await builds.create(call.app, blob, actor=call.principal.actor)
     stream = builds.output_stream_url(call.app, build.id)
     return reply(wire.build(build, output_stream_url=stream), 201)
 

@@ -331,6 +331,8 @@ class LocalBuilder:
             "LANG": "C.UTF-8",
             # git must never stop to ask for credentials: there is nobody to answer.
             "GIT_TERMINAL_PROMPT": "0",
+            # Only transports that fetch: never ext:: (runs a command) nor fd::.
+            "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         env.update(self._settings.env)

@@ -288,6 +288,34 @@ class TestRefusals:
         got, error = await api.call("POST", "/apps/shop/builds", {"source_blob": blob})
         assert (got, error["id"]) == (status, ident)
 
+    async def test_only_an_admin_may_build_from_a_path_on_the_control_plane(
+        self, api: BuildApi, repo: Path
+    ) -> None:
+        sha = commit(repo, python_app(deps=False))
+        await api.call("POST", "/apps", {"name": "shop"})
+        _, secret = await api.control.create_token(name="ci", admin=False, app="shop", actor="test")
+        for url in (str(repo), f"file://{repo}", "/srv/other-app.tar.gz"):
+            async with api.session.post(
+                f"{api.base}/apps/shop/builds",
+                json={"source_blob": {"url": url, "version": sha}},
+                headers={"Authorization": f"Bearer {secret}"},
+            ) as response:
+                assert (response.status, (await response.json())["id"]) == (403, "forbidden")
+
+    async def test_git_transports_that_run_commands_are_refused(
+        self, api: BuildApi, tmp_path: Path
+    ) -> None:
+        marker = tmp_path / "pwned"
+        await api.call("POST", "/apps", {"name": "shop"})
+        _, build = await api.call(
+            "POST",
+            "/apps/shop/builds",
+            {"source_blob": {"url": f"ext::sh -c touch% {marker}", "version": "abcdef0"}},
+        )
+        done = await api.finished("shop", build["id"])
+        assert done["status"] == "failed"
+        assert not marker.exists()
+
     async def test_an_unknown_app_and_build_are_404(self, api: BuildApi) -> None:
         got, error = await api.call(
             "POST", "/apps/ghost/builds", {"source_blob": {"url": "x", "version": "abcdef0"}}
