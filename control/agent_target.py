@@ -15,11 +15,12 @@ process snapshots (``dynos_of``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -37,6 +38,7 @@ from control.releasing import (
     DynoState,
     PhaseResult,
     run_release_command,
+    slug_layout,
 )
 
 log = logging.getLogger(__name__)
@@ -125,11 +127,15 @@ class AgentClient:
             await self._session.close()
 
 
-def definition_of(deployment: Deployment) -> dict[str, Any] | None:
+def definition_of(
+    deployment: Deployment, *, slug_env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> dict[str, Any] | None:
     """The agent's definition of a release (pure); None when nothing is to run.
 
     The idle policy is the web type's (the agent sleeps and wakes an app as a
     whole); a web type scaled to 0 is not run nor routed (Heroku's H14).
+    ``cwd`` and ``slug_env`` are a built slug's layout (``slug_layout``), when
+    the artifact is one: where its commands run and its tools on PATH.
     """
     formation = {f.type: f for f in deployment.formation}
     web = formation.get(WEB)
@@ -152,11 +158,11 @@ def definition_of(deployment: Deployment) -> dict[str, Any] | None:
     return {
         "hosts": list(deployment.hosts) if WEB in processes else [],
         "release": deployment.version,
-        "env": dict(deployment.env),
+        "env": {**(slug_env or {}), **deployment.env},
         "processes": {
             name: {
                 "command": command,
-                "cwd": deployment.artifact if local else None,
+                "cwd": (cwd or deployment.artifact) if local else None,
                 "image": None if local else deployment.artifact,
             }
             for name, command in sorted(processes.items())
@@ -214,12 +220,17 @@ class AgentTarget:
         self._deployed: dict[str, Deployment] = {}
 
     async def release_phase(self, deployment: Deployment, command: str) -> PhaseResult:
+        cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)
         return await run_release_command(
-            command, cwd=deployment.artifact, env=deployment.env, timeout=self._release_timeout
+            command,
+            cwd=cwd,
+            env={**slug_env, **deployment.env},
+            timeout=self._release_timeout,
         )
 
     async def deploy(self, deployment: Deployment) -> None:
-        definition = definition_of(deployment)
+        cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)
+        definition = definition_of(deployment, slug_env=slug_env, cwd=cwd)
         if definition is None:
             await self.link.forget(deployment.app)
         else:

@@ -41,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "up": "control.up:up",
     "exporter": "exporters.cli:exporter",
     "build": "control.builds.cli:build",
+    "builds": "control.commands:builds",
+    "builds:create": "control.commands:builds_create",
     "logs": "logs.cli:logs",
 }
 

@@ -86,6 +86,21 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise CliError(f"cannot reach the slipway API at {self.base_url}: {reason}") from None
 
+    def upload(self, path: str, data: bytes, content_type: str) -> Response:
+        """POST raw bytes (a source tarball) instead of JSON."""
+        request = urllib.request.Request(self.base_url + path, data=data, method="POST")
+        request.add_header("Authorization", f"Bearer {self._token}")
+        request.add_header("Accept", "application/json")
+        request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
+                return Response(reply.status, _decode(reply.read()), dict(reply.headers))
+        except urllib.error.HTTPError as exc:
+            raise CliError(_explain(exc.code, _decode(exc.read()))) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CliError(f"cannot reach the slipway API at {self.base_url}: {reason}") from None
+
     def get_all(self, path: str, field: str) -> list[Any]:
         """Every page of a list, following Next-Range."""
         items: list[Any] = []

@@ -6,17 +6,25 @@ API returned; every failure is one ``Error: ...`` line and exit code 1.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import io
 import json
 import os
 import re
+import socket
+import subprocess
+import tarfile
+import threading
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from control.client import Client, CliError, login_file
+from control.client import Client, CliError, find_token, login_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -450,3 +458,230 @@ def tokens_create(name: str, admin: bool, app: str | None, as_json: bool) -> Non
         emit(token)
     else:
         click.echo(token["token"])
+
+
+# -- builds -------------------------------------------------------------------------
+
+#: Seconds between looks at a build in progress (`builds:create --wait`).
+BUILD_POLL = 1.0
+#: Directories never sent with a source tarball: history and local environments.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".venv", "venv", "node_modules", "__pycache__"})
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def source_tarball(directory: Path) -> bytes:
+    """``directory`` as a gzip tarball, without VCS history and local environments."""
+    buffer = io.BytesIO()
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(part in SKIPPED_DIRS for part in parts) else info
+
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for child in sorted(directory.iterdir()):
+            tar.add(child, arcname=child.name, filter=keep)
+    return buffer.getvalue()
+
+
+def resolve_ref(url: str, ref: str) -> str:
+    """A commit sha for ``ref`` (a sha already, or a branch or tag the remote has)."""
+    if _SHA.match(ref):
+        return ref
+    try:
+        out = subprocess.run(
+            ["git", "ls-remote", url, ref],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CliError(f"cannot resolve {ref!r} at {url}: {exc}") from exc
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        if name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+            return sha
+    raise CliError(f"{url} has no branch or tag {ref!r}")
+
+
+#: Lines of a build's history asked for (the logs service's most).
+BUILD_LINES = 1500
+#: Seconds a silent output stream is waited on (the logs service sends keep-alives far sooner).
+STREAM_TIMEOUT = 60.0
+
+
+class BuildOutput:
+    """Prints one build's lines from its ``output_stream_url`` (SSE) as they come.
+
+    The stream starts with the build's history, so nothing is lost to the
+    race between creating the build and connecting. ``finish`` stops it and
+    prints what it had not shown yet, from the same history, once.
+    """
+
+    def __init__(self, url: str, token: str) -> None:
+        self._url = url
+        self._token = token
+        self._lock = threading.Lock()
+        self._printed = 0
+        self._stopped = False
+        self._stream: http.client.HTTPConnection | None = None
+        #: Lines shown in all (streamed, then caught up by ``finish``).
+        self.shown = 0
+        self._thread = threading.Thread(target=self._follow, name="build-output", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _get(self, tail: bool) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        parts = urllib.parse.urlsplit(self._url)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        query.update(tail="1" if tail else "0", lines=str(BUILD_LINES))
+        secure = parts.scheme == "https"
+        kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+        conn = kind(parts.netloc, timeout=STREAM_TIMEOUT)
+        conn.request(
+            "GET",
+            f"{parts.path}?{urllib.parse.urlencode(query)}",
+            headers={"Authorization": f"Bearer {self._token}", "Accept": "text/event-stream"},
+        )
+        response = conn.getresponse()
+        if response.status != 200:
+            conn.close()
+            raise OSError(f"the logs service answered {response.status}")
+        return conn, response
+
+    @staticmethod
+    def _texts(response: http.client.HTTPResponse) -> Iterator[str]:
+        for raw in response:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line.startswith("data: "):
+                try:
+                    text = json.loads(line[6:])["text"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a "dropped"/"missed" notice, not a line
+                yield str(text)
+
+    def _follow(self) -> None:
+        try:
+            conn, response = self._get(tail=True)
+            with contextlib.closing(conn):
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._stream = conn
+                for text in self._texts(response):
+                    if not self._show(text):
+                        return
+        except (OSError, ValueError, http.client.HTTPException):
+            # No logs service, it went away, or finish() shut the stream: finish() prints
+            # the rest.
+            return
+
+    def _show(self, text: str) -> bool:
+        """Print one streamed line, unless ``finish`` took over; False once it has."""
+        with self._lock:
+            if self._stopped:
+                return False
+            click.echo(text)
+            self._printed += 1
+            return True
+
+    def finish(self) -> None:
+        with self._lock:
+            self._stopped = True
+            printed = self._printed
+            stream, self._stream = self._stream, None
+        if stream is not None and stream.sock is not None:
+            # Ends the server's side now, rather than when this process exits.
+            with contextlib.suppress(OSError):
+                stream.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+        try:
+            conn, response = self._get(tail=False)
+            try:
+                texts = list(self._texts(response))
+            finally:
+                conn.close()
+        except (OSError, ValueError, http.client.HTTPException):
+            self.shown = printed
+            return
+        for text in texts[printed:]:
+            click.echo(text)
+        self.shown = max(printed, len(texts))
+
+
+def _describe(build: dict[str, Any]) -> str:
+    release = build.get("release")
+    where = f", v{release['version']} {release['status']}" if release else ""
+    return f"{build['id']}  {build['status']}{where}  {build.get('commit') or ''}".rstrip()
+
+
+@click.command("builds:create")
+@click.argument(
+    "directory",
+    required=False,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--git", "git_url", help="Build from this git URL instead of a directory.")
+@click.option("--ref", help="With --git: the commit sha, branch or tag to build.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the result.")
+@app_option
+@json_option
+def builds_create(
+    directory: Path | None,
+    git_url: str | None,
+    ref: str | None,
+    wait: bool,
+    app: str | None,
+    as_json: bool,
+) -> None:
+    """Build DIRECTORY (uploaded) or --git URL --ref REF, then release it."""
+    name = need_app(app)
+    client = Client.from_env()
+    path = f"/apps/{quote(name)}/builds"
+    if (directory is None) == (git_url is None):
+        raise CliError("give a DIRECTORY to upload, or --git URL --ref REF")
+    if git_url is not None:
+        if not ref:
+            raise CliError("--git needs --ref (a commit sha, branch or tag)")
+        blob = {"url": git_url, "version": resolve_ref(git_url, ref)}
+        build = client.call("POST", path, {"source_blob": blob}).body
+    else:
+        assert directory is not None
+        build = client.upload(path, source_tarball(directory.resolve()), "application/gzip").body
+    output: BuildOutput | None = None
+    if not as_json:
+        click.echo(f"Building {name} ({build['id']})...")
+        if wait and build.get("output_stream_url"):
+            output = BuildOutput(build["output_stream_url"], find_token())
+            output.start()
+    while wait and build["status"] == "pending":
+        time.sleep(BUILD_POLL)
+        build = client.call("GET", f"{path}/{quote(build['id'])}").body
+    if output is not None:
+        output.finish()
+    if as_json:
+        emit(build)
+    else:
+        click.echo(_describe(build))
+        if build["status"] == "failed" and (output is None or not output.shown):
+            click.echo(build.get("output", ""), err=True)
+    release = build.get("release")
+    if build["status"] == "failed" or (release and release["status"] == "failed"):
+        raise SystemExit(1)
+
+
+@click.command("builds")
+@app_option
+@json_option
+def builds(app: str | None, as_json: bool) -> None:
+    """The app's newest builds, oldest first."""
+    name = need_app(app)
+    found = Client.from_env().call("GET", f"/apps/{quote(name)}/builds").body
+    if as_json:
+        emit(found)
+        return
+    click.echo(f"=== {name} Builds")
+    for build in found:
+        click.echo(_describe(build))

@@ -90,3 +90,33 @@ class AuditEntry:
     action: str
     app: str | None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+class BuildStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    id: str
+    app: str
+    status: BuildStatus
+    #: A git URL (or local repository path), or an uploaded tarball's path.
+    source_url: str
+    #: The commit asked for; None for a tarball.
+    source_version: str | None
+    #: The full sha built, once known.
+    commit: str | None
+    artifact: str | None
+    digest: str | None
+    procfile: dict[str, str]
+    #: The release the build made, and that release's status (None: not released).
+    release: int | None
+    release_status: ReleaseStatus | None
+    #: Why it failed, with the last lines of output.
+    output: str
+    actor: str
+    created_at: float
+    finished_at: float | None

@@ -91,6 +91,34 @@ class ReleaseTarget(Protocol):
         """Stop everything of a deleted app."""
 
 
+#: A builder's slug carries this file (control/builds/local.py writes it).
+SLUG_META = "slipway.json"
+
+
+def slug_layout(artifact: str | None) -> tuple[str | None, dict[str, str]]:
+    """Where a release's commands run, and what its artifact adds to their env.
+
+    A plain directory runs as it is. A built slug (``slipway.json`` beside
+    ``app/``) runs in ``app/`` with its virtualenv or ``node_modules/.bin``
+    first on PATH, as Heroku puts a slug's tools on PATH.
+    """
+    if artifact is None or not os.path.isfile(os.path.join(artifact, SLUG_META)):
+        return artifact, {}
+    cwd = os.path.join(artifact, "app")
+    env: dict[str, str] = {}
+    paths = []
+    venv = os.path.join(artifact, ".venv")
+    if os.path.isdir(venv):
+        env["VIRTUAL_ENV"] = venv
+        paths.append(os.path.join(venv, "bin"))
+    node_bin = os.path.join(cwd, "node_modules", ".bin")
+    if os.path.isdir(node_bin):
+        paths.append(node_bin)
+    if paths:
+        env["PATH"] = os.pathsep.join([*paths, os.environ.get("PATH", os.defpath)])
+    return cwd, env
+
+
 def split_procfile(procfile: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
     """The process types, and the release command if there is one."""
     processes = {name: cmd for name, cmd in procfile.items() if name != RELEASE_COMMAND}

@@ -155,3 +155,52 @@ def apply_config_changes(
             id="config_too_large",
         )
     return result
+
+
+COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+def validate_source_blob(blob: object) -> tuple[str, str | None]:
+    """``{url, version}`` -> (url, commit). A tarball (``.tar``, ``.tgz``, ``.tar.gz``) needs no
+    version; a git URL or repository path needs the commit sha to build."""
+    if not isinstance(blob, dict) or not isinstance(blob.get("url"), str) or not blob["url"]:
+        raise Unprocessable(
+            "source_blob must be {url, version}: a git URL and a commit sha, or a tarball path",
+            id="invalid_source",
+        )
+    url: str = blob["url"]
+    version = blob.get("version")
+    if is_tarball(url):
+        if version is not None and not isinstance(version, str):
+            raise Unprocessable("source_blob.version must be a string", id="invalid_source")
+        return url, version
+    if not isinstance(version, str) or not COMMIT.match(version):
+        raise Unprocessable(
+            "source_blob.version must be the commit sha to build (7-64 hex digits)",
+            id="invalid_source",
+        )
+    return url, version
+
+
+def is_local_source(url: str) -> bool:
+    """A path on the control plane's machine (or file://), not a remote git URL."""
+    if url.startswith("file:"):
+        return True
+    if "://" in url:
+        return False
+    # git's scp-like syntax (git@github.com:org/app.git) is remote; a bare path is not.
+    head = url.split("/", 1)[0]
+    return ":" not in head
+
+
+def is_tarball(url: str) -> bool:
+    return url.endswith((".tar", ".tgz", ".tar.gz"))
+
+
+def redact_url(url: str) -> str:
+    """A source URL without the credentials it may carry (for the audit log and the API)."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if sep and "@" in host:
+        return f"{scheme}://***@{host.rsplit('@', 1)[1]}{slash}{path}"
+    return url

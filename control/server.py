@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -22,14 +23,32 @@ from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
 from control.agent_target import AgentClient, AgentLink, AgentTarget
 from control.api.app import build_app
+from control.building import Builds
+from control.builds.local import LocalBuilder
+from control.builds.metrics import BuildMetrics
+from control.builds.model import LogSink
+from control.builds.settings import BuildSettings
 from control.detached import DetachedTarget
 from control.errors import ControlError
 from control.kit import logfmt, runner
 from control.kit.durations import parse_duration
+from control.kit.tasks import TaskSet
 from control.models import Addon
 from control.releasing import ReleaseTarget
+from control.review.apply import ControlReviewApps
+from control.review.github import MemoryDeliveries
+from control.review.plan import Pipeline
+from control.review.source import GitAppJson
+from control.review.stale import StaleReviewApps
+from control.review.webhook import WebhookConfig, webhook_app
 from control.service import Control
-from control.settings import DEFAULT_DB_URL, AddonServers, ControlSettings
+from control.settings import (
+    DEFAULT_DB_URL,
+    AddonServers,
+    ControlSettings,
+    ReviewSettings,
+    build_settings_from_env,
+)
 from control.store.db import Store, safe_url
 
 log = logging.getLogger(__name__)
@@ -85,13 +104,22 @@ class ControlServer:
     """The API listening, the store migrated, the target resumed; started and stopped in order."""
 
     def __init__(
-        self, control: Control, settings: ControlSettings, *, registry: CollectorRegistry
+        self,
+        control: Control,
+        settings: ControlSettings,
+        *,
+        registry: CollectorRegistry,
+        builds: Builds | None = None,
+        subapps: Mapping[str, web.Application] | None = None,
     ) -> None:
         self.control = control
         self.settings = settings
         self.port = settings.port
         self._started = False
-        app = build_app(control, registry=registry, ready=self._ready)
+        app = build_app(control, registry=registry, ready=self._ready, builds=builds)
+        for prefix, subapp in (subapps or {}).items():
+            # No bearer token there: such an app checks its callers itself (a signature).
+            app.add_subapp(prefix, subapp)
         self._runner = web.AppRunner(app, access_log=None)
 
     def _ready(self) -> str | None:
@@ -133,10 +161,23 @@ class EmbeddedControl:
         link: AgentLink,
         registry: CollectorRegistry,
         addon_prefix: str = "slipway_",
+        sink: LogSink | None = None,
     ) -> None:
         self.target = AgentTarget(link, release_timeout=settings.release_timeout)
         self.control = build_control(settings, target=self.target, addon_prefix=addon_prefix)
-        self.server = ControlServer(self.control, settings, registry=registry)
+        self.builds = build_builds(self.control, settings, sink=sink, registry=registry)
+        self.review: ControlReviewApps | None = None
+        self.stale: StaleReviewApps | None = None
+        subapps: dict[str, web.Application] = {}
+        if settings.review is not None and self.builds is not None:
+            self.review, self.stale, subapps["/github"] = build_review(
+                self.builds, settings.review, sink=sink or _NoSink(), registry=registry
+            )
+        self.server = ControlServer(
+            self.control, settings, registry=registry, builds=self.builds, subapps=subapps
+        )
+        #: Its own long-lived tasks (the stale review apps' scheduler).
+        self.tasks = TaskSet()
 
     @property
     def port(self) -> int:
@@ -144,9 +185,84 @@ class EmbeddedControl:
 
     async def start(self) -> None:
         await self.server.start()
+        if self.stale is not None:
+            self.tasks.start("review-stale", self.stale.run())
 
     async def stop(self) -> None:
+        await self.tasks.stop()
+        if self.review is not None:
+            await self.review.close()
+        if self.builds is not None:
+            await self.builds.close()
         await self.server.stop()
+
+
+class _NoSink:
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
+        pass
+
+
+class LoggedLines:
+    """Build lines into this process's own log, where no logs service runs beside it."""
+
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
+        log.info("build output", extra={"app": app, "line": text})
+
+
+def build_builds(
+    control: Control,
+    settings: ControlSettings,
+    *,
+    sink: LogSink | None,
+    registry: CollectorRegistry,
+) -> Builds | None:
+    """The local builder behind POST /apps/{app}/builds, when a build root is set."""
+    if settings.builds is None:
+        return None
+    root = Path(settings.builds.root).resolve()
+    sink = sink or _NoSink()
+    builder = LocalBuilder(
+        BuildSettings(
+            root=root,
+            concurrency=settings.builds.concurrency,
+            timeout=settings.builds.timeout,
+        ),
+        sink=sink,
+        metrics=BuildMetrics(registry),
+    )
+    return Builds(
+        control,
+        builder=builder,
+        sink=sink,
+        logs_url=settings.builds.logs_url,
+        uploads=root / "uploads",
+    )
+
+
+def build_review(
+    builds: Builds,
+    settings: ReviewSettings,
+    *,
+    sink: LogSink,
+    registry: CollectorRegistry,
+) -> tuple[ControlReviewApps, StaleReviewApps, web.Application]:
+    """Review apps: their ReviewApps, the stale-app task, and the webhook app for /github."""
+    pipeline = Pipeline(
+        name=settings.pipeline,
+        domain=settings.domain,
+        staging_app=settings.staging_app,
+        stale_after_days=settings.stale_after_days,
+    )
+    review = ControlReviewApps(builds.control, builds, sink=sink)
+    stale = StaleReviewApps(builds, review, pipeline=pipeline)
+    webhook = webhook_app(
+        WebhookConfig(secret=settings.webhook_secret.encode(), pipeline=pipeline),
+        deliveries=MemoryDeliveries(),
+        review_apps=review,
+        app_json=GitAppJson(),
+        registry=registry,
+    )
+    return review, stale, webhook
 
 
 async def serve_api(
@@ -156,12 +272,16 @@ async def serve_api(
     *,
     registry: CollectorRegistry,
 ) -> None:
-    """Serve until ``stop``, then close."""
-    server = ControlServer(control, settings, registry=registry)
+    """Serve until ``stop``, then close; builds run here when a build root is set."""
+    # No logs service in this process: build lines go to this process's log.
+    builds = build_builds(control, settings, sink=LoggedLines(), registry=registry)
+    server = ControlServer(control, settings, registry=registry, builds=builds)
     try:
         await server.start()
         await stop.wait()
     finally:
+        if builds is not None:
+            await builds.close()
         await server.stop()
 
 
@@ -271,6 +391,7 @@ def serve(
         release_timeout=timeout,
         app_domain=app_domain,
         agent_url=agent_url,
+        builds=build_settings_from_env(os.environ),
     )
     logfmt.configure(log_level)
 

@@ -38,7 +38,7 @@ from control.models import (
     ReleaseStatus,
     Token,
 )
-from control.releasing import Deployment, Dyno, ReleaseTarget, split_procfile
+from control.releasing import Deployment, Dyno, PhaseResult, ReleaseTarget, split_procfile
 from control.rules import (
     ATTACHMENT,
     DEFAULT_ATTACHMENT,
@@ -105,6 +105,7 @@ class Control:
         await self.store.migrate()
         async with self.store.tx() as tx:
             interrupted = await tx.fail_interrupted_releases(now=self._clock())
+            builds = await tx.fail_interrupted_builds(now=self._clock())
             if bootstrap_admin_token is not None:
                 digest = auth.digest(bootstrap_admin_token)
                 if await tx.find_token(digest) is None:
@@ -115,6 +116,8 @@ class Control:
             log.warning(
                 "releases interrupted by a restart marked failed", extra={"count": interrupted}
             )
+        if builds:
+            log.warning("builds interrupted by a restart marked failed", extra={"count": builds})
         await self._write_targets()
         await self._ensure_addons()
         if resume:
@@ -358,6 +361,61 @@ class Control:
             actor=actor,
             audit={"to": version},
         )
+
+    async def release_build(
+        self,
+        name: str,
+        *,
+        build_id: str,
+        artifact: str,
+        procfile: Mapping[str, str],
+        description: str,
+        actor: str,
+    ) -> Release:
+        """Release a finished build through the one release path; the build records the version.
+
+        A failed release phase still numbers a release: the build points at it (failed).
+        """
+        checked = validate_procfile(dict(procfile))
+        app = await self.get_app(name)
+        try:
+            release = await self._release(
+                app,
+                description=description,
+                compose=lambda current: (artifact, checked, current.config),
+                actor=actor,
+                audit={"build": build_id, "artifact": artifact},
+            )
+        except ReleaseFailed as exc:
+            async with self.store.tx() as tx:
+                await tx.set_build_release(await tx.get_app(name), build_id, exc.version)
+            raise
+        async with self.store.tx() as tx:
+            await tx.set_build_release(await tx.get_app(name), build_id, release.version)
+        return release
+
+    async def run_once(self, name: str, command: str, *, reason: str, actor: str) -> PhaseResult:
+        """A one-off command on the current release with its env (postdeploy, pr-predestroy)."""
+        async with self.store.tx() as tx:
+            app = await tx.get_app(name)
+            release = await tx.current_release(app)
+            addons = await tx.list_addons(app)
+            await tx.record(
+                actor=actor,
+                action="run.once",
+                app=name,
+                detail={"reason": reason, "release": release.version},
+                now=self._clock(),
+            )
+        processes, _ = split_procfile(release.procfile)
+        deployment = Deployment(
+            app=name,
+            version=release.version,
+            artifact=release.artifact,
+            processes=processes,
+            env={**release.config, **{a.config_var: a.url for a in addons}},
+        )
+        return await self.target.release_phase(deployment, command)
 
     async def list_releases(self, name: str, *, after: int | None, limit: int) -> list[Release]:
         async with self.store.tx(write=False) as tx:

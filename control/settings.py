@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from control.kit.durations import parse_duration
 
 #: The embedded default: one file beside where slipway runs.
 DEFAULT_DB_URL = "sqlite+aiosqlite:///slipway.db"
@@ -50,3 +53,67 @@ class ControlSettings:
     exporter_redis_dsn_env: str | None = None
     #: Seconds a ``release:`` command may run before the release fails.
     release_timeout: float = 300.0
+    #: Builds by this control plane; None: POST /apps/{app}/builds answers 503.
+    builds: BuildServerSettings | None = None
+    #: Review apps from a GitHub webhook (needs builds); None: no /github/webhooks.
+    review: ReviewSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSettings:
+    """One pipeline's review apps, fed by one GitHub webhook."""
+
+    #: The webhook's shared secret (SLIPWAY_GITHUB_WEBHOOK_SECRET); deliveries not signed
+    #: with it are refused.
+    webhook_secret: str
+    #: Review apps are ``{pipeline}-pr-{N}`` (SLIPWAY_REVIEW_PIPELINE).
+    pipeline: str
+    #: Review apps answer at ``pr-{N}.{domain}`` (SLIPWAY_REVIEW_DOMAIN).
+    domain: str
+    #: What a push to the default branch deploys (SLIPWAY_REVIEW_STAGING_APP).
+    staging_app: str
+    #: A review app with no push for this many days is destroyed (SLIPWAY_REVIEW_STALE_DAYS).
+    stale_after_days: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BuildServerSettings:
+    """Builds run by the control plane itself (the embedded default's local builder)."""
+
+    #: Build work, slugs and caches (SLIPWAY_BUILD_ROOT).
+    root: str
+    #: Builds at once (SLIPWAY_BUILD_CONCURRENCY); the rest queue.
+    concurrency: int = 2
+    #: Seconds one build may take before it is killed (SLIPWAY_BUILD_TIMEOUT, Heroku: 15 min).
+    timeout: float = 900.0
+    #: The logs service's base URL, for a build's ``output_stream_url`` (SLIPWAY_LOGS_URL).
+    logs_url: str | None = None
+
+
+def review_settings_from_env(environ: Mapping[str, str]) -> ReviewSettings | None:
+    """Review apps as the environment configures them; None unless a secret and domain are set."""
+    secret = environ.get("SLIPWAY_GITHUB_WEBHOOK_SECRET")
+    domain = environ.get("SLIPWAY_REVIEW_DOMAIN")
+    if not secret or not domain:
+        return None
+    pipeline = environ.get("SLIPWAY_REVIEW_PIPELINE") or "review"
+    return ReviewSettings(
+        webhook_secret=secret,
+        pipeline=pipeline,
+        domain=domain,
+        staging_app=environ.get("SLIPWAY_REVIEW_STAGING_APP") or f"{pipeline}-staging",
+        stale_after_days=float(environ.get("SLIPWAY_REVIEW_STALE_DAYS") or 5.0),
+    )
+
+
+def build_settings_from_env(environ: Mapping[str, str]) -> BuildServerSettings | None:
+    """Builds as the environment configures them; None unless a build root is set."""
+    root = environ.get("SLIPWAY_BUILD_ROOT")
+    if not root:
+        return None
+    return BuildServerSettings(
+        root=root,
+        concurrency=int(environ.get("SLIPWAY_BUILD_CONCURRENCY") or 2),
+        timeout=parse_duration(environ.get("SLIPWAY_BUILD_TIMEOUT") or "15m"),
+        logs_url=environ.get("SLIPWAY_LOGS_URL") or None,
+    )

@@ -47,7 +47,12 @@ from control.kit.runner import run
 from control.kit.tasks import TaskSet
 from control.server import EmbeddedControl
 from control.service import Control
-from control.settings import AddonServers, ControlSettings
+from control.settings import (
+    AddonServers,
+    BuildServerSettings,
+    ControlSettings,
+    review_settings_from_env,
+)
 from logs.component import LogsComponent
 from logs.settings import LogsSettings
 from router.accesslog import LogSink, StreamSink
@@ -127,6 +132,7 @@ class Up:
         registry: CollectorRegistry | None = None,
         app_sink: ProcessLogSink | None = None,
         router_sink: LogSink | None = None,
+        addon_prefix: str = "slipway_",
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
@@ -165,7 +171,11 @@ class Up:
         self.control: EmbeddedControl | None = None
         if settings.control is not None:
             self.control = EmbeddedControl(
-                settings.control, link=LocalAgent(self.agent), registry=self.registry
+                settings.control,
+                link=LocalAgent(self.agent),
+                registry=self.registry,
+                addon_prefix=addon_prefix,
+                sink=app_sink,  # build and one-off lines join the apps' stream
             )
             tokens.control = self.control.control
         self.api_port = settings.agent.port
@@ -367,6 +377,12 @@ def up(
                 postgres_admin_dsn=postgres_admin_dsn, redis_admin_url=redis_admin_url
             ),
             app_domain=app_domain,
+            # Builds by default, under the state directory; review apps when configured.
+            builds=BuildServerSettings(
+                root=os.environ.get("SLIPWAY_BUILD_ROOT") or str(state_dir / "builds"),
+                logs_url=f"http://{host}:{logs_port}",
+            ),
+            review=review_settings_from_env(os.environ),
         ),
     )
     log.info(

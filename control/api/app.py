@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from control.api.routes import CONTROL, error_body, register
+from control.api.routes import BUILDS, CONTROL, error_body, register
+from control.building import Builds
 from control.errors import AddonError, ApiError, StoreError, TargetUnavailable
 from control.kit.ops import ReadyCheck, add_ops_routes
 from control.service import Control
@@ -87,11 +88,26 @@ def _metrics(registry: CollectorRegistry) -> Callable[..., Awaitable[web.StreamR
     return count
 
 
+class _NoSink:
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
+        pass
+
+
+_NO_SINK = _NoSink()
+
+
 def build_app(
-    control: Control, *, registry: CollectorRegistry, ready: ReadyCheck
+    control: Control,
+    *,
+    registry: CollectorRegistry,
+    ready: ReadyCheck,
+    builds: Builds | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_metrics(registry), errors], client_max_size=1024**2)
     app[CONTROL] = control
+    # Without a builder, builds are still listed (made before, or by another replica);
+    # creating one is refused.
+    app[BUILDS] = builds or Builds(control, builder=None, sink=_NO_SINK)
     add_ops_routes(app, registry=registry, ready=ready)
     register(app)
     return app

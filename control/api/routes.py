@@ -17,10 +17,17 @@ from aiohttp import web
 from control.api import schemas, wire
 from control.api.paging import Page, int_cursor, parse_range, range_pattern
 from control.auth import Principal
+from control.building import Builds
 from control.errors import BadRequest, ReleaseFailed, Unauthorized, Unprocessable
+from control.rules import is_local_source
 from control.service import Control
 
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
+BUILDS: web.AppKey[Builds] = web.AppKey("builds", Builds)
+#: Bodies taken as an uploaded source tarball by POST /apps/{app}/builds.
+TARBALL_TYPES = frozenset({"application/gzip", "application/x-gzip", "application/x-tar"})
+#: Read size when streaming an upload to disk.
+UPLOAD_CHUNK = 64 * 1024
 
 
 class Scope(Enum):
@@ -264,6 +271,45 @@ async def destroy_addon(call: Call) -> web.Response:
     return reply(payload)
 
 
+def _builds(call: Call) -> Builds:
+    return call.request.app[BUILDS]
+
+
+async def create_build(call: Call) -> web.Response:
+    builds = _builds(call)
+    await call.control.get_app(call.app)  # 404 before anything is read or refused
+    if call.request.content_type in TARBALL_TYPES:
+        # Streamed to disk: a source tarball may be far past the JSON body limit.
+        chunks = call.request.content.iter_chunked(UPLOAD_CHUNK)
+        build = await builds.upload(call.app, chunks, actor=call.principal.actor)
+    else:
+        body = await call.body()
+        blob = body.get("source_blob")
+        url = blob.get("url") if isinstance(blob, dict) else None
+        if isinstance(url, str) and is_local_source(url):
+            # A path reads whatever this machine holds (other apps' sources among it).
+            call.principal.require_admin()
+        build = await builds.create(call.app, blob, actor=call.principal.actor)
+    stream = builds.output_stream_url(call.app, build.id)
+    return reply(wire.build(build, output_stream_url=stream), 201)
+
+
+async def list_builds(call: Call) -> web.Response:
+    builds = _builds(call)
+    return reply(
+        [
+            wire.build(b, output_stream_url=builds.output_stream_url(call.app, b.id))
+            for b in await builds.list(call.app)
+        ]
+    )
+
+
+async def show_build(call: Call) -> web.Response:
+    builds = _builds(call)
+    build = await builds.get(call.app, call.request.match_info["id"])
+    return reply(wire.build(build, output_stream_url=builds.output_stream_url(call.app, build.id)))
+
+
 async def app_audit(call: Call) -> web.Response:
     page = call.page("id")
     found = await call.control.audit(app=call.app, after=int_cursor(page), limit=page.limit + 1)
@@ -368,6 +414,14 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/apps/{app}/addons/{addon}", destroy_addon,
           "Destroy an add-on and its data; makes a release", Scope.APP, 200,
           schemas.ref("Addon"), errors=_APP_ERRORS),
+    Route("POST", "/apps/{app}/builds", create_build,
+          "Build a source (git commit or tarball) and release it; answers at once, pending",
+          Scope.APP, 201, schemas.ref("Build"), body=schemas.BUILD_CREATE,
+          errors=(400, *_APP_ERRORS, 409, 422)),
+    Route("GET", "/apps/{app}/builds", list_builds, "The newest builds, oldest first",
+          Scope.APP, 200, schemas.array_of("Build"), errors=_APP_ERRORS),
+    Route("GET", "/apps/{app}/builds/{id}", show_build, "Show a build", Scope.APP, 200,
+          schemas.ref("Build"), errors=_APP_ERRORS),
     Route("GET", "/apps/{app}/audit", app_audit, "Audit log of one app", Scope.APP, 200,
           schemas.array_of("AuditEntry"), errors=(400, *_APP_ERRORS), range_field="id"),
     Route("GET", "/audit", all_audit, "Audit log of everything", Scope.ADMIN, 200,
@@ -489,17 +543,17 @@ def openapi(*, plans: list[str] | None = None) -> dict[str, Any]:
             body = route.body
             if route.body is schemas.ADDON_CREATE and plans is not None:
                 body = schemas.with_plans(plans)
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": body}},
-            }
+            content: dict[str, Any] = {"application/json": {"schema": body}}
+            if route.handler is create_build:
+                content["application/gzip"] = {"schema": {"type": "string", "format": "binary"}}
+            operation["requestBody"] = {"required": True, "content": content}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "slipway control plane",
             "version": "1",
-            "description": "Apps, config vars, releases, formation, dynos and add-ons.",
+            "description": ("Apps, config vars, builds, releases, formation, dynos and add-ons."),
         },
         "security": [{"bearer": []}],
         "paths": paths,

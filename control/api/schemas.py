@@ -55,6 +55,41 @@ COMPONENTS: dict[str, Schema] = {
             "updated_at": TIME,
         },
     },
+    "Build": {
+        "type": "object",
+        "required": ["id", "app", "status", "source_blob", "release", "output_stream_url"],
+        "properties": {
+            "id": {"type": "string"},
+            "app": {"type": "object", "properties": {"name": APP_NAME}},
+            "status": {"enum": ["pending", "succeeded", "failed"]},
+            "source_blob": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string"},
+                    "version": {"type": ["string", "null"]},
+                },
+            },
+            "commit": {"type": ["string", "null"]},
+            "artifact": {"type": ["string", "null"]},
+            "digest": {"type": ["string", "null"]},
+            "procfile": {"type": "object", "additionalProperties": {"type": "string"}},
+            "release": {
+                "type": ["object", "null"],
+                "description": "The release the build made; its status is the release's.",
+                "properties": {
+                    "version": {"type": "integer"},
+                    "status": {"type": ["string", "null"]},
+                },
+            },
+            "output_stream_url": {
+                "type": ["string", "null"],
+                "description": "The logs service's SSE stream of the app's build lines.",
+            },
+            "output": {"type": "string", "description": "Why it failed, with the output's tail."},
+            "created_at": TIME,
+            "updated_at": TIME,
+        },
+    },
     "ConfigVars": {
         "type": "object",
         "additionalProperties": {"type": "string"},
@@ -188,6 +223,42 @@ RELEASE_CREATE: Schema = {
             "additionalProperties": False,
         },
     ]
+}
+_TARBALL = "\\.(tar|tgz|tar\\.gz)$"
+BUILD_CREATE: Schema = {
+    "type": "object",
+    "description": (
+        "Build a source and release it. A tarball may instead be sent as the body, with"
+        " Content-Type application/gzip (what `slipway builds:create DIR` does)."
+    ),
+    "required": ["source_blob"],
+    "properties": {
+        "source_blob": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "description": "A git URL (or repository path) and the commit sha to build.",
+                    "required": ["url", "version"],
+                    "properties": {
+                        "url": {"type": "string", "minLength": 1, "not": {"pattern": _TARBALL}},
+                        "version": {"type": "string", "pattern": "^[0-9a-f]{7,64}$"},
+                    },
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "description": "A tarball's absolute path on the control plane's machine.",
+                    "required": ["url"],
+                    "properties": {
+                        "url": {"type": "string", "pattern": _TARBALL},
+                        "version": {"type": ["string", "null"]},
+                    },
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    },
+    "additionalProperties": False,
 }
 FORMATION_UPDATE: Schema = {
     "type": "object",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from control.models import Addon, App, AuditEntry, Domain, Formation, Release, Token
+from control.models import Addon, App, AuditEntry, Build, Domain, Formation, Release, Token
 from control.releasing import Dyno
+from control.rules import redact_url
 
 
 def iso(at: float) -> str:
@@ -102,4 +103,28 @@ def audit(item: AuditEntry) -> dict[str, Any]:
         "action": item.action,
         "app": item.app,
         "detail": item.detail,
+    }
+
+
+def build(item: Build, *, output_stream_url: str | None) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "app": {"name": item.app},
+        "status": item.status.value,
+        "source_blob": {"url": redact_url(item.source_url), "version": item.source_version},
+        "commit": item.commit,
+        "artifact": item.artifact,
+        "digest": item.digest,
+        "procfile": item.procfile,
+        "release": None
+        if item.release is None
+        else {
+            "version": item.release,
+            "status": None if item.release_status is None else item.release_status.value,
+        },
+        "output_stream_url": output_stream_url,
+        "output": item.output,
+        "user": {"actor": item.actor},
+        "created_at": iso(item.created_at),
+        "updated_at": iso(item.finished_at or item.created_at),
     }

@@ -89,25 +89,25 @@ class LocalBuilder:
         result = "failed"
         work = self._settings.work_dir / f"{app}-{build_id}"
         tail: deque[str] = deque(maxlen=self._settings.tail_lines)
-        run = _Run(app, work, tail)
+        run = _Run(app, build_id, work, tail)
         try:
             async with asyncio.timeout(self._settings.timeout):
                 artifact = await self._build(run, source, build_id)
             result = "succeeded"
             self._metrics.cache.labels("hit" if artifact.cache_hit else "miss").inc()
-            self._say(app, f"-----> Build {build_id} succeeded ({artifact.digest[:19]})")
+            self._say(run, f"-----> Build {build_id} succeeded ({artifact.digest[:19]})")
             return artifact
         except TimeoutError as exc:
             result = "timeout"
             message = f"build timed out after {self._settings.timeout:g}s and was killed"
-            self._say(app, f" !     {message}")
+            self._say(run, f" !     {message}")
             raise BuildTimeout(message, tail=tuple(tail)) from exc
         except BuildError as exc:
-            self._say(app, f" !     {str(exc).splitlines()[0]}")
+            self._say(run, f" !     {str(exc).splitlines()[0]}")
             raise
         except OSError as exc:
             # The build root itself failed us (disk full, permissions): still a failed build.
-            self._say(app, f" !     build directory error: {exc.strerror}")
+            self._say(run, f" !     build directory error: {exc.strerror}")
             raise BuildFailed(f"build directory error: {exc}", tail=tuple(tail)) from exc
         finally:
             elapsed = time.monotonic() - started
@@ -132,8 +132,8 @@ class LocalBuilder:
         commit = await self._fetch(run, source, src, cache)
         detected = await asyncio.to_thread(detect, src)
         run.stack = detected.stack.value
-        self._say(app, f"-----> {detected.stack.value.capitalize()} app detected")
-        self._say(app, "       Procfile declares types -> " + ", ".join(detected.process_types))
+        self._say(run, f"-----> {detected.stack.value.capitalize()} app detected")
+        self._say(run, "       Procfile declares types -> " + ", ".join(detected.process_types))
         key, cache_hit = await self._install(run, detected, src, cache)
         digest = await asyncio.to_thread(_digest, src, key)
         meta = {
@@ -167,7 +167,7 @@ class LocalBuilder:
 
     async def _fetch(self, run: _Run, source: Source, src: Path, cache: Path) -> str | None:
         if source.tarball is not None:
-            self._say(run.app, "-----> Unpacking source archive")
+            self._say(run, "-----> Unpacking source archive")
             await asyncio.to_thread(_unpack, source.tarball, src)
             return None
         assert source.git_url is not None
@@ -178,7 +178,7 @@ class LocalBuilder:
             await self._step(
                 run, [self._settings.git, "init", "--quiet", "--bare", str(repo)], "git init"
             )
-        self._say(run.app, f"-----> Fetching {source.commit[:12]} from {_redact(source.git_url)}")
+        self._say(run, f"-----> Fetching {source.commit[:12]} from {_redact(source.git_url)}")
         try:
             # A commit is fetched by its sha alone: no branch has to point at it.
             await self._step(
@@ -232,9 +232,7 @@ class LocalBuilder:
         ).hexdigest()[:24]
         deps = cache / "deps" / key
         if (deps / _MARKER).exists():
-            self._say(
-                run.app, f"-----> Reusing cached dependencies ({detected.manifest} unchanged)"
-            )
+            self._say(run, f"-----> Reusing cached dependencies ({detected.manifest} unchanged)")
             _link(detected.stack, deps, src)
             return key, True
         await asyncio.to_thread(shutil.rmtree, deps, True)
@@ -257,14 +255,14 @@ class LocalBuilder:
     ) -> None:
         venv = deps / "venv"
         python = self._settings.python
-        self._say(run.app, "-----> Creating virtualenv")
+        self._say(run, "-----> Creating virtualenv")
         # No pip inside the app's venv: the builder's pip installs into it with
         # --python, which saves seconds per cold build and megabytes per slug.
         await self._step(run, [python, "-m", "venv", "--without-pip", str(venv)], "venv")
         if not detected.requirements:
-            self._say(run.app, f"       {detected.manifest} lists no dependencies")
+            self._say(run, f"       {detected.manifest} lists no dependencies")
             return
-        self._say(run.app, f"-----> Installing dependencies from {detected.manifest}")
+        self._say(run, f"-----> Installing dependencies from {detected.manifest}")
         argv = [
             python, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
             "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
@@ -275,7 +273,7 @@ class LocalBuilder:
 
     async def _install_node(self, run: _Run, src: Path, cache: Path, deps: Path) -> None:
         await asyncio.to_thread(_copy_manifests, src, deps)
-        self._say(run.app, "-----> Installing dependencies with npm ci")
+        self._say(run, "-----> Installing dependencies with npm ci")
         argv = [self._settings.npm, "ci", "--no-audit", "--no-fund", "--cache", str(cache / "npm")]
         await self._step(run, argv, "npm ci", cwd=deps)
         (deps / "node_modules").mkdir(exist_ok=True)
@@ -321,7 +319,7 @@ class LocalBuilder:
             argv,
             cwd=cwd or run.work,
             env=self._env(),
-            on_line=lambda line: self._say(run.app, "       " + line),
+            on_line=lambda line: self._say(run, "       " + line),
             tail=run.tail,
             what=what,
         )
@@ -333,13 +331,17 @@ class LocalBuilder:
             "LANG": "C.UTF-8",
             # git must never stop to ask for credentials: there is nobody to answer.
             "GIT_TERMINAL_PROMPT": "0",
+            # Only transports that fetch: never ext:: (runs a command) nor fd::.
+            "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         env.update(self._settings.env)
         return env
 
-    def _say(self, app: str, text: str) -> None:
-        self._sink.publish(app, "build", "build", text, self._clock())
+    def _say(self, run: _Run, text: str) -> None:
+        # One "process" per build (build.<id>), as dynos are web.1: the logs service's
+        # process filter then streams one build (process=build.<id>) or all (process=build).
+        self._sink.publish(run.app, "build", f"build.{run.build_id}", text, self._clock())
 
 
 @dataclass(slots=True)
@@ -347,6 +349,7 @@ class _Run:
     """One build in progress: whose it is, where it works, its last lines of output."""
 
     app: str
+    build_id: str
     work: Path
     tail: deque[str]
     stack: str = "unknown"

@@ -18,13 +18,24 @@ from control.models import (
     Addon,
     App,
     AuditEntry,
+    Build,
+    BuildStatus,
     Domain,
     Formation,
     Release,
     ReleaseStatus,
     Token,
 )
-from control.store.schema import addons, apps, audit, domains, formation, releases, tokens
+from control.store.schema import (
+    addons,
+    apps,
+    audit,
+    builds,
+    domains,
+    formation,
+    releases,
+    tokens,
+)
 
 
 def _app(row: sa.Row[Any]) -> App:
@@ -79,6 +90,39 @@ def _addon(row: sa.Row[Any], app: str) -> Addon:
     )
 
 
+def _build(row: sa.Row[Any], app: str) -> Build:
+    return Build(
+        id=row.id,
+        app=app,
+        status=BuildStatus(row.status),
+        source_url=row.source_url,
+        source_version=row.source_version,
+        commit=row.commit,
+        artifact=row.artifact,
+        digest=row.digest,
+        procfile=dict(row.procfile),
+        release=row.release_version,
+        release_status=None if row.release_status is None else ReleaseStatus(row.release_status),
+        output=row.output,
+        actor=row.actor,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _builds_query() -> sa.Select[Any]:
+    """Builds with the status of the release each made (an outer join: most have none yet)."""
+    return sa.select(builds, releases.c.status.label("release_status")).select_from(
+        builds.outerjoin(
+            releases,
+            sa.and_(
+                releases.c.app_id == builds.c.app_id,
+                releases.c.version == builds.c.release_version,
+            ),
+        )
+    )
+
+
 class Tx:
     def __init__(self, conn: AsyncConnection, *, sqlite: bool) -> None:
         self.conn = conn
@@ -125,7 +169,7 @@ class Tx:
 
     async def delete_app(self, app: App) -> None:
         # Explicit children first: the same on every database, cascade or not.
-        for table in (releases, formation, addons, tokens, domains):
+        for table in (releases, formation, addons, tokens, builds, domains):
             await self.conn.execute(table.delete().where(table.c.app_id == app.id))
         await self.conn.execute(apps.delete().where(apps.c.id == app.id))
 
@@ -340,6 +384,109 @@ class Tx:
 
     async def remove_addon(self, addon: Addon) -> None:
         await self.conn.execute(addons.delete().where(addons.c.id == addon.id))
+
+    # -- builds ---------------------------------------------------------------
+
+    async def add_build(
+        self,
+        app: App,
+        *,
+        build_id: str,
+        source_url: str,
+        source_version: str | None,
+        actor: str,
+        now: float,
+    ) -> Build:
+        await self.conn.execute(
+            builds.insert().values(
+                id=build_id,
+                app_id=app.id,
+                status=BuildStatus.PENDING.value,
+                source_url=source_url,
+                source_version=source_version,
+                procfile={},
+                output="",
+                actor=actor,
+                created_at=now,
+            )
+        )
+        return await self.get_build(app, build_id)
+
+    async def finish_build(
+        self,
+        app: App,
+        build_id: str,
+        status: BuildStatus,
+        *,
+        now: float,
+        output: str = "",
+        commit: str | None = None,
+        artifact: str | None = None,
+        digest: str | None = None,
+        procfile: Mapping[str, str] | None = None,
+    ) -> None:
+        await self.conn.execute(
+            builds.update()
+            .where(builds.c.app_id == app.id, builds.c.id == build_id)
+            .values(
+                status=status.value,
+                output=output,
+                commit=commit,
+                artifact=artifact,
+                digest=digest,
+                procfile=dict(procfile or {}),
+                finished_at=now,
+            )
+        )
+
+    async def set_build_release(self, app: App, build_id: str, version: int) -> None:
+        await self.conn.execute(
+            builds.update()
+            .where(builds.c.app_id == app.id, builds.c.id == build_id)
+            .values(release_version=version)
+        )
+
+    async def get_build(self, app: App, build_id: str) -> Build:
+        row = (
+            await self.conn.execute(
+                _builds_query().where(builds.c.app_id == app.id, builds.c.id == build_id)
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"{app.name} has no build {build_id!r}", id="build_not_found")
+        return _build(row, app.name)
+
+    async def list_builds(self, app: App, *, limit: int) -> list[Build]:
+        """The newest ``limit`` builds, oldest first (Heroku lists builds the same way)."""
+        query = (
+            _builds_query()
+            .where(builds.c.app_id == app.id)
+            .order_by(builds.c.created_at.desc(), builds.c.id.desc())
+            .limit(limit)
+        )
+        return [_build(row, app.name) for row in await self.conn.execute(query)][::-1]
+
+    async def last_builds(self) -> dict[str, float]:
+        """App name -> when its newest build was made (apps without builds are absent)."""
+        query = (
+            sa.select(apps.c.name, sa.func.max(builds.c.created_at))
+            .join(builds, builds.c.app_id == apps.c.id)
+            .group_by(apps.c.name)
+        )
+        return {row[0]: row[1] for row in await self.conn.execute(query)}
+
+    async def fail_interrupted_builds(self, *, now: float) -> int:
+        """Pending builds left by a crash have no process left to finish them."""
+        result = await self.conn.execute(
+            builds.update()
+            .where(builds.c.status == BuildStatus.PENDING.value)
+            .values(
+                status=BuildStatus.FAILED.value,
+                output="interrupted: the control plane stopped",
+                finished_at=now,
+            )
+        )
+        return result.rowcount
 
     # -- tokens ---------------------------------------------------------------
 

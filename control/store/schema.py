@@ -128,3 +128,31 @@ audit = sa.Table(
     sa.Column("app", sa.String(64), nullable=True),
     sa.Column("detail", sa.JSON, nullable=False),
 )
+
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    # pending -> succeeded | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    # A git URL (or local repository path), or the path of an uploaded tarball.
+    sa.Column("source_url", sa.String(1000), nullable=False),
+    # The commit asked for (a sha, or None for a tarball).
+    sa.Column("source_version", sa.String(64), nullable=True),
+    # The full sha the builder resolved and built.
+    sa.Column("commit", sa.String(64), nullable=True),
+    # The slug directory (or image) once built.
+    sa.Column("artifact", sa.String(1000), nullable=True),
+    sa.Column("digest", sa.String(100), nullable=True),
+    # Process types the Procfile declared.
+    sa.Column("procfile", sa.JSON, nullable=False),
+    # The release this build made (its status is the release's own).
+    sa.Column("release_version", sa.Integer, nullable=True),
+    # Why it failed, with the last lines of output.
+    sa.Column("output", sa.Text, nullable=False, server_default=""),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_builds_app_id", "app_id", "created_at"),
+)

@@ -54,8 +54,9 @@ async def test_build_output_streams_to_the_sink_line_by_line_as_build_source(
 
     artifact = await builder.build("demo", Source.git(str(tmp_path / "repo"), sha))
 
+    # One "process" per build, so the logs service can stream one build's lines.
     assert {(app, source, process) for app, source, process, _, _ in sink.lines} == {
-        ("demo", "build", "build")
+        ("demo", "build", f"build.{artifact.build_id}")
     }
     texts = sink.texts()
     assert all("\n" not in text for text in texts)

@@ -1,0 +1,52 @@
+"""Builds and review apps as SLIPWAY_* variables configure them."""
+
+from __future__ import annotations
+
+import pytest
+
+from control.settings import (
+    BuildServerSettings,
+    ReviewSettings,
+    build_settings_from_env,
+    review_settings_from_env,
+)
+
+
+def test_builds_need_a_root_and_read_durations_like_every_flag() -> None:
+    assert build_settings_from_env({}) is None
+    assert build_settings_from_env(
+        {
+            "SLIPWAY_BUILD_ROOT": "/var/slipway/builds",
+            "SLIPWAY_BUILD_CONCURRENCY": "4",
+            "SLIPWAY_BUILD_TIMEOUT": "20m",
+            "SLIPWAY_LOGS_URL": "http://logs:8082",
+        }
+    ) == BuildServerSettings(
+        root="/var/slipway/builds", concurrency=4, timeout=1200.0, logs_url="http://logs:8082"
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"SLIPWAY_GITHUB_WEBHOOK_SECRET": "s"}, {"SLIPWAY_REVIEW_DOMAIN": "review.example.com"}],
+)
+def test_review_apps_need_both_a_secret_and_a_domain(env: dict[str, str]) -> None:
+    assert review_settings_from_env(env) is None
+
+
+def test_review_apps_default_their_pipeline_and_staging_app() -> None:
+    env = {"SLIPWAY_GITHUB_WEBHOOK_SECRET": "s", "SLIPWAY_REVIEW_DOMAIN": "review.example.com"}
+    assert review_settings_from_env(env) == ReviewSettings(
+        webhook_secret="s", pipeline="review", domain="review.example.com",
+        staging_app="review-staging", stale_after_days=5.0,
+    )  # fmt: skip
+    env |= {
+        "SLIPWAY_REVIEW_PIPELINE": "shop",
+        "SLIPWAY_REVIEW_STAGING_APP": "shop-main",
+        "SLIPWAY_REVIEW_STALE_DAYS": "2.5",
+    }
+    settings = review_settings_from_env(env)
+    assert settings is not None
+    assert (settings.pipeline, settings.staging_app, settings.stale_after_days) == (
+        "shop", "shop-main", 2.5,
+    )  # fmt: skip
