@@ -15,29 +15,57 @@ GET  /healthz /readyz /metrics
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from agent.activity import parse_post
 from agent.agent import Agent
 from agent.definition import parse_definition
 from agent.errors import ConfigError, UnknownApp
-from control.kit.ops import add_ops_routes
+from agent.forward import Leadership, forwarding
+from control.kit.ops import ReadyCheck, add_ops_routes
 
 AGENT = web.AppKey("agent", Agent)
+SESSION = web.AppKey("forward-session", aiohttp.ClientSession)
 
 
-def api_app(agent: Agent, *, registry: CollectorRegistry) -> web.Application:
-    app = web.Application()
+def api_app(
+    agent: Agent,
+    *,
+    registry: CollectorRegistry,
+    leadership: Leadership | None = None,
+    ready: ReadyCheck | None = None,
+) -> web.Application:
+    """The API; with ``leadership`` (several replicas), a follower forwards ``/v1/`` to the leader.
+
+    ``ready`` replaces the default readiness (the agent started, no task failed).
+    """
+    middlewares: list[Middleware] = []
+    if leadership is not None:
+        settings = agent.settings
+        middlewares.append(
+            forwarding(
+                leadership,
+                session=lambda: app[SESSION],
+                timeout=settings.forward_timeout,
+                feed_timeout=settings.feed_timeout,
+            )
+        )
+    app = web.Application(middlewares=middlewares)
     app[AGENT] = agent
+    if leadership is not None:
+        app.cleanup_ctx.append(_session)
 
-    def ready() -> str | None:
+    def started() -> str | None:
         if agent.failed.is_set():
             return "a background task failed"
         return None if agent.started else "starting"
 
-    add_ops_routes(app, registry=registry, ready=ready)
+    add_ops_routes(app, registry=registry, ready=ready or started)
     app.router.add_get("/v1/routes", routes)
     app.router.add_post("/v1/activity", activity)
     app.router.add_post("/v1/apps/{app}/wake", wake)
@@ -47,6 +75,13 @@ def api_app(agent: Agent, *, registry: CollectorRegistry) -> web.Application:
     app.router.add_delete("/v1/apps/{app}", forget)
     app.router.add_post("/v1/apps/{app}/restart", restart)
     return app
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    # No pool limit: every router's long poll through a follower holds one connection.
+    app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    yield
+    await app[SESSION].close()
 
 
 async def routes(request: web.Request) -> web.StreamResponse:

@@ -19,6 +19,8 @@ class AgentSettings:
     """Seconds a sleeping app's processes are kept for routers to drain (Heroku's 30 s)."""
     feed_timeout: float = 25.0
     """Seconds a route-feed long poll is held open before answering 204 (below proxy idles)."""
+    forward_timeout: float = 5.0
+    """Seconds a follower replica waits for the leader when forwarding a request to it."""
 
 
 @dataclass(frozen=True, slots=True)
