@@ -14,8 +14,9 @@ GET  /healthz /readyz /metrics
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,8 @@ from agent.forward import Leadership, forwarding
 from control.kit.ops import ReadyCheck, add_ops_routes
 
 AGENT = web.AppKey("agent", Agent)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NEED_TOKEN = "send the agent's token: Authorization: Bearer $SLIPWAY_AGENT_TOKEN"
 SESSION = web.AppKey("forward-session", aiohttp.ClientSession)
 
 
@@ -44,7 +47,7 @@ def api_app(
 
     ``ready`` replaces the default readiness (the agent started, no task failed).
     """
-    middlewares: list[Middleware] = []
+    middlewares: list[Middleware] = [bearer_token(agent.settings.token)]
     if leadership is not None:
         settings = agent.settings
         middlewares.append(
@@ -174,6 +177,29 @@ async def restart(request: web.Request) -> web.Response:
 
 def _not_found(exc: UnknownApp) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=json.dumps({"error": str(exc)}), content_type="application/json")
+
+
+def bearer_token(token: str | None) -> Middleware:
+    """``/v1/`` needs ``Authorization: Bearer TOKEN`` when the agent has one; ops stay open.
+
+    The API defines and runs apps (a command, an image), so it is never open by
+    accident: every entry point sets a token, and an agent without one says so at start.
+    """
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None and request.path.startswith("/v1/"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise web.HTTPUnauthorized(
+                    text=json.dumps({"error": NEED_TOKEN}),
+                    content_type="application/json",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
+
+    return check
 
 
 def _bad(message: str) -> web.HTTPBadRequest:

@@ -81,7 +81,13 @@ def serve(
         apps = load_apps(apps_file, idle_after=idle_after) if apps_file is not None else []
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings = AgentSettings(host=host, port=port)
+    token = os.environ.get("SLIPWAY_AGENT_TOKEN") or None
+    if token is None:
+        log.warning(
+            "the agent API has no token: anything that reaches it may define and run apps; "
+            "set SLIPWAY_AGENT_TOKEN here and in the routers and control plane"
+        )
+    settings = AgentSettings(host=host, port=port, token=token)
     if runtime == "kubernetes":
         try:
             from_env(os.environ)

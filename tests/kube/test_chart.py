@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -439,3 +440,28 @@ def test_inline_exporter_targets_are_the_exporter_s_own_toml() -> None:
     text = named(docs, "Secret", "slipway-exporter-redis-targets")["stringData"]["targets.toml"]
     targets = parse_targets(text, kind=Kind.REDIS, environ={}, read_file=lambda p: "")
     assert [t.name for t in targets] == ["cache"]
+
+
+def _token_refs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: env["valueFrom"]["secretKeyRef"]
+        for name, _, container in containers(docs)
+        for env in container.get("env", [])
+        if env["name"] == "SLIPWAY_AGENT_TOKEN"
+    }
+
+
+def test_the_agent_routers_and_control_share_a_generated_agent_token() -> None:
+    docs = render({"control": {"enabled": True}})
+    refs = _token_refs(docs)
+    assert set(refs) == {"slipway-agent", "slipway-router", "slipway-control"}
+    assert {(r["name"], r["key"]) for r in refs.values()} == {("slipway-agent-token", "token")}
+    secret = named(docs, "Secret", "slipway-agent-token")
+    assert len(base64.b64decode(secret["data"]["token"])) == 48
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_an_operator_supplied_agent_token_secret_is_used_instead() -> None:
+    docs = render({"agent": {"tokenSecret": "my-token"}})
+    assert {r["name"] for r in _token_refs(docs).values()} == {"my-token"}
+    assert not [d for d in of_kind(docs, "Secret") if d["metadata"]["name"].endswith("agent-token")]
