@@ -174,6 +174,10 @@ class Agent:
                 self._observed.discard((app, process))
                 with contextlib.suppress(UnknownApp):
                     await self.runtime.remove(app, process)
+            # The removal's last snapshots arrive with no app to claim them: not kept, so a
+            # later app of the same name does not start from the old one's last view.
+            for key in [k for k in self._unclaimed if k[0] == app]:
+                del self._unclaimed[key]
             self._publish()
             log.info("app forgotten", extra={"app": app})
         self._locks.pop(app, None)
