@@ -24,10 +24,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -68,6 +69,15 @@ BACKOFF_MAX = 10.0
 LOG_GRACE = 5.0
 
 
+async def connect_from_env() -> client.ApiClient:
+    """The pod's service account in a cluster, else the kubeconfig ``$KUBECONFIG`` names now.
+
+    kubernetes-asyncio reads ``$KUBECONFIG`` once, when it is imported; this reads it
+    when the first build connects.
+    """
+    return await api_client(os.environ.get("KUBECONFIG") or None)
+
+
 @dataclass(slots=True)
 class _Run:
     """One build in progress: its Job, what was last seen of it, and its output."""
@@ -94,7 +104,8 @@ class KubernetesBuilder:
         sink: LogSink,
         metrics: BuildMetrics,
         timeout: float,
-        connect: Connect = api_client,
+        connect: Connect | None = None,
+        buildpacks: Callable[[str], Awaitable[Sequence[str]]] | None = None,
         tail_lines: int = 40,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -102,7 +113,8 @@ class KubernetesBuilder:
         self._sink = sink
         self._metrics = metrics
         self._timeout = timeout
-        self._connect = connect
+        self._connect = connect or connect_from_env
+        self._buildpacks = buildpacks
         self._tail_lines = tail_lines
         self._clock = clock
         self._api: client.ApiClient | None = None
@@ -121,8 +133,14 @@ class KubernetesBuilder:
                 "an uploaded archive needs the local builder"
             )
         build_id = build_id or secrets.token_hex(6)
+        buildpacks = await self._buildpacks(app) if self._buildpacks is not None else ()
         job = cnb.build_job(
-            app, build_id, git_url=source.git_url, commit=source.commit, settings=self._settings
+            app,
+            build_id,
+            git_url=source.git_url,
+            commit=source.commit,
+            settings=self._settings,
+            buildpacks=buildpacks,
         )
         run = _Run(app, build_id, job["metadata"]["name"], deque(maxlen=self._tail_lines))
         async with self._app_locks.setdefault(app, asyncio.Lock()):

@@ -9,6 +9,7 @@ termination message), writes their log lines and sets the Job's conditions.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from control.builds.metrics import BuildMetrics
 from control.builds.model import Source
 from control.builds.settings import CNBSettings
 from control.models import BuildStatus
+from control.server import build_builds
 from control.service import Control
+from control.settings import ControlSettings, build_settings_from_env
 from control.store.db import Store
 from tests.builds.apps import RecordingSink
 from tests.control.targets import RecordingTarget
@@ -402,3 +405,69 @@ async def test_through_the_builds_api_a_failed_build_leaves_the_running_release_
     finally:
         await builds.close()
         await store.close()
+
+
+async def test_serve_control_builds_on_kubernetes_with_the_app_s_buildpacks_and_cancels_by_delete(
+    apiserver: LoggingApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real connection path: a kubeconfig naming the test apiserver.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "t", "cluster": {"server": str(apiserver.url).rstrip("/")}}],
+                "users": [{"name": "t", "user": {"token": "t"}}],
+                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+                "current-context": "t",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
+    control = Control(store=store, target=RecordingTarget())
+    await control.start()
+    builds_settings = build_settings_from_env(
+        {"SLIPWAY_BUILDER": "kubernetes", "SLIPWAY_CNB_NAMESPACE": NS}
+    )
+    settings = ControlSettings(builds=builds_settings)
+    builds = build_builds(control, settings, sink=RecordingSink(), registry=CollectorRegistry())
+    assert builds is not None
+    try:
+        await control.create_app("demo", actor="me")
+        await control.update_config(
+            "demo", {"BUILDPACKS": "paketo-buildpacks/python@2.1.0, paketo-buildpacks/procfile"},
+            actor="me",
+        )  # fmt: skip
+        source = {"url": "https://git.test/demo.git", "version": SHA}
+        build = await builds.create("demo", source, actor="me")
+        job = await Kubelet(apiserver).job_created()
+        pod = job["spec"]["template"]["spec"]
+        assert "-order=/layers/order.toml" in pod["containers"][0]["args"]
+        env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
+        assert 'id = "paketo-buildpacks/procfile"' in env["ORDER_TOML"]
+        assert job["spec"]["activeDeadlineSeconds"] == 900
+    finally:
+        await builds.close()  # cancels the build in flight
+        await store.close()
+    name = job["metadata"]["name"]
+    assert build.status is BuildStatus.PENDING
+    assert apiserver.deletes == [("jobs", name, {"propagationPolicy": "Background"})]
+    assert apiserver.objects_of("jobs") == []
+
+
+async def test_without_kubernetes_credentials_the_build_fails_saying_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    builder = KubernetesBuilder(
+        CNBSettings(), sink=RecordingSink(), metrics=BuildMetrics(CollectorRegistry()), timeout=5
+    )
+    with pytest.raises(
+        BuildFailed, match="no Kubernetes API to build with: cannot load kubeconfig"
+    ):
+        await builder.build("demo", Source.git("https://git.test/demo.git", SHA))
+    await builder.close()
