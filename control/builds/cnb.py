@@ -110,6 +110,9 @@ def build_job(
         "app.kubernetes.io/managed-by": "slipway",
         "slipway.dev/app": app,
         "slipway.dev/build": build_id,
+        # Fluent Bit ships the pod's output to the logs service as this app's build lines
+        # (process build.<id>, logs/mapping.py), as the builder's own sink names them.
+        "slipway.dev/source": "build",
     }
     args = [
         "-app=/workspace",

@@ -86,7 +86,8 @@ class _Run:
     build_id: str
     job_name: str
     tail: deque[str]
-    lines: list[str] = field(default_factory=list)
+    """The last lines of output: a failure's tail, and where the digest line is."""
+    cache_hit: bool = False
     job: dict[str, Any] | None = None
     pod: dict[str, Any] | None = None
     api_problem: str | None = None
@@ -223,7 +224,7 @@ class KubernetesBuilder:
         try:
             digest = cnb.digest_from_report(end.report or "")
         except BuildError:
-            digest = cnb.digest_from_log(run.lines)
+            digest = cnb.digest_from_log(run.tail)
         if end.procfile is None:
             raise BuildFailed("the source's Procfile did not come back from fetch-source")
         process_types = parse_procfile(end.procfile)
@@ -234,7 +235,7 @@ class KubernetesBuilder:
             slug=None,
             process_types=MappingProxyType(process_types),
             stack=Stack.BUILDPACKS,
-            cache_hit=cnb.cache_hit_from_log(run.lines),
+            cache_hit=run.cache_hit,
             digest=digest,
             duration=elapsed,
             image=f"{self._settings.registry}/{run.app}@{digest}",
@@ -387,8 +388,8 @@ class KubernetesBuilder:
                 try:
                     async for raw in resp.content:
                         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                        run.lines.append(line)
                         run.tail.append(line)
+                        run.cache_hit = run.cache_hit or cnb.cache_hit_from_log((line,))
                         self._say(run, "       " + line)
                 finally:
                     resp.release()

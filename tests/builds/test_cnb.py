@@ -124,6 +124,7 @@ def test_the_job_fails_once_is_bounded_in_time_and_labelled_for_its_app_and_buil
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["slipway.dev/app"] == "demo"
     assert labels["slipway.dev/build"] == "a1b2c3"
+    assert labels["slipway.dev/source"] == "build"  # the logs service files its output so
 
 
 def test_a_long_app_name_still_gives_a_job_name_within_the_label_limit() -> None:
