@@ -88,9 +88,10 @@ class LoggingApiServer(ApiServer):
         try:
             while True:
                 log.changed.clear()
-                for line in log.lines[sent:]:
-                    await stream.write(line.encode() + b"\n")
-                sent = len(log.lines)
+                while sent < len(log.lines):
+                    # Lines written while this one is sent are sent next, none skipped.
+                    await stream.write(log.lines[sent].encode() + b"\n")
+                    sent += 1
                 if log.ended or not follow:
                     break
                 await log.changed.wait()

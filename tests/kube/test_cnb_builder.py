@@ -471,3 +471,28 @@ async def test_without_kubernetes_credentials_the_build_fails_saying_where_it_lo
     ):
         await builder.build("demo", Source.git("https://git.test/demo.git", SHA))
     await builder.close()
+
+
+async def test_watches_cut_mid_build_resume_and_the_build_still_ends(
+    apiserver: LoggingApiServer,
+) -> None:
+    builder = builder_for(apiserver, RecordingSink(), CollectorRegistry())
+    kubelet = Kubelet(apiserver)
+    try:
+        build = asyncio.create_task(
+            builder.build("demo", Source.git("https://git.test/demo.git", SHA), build_id="b8")
+        )
+        await kubelet.job_created()
+        await kubelet.fetch()
+        await eventually(lambda: len(apiserver.watch_requests) >= 2)
+        await apiserver.drop_watches()
+        await kubelet.creator_runs(*CREATOR_LINES)
+        await kubelet.creator_ends(0, REPORT)
+        async with asyncio.timeout(REACT):
+            artifact = await build
+    finally:
+        await builder.close()
+    assert artifact.image == f"{REGISTRY}/demo@{DIGEST}"
+    # Both watches were opened again, each from the version it had seen (no relist).
+    assert len(apiserver.watch_requests) >= 4
+    assert all(w.get("resourceVersion") for w in apiserver.watch_requests)
