@@ -31,7 +31,7 @@ from agent.apps import WEB, AppConfig
 from agent.errors import AgentError, ConfigError, UnknownApp
 from agent.machine import AppMachine, Event, EventKind, Phase
 from agent.metrics import AgentMetrics
-from agent.runtime import Runtime
+from agent.runtime import ProcessStatus, Runtime
 from agent.settings import AgentSettings
 from agent.table import RouteTableWire, route_table
 from control.kit.tasks import TaskSet
@@ -66,6 +66,12 @@ class Agent:
         self._subscribers: list[Subscriber] = []
         self._changed: asyncio.Future[None] | None = None
         self._applied: dict[tuple[str, str], int] = {}
+        #: (app, process) the runtime has reported at least once: only those are scaled, so
+        #: a restarted agent learns what runs before it changes anything.
+        self._observed: set[tuple[str, str]] = set()
+        #: The last status of each process type of no app we know (yet): ``define`` may be
+        #: between creating it in the runtime and adding the app when its first status comes.
+        self._unclaimed: dict[tuple[str, str], ProcessStatus] = {}
         self._dirty: dict[str, asyncio.Event] = {}
         self._tasks = TaskSet()
         self.metrics = AgentMetrics(
@@ -98,7 +104,10 @@ class Agent:
     def _run_machine(self, machine: AppMachine) -> None:
         self._dirty[machine.name] = asyncio.Event()
         self._tasks.start(f"agent-scale:{machine.name}", self._scaler(machine))
-        self._handle(machine, machine.start(asyncio.get_running_loop().time()))
+        now = asyncio.get_running_loop().time()
+        self._handle(machine, machine.start(now))
+        for key in [k for k in self._unclaimed if k[0] == machine.name]:
+            self._observe(machine, self._unclaimed.pop(key), now)
 
     async def stop(self) -> None:
         """Stop deciding, stop every process (the runtime's close), release long polls."""
@@ -145,6 +154,7 @@ class Agent:
             events = machine.reconfigure(config, asyncio.get_running_loop().time())
             for process in sorted(dropped):
                 self._applied.pop((config.name, process), None)
+                self._observed.discard((config.name, process))
                 await self.runtime.remove(config.name, process)
             for spec in config.processes.values():
                 await self.runtime.apply(spec)
@@ -161,6 +171,7 @@ class Agent:
             self._dirty.pop(app, None)
             for process in machine.config.processes:
                 self._applied.pop((app, process), None)
+                self._observed.discard((app, process))
                 with contextlib.suppress(UnknownApp):
                     await self.runtime.remove(app, process)
             self._publish()
@@ -304,8 +315,24 @@ class Agent:
         loop = asyncio.get_running_loop()
         async for status in self.runtime.watch():
             machine = self.machines.get(status.app)
-            if machine is not None:
-                self._handle(machine, machine.observe(status, loop.time()))
+            if machine is None:
+                self._unclaimed[(status.app, status.process)] = status
+                continue
+            self._observe(machine, status, loop.time())
+
+    def _observe(self, machine: AppMachine, status: ProcessStatus, now: float) -> None:
+        key = (status.app, status.process)
+        if key not in self._observed:
+            self._observed.add(key)
+            self._applied.setdefault(key, status.desired)
+            if machine.adopt(status, now, self._active_since(machine, now)):
+                log.info("app found running, adopted", extra={"app": status.app})
+        self._handle(machine, machine.observe(status, now))
+
+    def _active_since(self, machine: AppMachine, now: float) -> float | None:
+        """When an app found running was last used, on the loop clock, if the runtime knows
+        (KubernetesRuntime persists it); None: count from now."""
+        return None
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -336,7 +363,7 @@ class Agent:
     async def _scale(self, machine: AppMachine, dirty: asyncio.Event) -> None:
         for process, replicas in list(machine.desired.items()):
             key = (machine.name, process)
-            if self._applied.get(key) == replicas:
+            if key not in self._observed or self._applied.get(key) == replicas:
                 continue
             if process == WEB and replicas == 0:
                 # Before the call: a wake during it must not take the stopping instances.

@@ -14,30 +14,61 @@ GET  /healthz /readyz /metrics
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from agent.activity import parse_post
 from agent.agent import Agent
 from agent.definition import parse_definition
 from agent.errors import ConfigError, UnknownApp
-from control.kit.ops import add_ops_routes
+from agent.forward import Leadership, forwarding
+from control.kit.ops import ReadyCheck, add_ops_routes
 
 AGENT = web.AppKey("agent", Agent)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NEED_TOKEN = "send the agent's token: Authorization: Bearer $SLIPWAY_AGENT_TOKEN"
+SESSION = web.AppKey("forward-session", aiohttp.ClientSession)
 
 
-def api_app(agent: Agent, *, registry: CollectorRegistry) -> web.Application:
-    app = web.Application()
+def api_app(
+    agent: Agent,
+    *,
+    registry: CollectorRegistry,
+    leadership: Leadership | None = None,
+    ready: ReadyCheck | None = None,
+) -> web.Application:
+    """The API; with ``leadership`` (several replicas), a follower forwards ``/v1/`` to the leader.
+
+    ``ready`` replaces the default readiness (the agent started, no task failed).
+    """
+    middlewares: list[Middleware] = [bearer_token(agent.settings.token)]
+    if leadership is not None:
+        settings = agent.settings
+        middlewares.append(
+            forwarding(
+                leadership,
+                session=lambda: app[SESSION],
+                timeout=settings.forward_timeout,
+                feed_timeout=settings.feed_timeout,
+            )
+        )
+    app = web.Application(middlewares=middlewares)
     app[AGENT] = agent
+    if leadership is not None:
+        app.cleanup_ctx.append(_session)
 
-    def ready() -> str | None:
+    def started() -> str | None:
         if agent.failed.is_set():
             return "a background task failed"
         return None if agent.started else "starting"
 
-    add_ops_routes(app, registry=registry, ready=ready)
+    add_ops_routes(app, registry=registry, ready=ready or started)
     app.router.add_get("/v1/routes", routes)
     app.router.add_post("/v1/activity", activity)
     app.router.add_post("/v1/apps/{app}/wake", wake)
@@ -47,6 +78,13 @@ def api_app(agent: Agent, *, registry: CollectorRegistry) -> web.Application:
     app.router.add_delete("/v1/apps/{app}", forget)
     app.router.add_post("/v1/apps/{app}/restart", restart)
     return app
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    # No pool limit: every router's long poll through a follower holds one connection.
+    app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    yield
+    await app[SESSION].close()
 
 
 async def routes(request: web.Request) -> web.StreamResponse:
@@ -139,6 +177,29 @@ async def restart(request: web.Request) -> web.Response:
 
 def _not_found(exc: UnknownApp) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=json.dumps({"error": str(exc)}), content_type="application/json")
+
+
+def bearer_token(token: str | None) -> Middleware:
+    """``/v1/`` needs ``Authorization: Bearer TOKEN`` when the agent has one; ops stay open.
+
+    The API defines and runs apps (a command, an image), so it is never open by
+    accident: every entry point sets a token, and an agent without one says so at start.
+    """
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None and request.path.startswith("/v1/"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise web.HTTPUnauthorized(
+                    text=json.dumps({"error": NEED_TOKEN}),
+                    content_type="application/json",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
+
+    return check
 
 
 def _bad(message: str) -> web.HTTPBadRequest:

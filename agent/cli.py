@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from agent.agent import Agent
 from agent.api import api_app
 from agent.apps import AppConfig, load_apps
 from agent.errors import ConfigError
+from agent.kubernetes.serve import serve_kubernetes
+from agent.kubernetes.settings import from_env
 from agent.local import LocalRuntime
 from agent.settings import AgentSettings
 from control.kit import logfmt
@@ -26,7 +29,25 @@ log = logging.getLogger(__name__)
 
 
 @click.command("agent")
-@click.argument("apps_file", type=click.Path(dir_okay=False, path_type=Path), envvar="SLIPWAY_APPS")
+@click.argument(
+    "apps_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SLIPWAY_APPS",
+    required=False,
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["local", "kubernetes"]),
+    default="local",
+    show_default=True,
+    envvar="SLIPWAY_AGENT_RUNTIME",
+    help="local: child processes. kubernetes: Deployments, one leader among the replicas.",
+)
+@click.option(
+    "--advertise-url",
+    envvar="SLIPWAY_AGENT_ADVERTISE_URL",
+    help="kubernetes: this replica's API URL for followers [http://$POD_IP:PORT].",
+)
 @click.option("--host", default="0.0.0.0", show_default=True, envvar="SLIPWAY_AGENT_HOST")
 @click.option("--port", default=9081, show_default=True, envvar="SLIPWAY_AGENT_PORT")
 @click.option(
@@ -36,14 +57,46 @@ log = logging.getLogger(__name__)
     help="Sleep every app after this long without requests, whatever the file says.",
 )
 @click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
-def serve(apps_file: Path, host: str, port: int, idle_after: float | None, log_level: str) -> None:
-    """Run the agent: apps from APPS_FILE as local processes, its API for routers."""
+def serve(
+    apps_file: Path | None,
+    runtime: str,
+    advertise_url: str | None,
+    host: str,
+    port: int,
+    idle_after: float | None,
+    log_level: str,
+) -> None:
+    """Run the agent and its API for routers.
+
+    Locally, the apps come from APPS_FILE and run as child processes. On
+    Kubernetes, they come from the control plane (and the Deployments it
+    created); APPS_FILE is optional.
+    """
     logfmt.configure(log_level)
+    if apps_file is None and runtime == "local":
+        raise click.UsageError("the local runtime needs an APPS_FILE (or $SLIPWAY_APPS)")
+    if advertise_url is not None and not advertise_url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--advertise-url")
     try:
-        apps = load_apps(apps_file, idle_after=idle_after)
+        apps = load_apps(apps_file, idle_after=idle_after) if apps_file is not None else []
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings = AgentSettings(host=host, port=port)
+    token = os.environ.get("SLIPWAY_AGENT_TOKEN") or None
+    if token is None:
+        log.warning(
+            "the agent API has no token: anything that reaches it may define and run apps; "
+            "set SLIPWAY_AGENT_TOKEN here and in the routers and control plane"
+        )
+    settings = AgentSettings(host=host, port=port, token=token)
+    if runtime == "kubernetes":
+        try:
+            from_env(os.environ)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        main = functools.partial(
+            serve_kubernetes, settings, apps, dict(os.environ), advertise=advertise_url
+        )
+        sys.exit(run(main))
     sys.exit(run(functools.partial(_serve, settings, apps)))
 
 

@@ -128,6 +128,23 @@ class AppMachine:
             return [Event(EventKind.SLEEP_CANCELLED)]
         return []
 
+    def adopt(self, status: ProcessStatus, now: float, since: float | None = None) -> bool:
+        """The first snapshot of web after a (re)start: web already runs, so keep it running.
+
+        A restarted or newly elected agent starts with every app asleep; the
+        runtime may say otherwise. Rather than stop what serves requests, the
+        app counts as awake (waking while no instance is ready) since ``since``
+        (a persisted last activity), else since now. True if adopted.
+        """
+        if status.process != WEB or self.phase is not Phase.ASLEEP or status.desired == 0:
+            return False
+        self._scale_up()
+        self.statuses[WEB] = status
+        self.wake_started = now
+        self.awake_since = now if since is None else min(now, since)
+        self.phase = Phase.AWAKE if self._ready() else Phase.WAKING
+        return True
+
     def observe(self, status: ProcessStatus, now: float) -> list[Event]:
         """A runtime snapshot of one process type."""
         self.statuses[status.process] = status

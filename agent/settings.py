@@ -17,8 +17,12 @@ class AgentSettings:
     """Seconds after its last report a router stops counting (it died or was scaled away)."""
     drain_timeout: float = 30.0
     """Seconds a sleeping app's processes are kept for routers to drain (Heroku's 30 s)."""
+    token: str | None = None
+    """Bearer token every ``/v1/`` request must carry (SLIPWAY_AGENT_TOKEN); None: open."""
     feed_timeout: float = 25.0
     """Seconds a route-feed long poll is held open before answering 204 (below proxy idles)."""
+    forward_timeout: float = 5.0
+    """Seconds a follower replica waits for the leader when forwarding a request to it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,9 @@ class LocalAgent:
 class AgentClient:
     """An agent in another process or pod, over its HTTP API."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -93,7 +94,7 @@ class AgentClient:
         self, method: str, path: str, body: object = None, *, missing_ok: bool = False
     ) -> Any:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         try:
             async with self._session.request(method, self.url + path, json=body) as resp:
                 if resp.status == 404 and missing_ok:

@@ -419,7 +419,11 @@ def serve(
     logfmt.configure(log_level)
 
     async def main(stop: asyncio.Event) -> int:
-        client = AgentClient(settings.agent_url) if settings.agent_url else None
+        client = (
+            AgentClient(settings.agent_url, token=os.environ.get("SLIPWAY_AGENT_TOKEN") or None)
+            if settings.agent_url
+            else None
+        )
         target: ReleaseTarget = (
             AgentTarget(client, release_timeout=settings.release_timeout)
             if client is not None

@@ -357,7 +357,8 @@ def up(
     settings = UpSettings(
         apps_file=apps_file,
         router=RouterSettings(host=host, port=port, ops_host=host, ops_port=ops_port),
-        agent=AgentSettings(host=host, port=agent_port),
+        # Routers in other processes join with SLIPWAY_AGENT_TOKEN=$(cat .slipway/token).
+        agent=AgentSettings(host=host, port=agent_port, token=token),
         local=LocalSettings(),
         idle_after=idle_after,
         logs=LogsSettings(

@@ -85,7 +85,7 @@ class ControlPlaneTokens:
                 self._allowed = {k: t for k, t in self._allowed.items() if t > now}
             self._allowed[key] = now + self._ttl
             return True
-        if status in (401, 403, 404):
+        if status in (401, 403, 404, 422):
             return False
         raise VerifierError(f"the control plane answered {status} to /auth/verify")
 

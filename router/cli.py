@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -111,7 +112,8 @@ def serve(
 async def _serve(
     settings: RouterSettings, routes: Routes, agent_url: str | None, stop: asyncio.Event
 ) -> int:
-    agent = AgentClient(agent_url, routes=routes) if agent_url else None
+    token = os.environ.get("SLIPWAY_AGENT_TOKEN") or None
+    agent = AgentClient(agent_url, routes=routes, token=token) if agent_url else None
     router = Router(settings, routes=routes, registry=CollectorRegistry(), waker=agent)
     if agent is not None:
         agent.activity = router.activity

@@ -54,8 +54,10 @@ class AgentClient:
         activity: Activity | None = None,
         name: str | None = None,
         report_interval: float = REPORT_INTERVAL,
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.routes = routes
         #: Set once the router exists (it owns the Activity); reports start then.
         self.activity = activity
@@ -73,7 +75,7 @@ class AgentClient:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5), headers=self._headers
         )
         self._tasks.start("agent-feed", self._follow())
         self._tasks.start("agent-report", self._report_loop())

@@ -10,6 +10,7 @@ answers 409 to the slower one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -96,10 +97,38 @@ def record_of(lease: dict[str, Any]) -> LeaseRecord:
     )
 
 
-def lease_body(name: str, record: LeaseRecord, resource_version: str | None) -> dict[str, Any]:
+#: Seconds at least between two rounds, however often the Elector is poked.
+POKE_GAP = 0.1
+
+#: Annotation of the Lease: the holder's API URL, where followers forward what only it may do.
+LEADER_URL_ANNOTATION = "slipway.dev/leader-url"
+
+
+def leader_url_of(lease: dict[str, Any]) -> str | None:
+    """The URL the Lease's holder advertises; None when released, absent or not http(s)."""
+    if not (lease.get("spec") or {}).get("holderIdentity"):
+        return None
+    annotations = (lease.get("metadata") or {}).get("annotations") or {}
+    url = annotations.get(LEADER_URL_ANNOTATION)
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return None
+    return url.rstrip("/")
+
+
+def lease_body(
+    name: str,
+    record: LeaseRecord,
+    resource_version: str | None,
+    *,
+    advertise: str | None = None,
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name}
     if resource_version is not None:
         metadata["resourceVersion"] = resource_version
+    # Replaced as a whole (PUT): a released Lease carries no URL, so nobody forwards to it.
+    metadata["annotations"] = (
+        {LEADER_URL_ANNOTATION: advertise} if advertise and record.holder else {}
+    )
     spec: dict[str, Any] = {
         "holderIdentity": record.holder,
         # The API takes whole seconds; round up so we never promise less than asked.
@@ -128,6 +157,7 @@ class Elector:
         settings: KubeSettings,
         clock: Callable[[], float],
         on_change: Callable[[bool], None] | None = None,
+        advertise: str | None = None,
     ) -> None:
         # Any: we speak the wire form (dicts, raw responses), not the client's models.
         self._api: Any = client.CoordinationV1Api(api)
@@ -136,6 +166,11 @@ class Elector:
         self._on_change = on_change
         self._mine: LeaseRecord | None = None
         self._was_leader = False
+        #: This replica's API URL, written into the Lease while it leads.
+        self.advertise = advertise
+        #: The leader's API URL as last read from the Lease (ours while we lead).
+        self.leader_url: str | None = None
+        self._poked = asyncio.Event()
 
     @property
     def namespace(self) -> str:
@@ -144,6 +179,12 @@ class Elector:
     @property
     def me(self) -> str:
         return self.settings.identity
+
+    @property
+    def _request_timeout(self) -> float:
+        """Seconds one Lease request may take: a hung apiserver connection must not stall
+        the rounds (or a shutdown's release) for ever."""
+        return max(1.0, self.settings.renew_interval)
 
     def is_leader(self) -> bool:
         return leads(self._mine, me=self.me, now=self.clock())
@@ -171,13 +212,17 @@ class Elector:
         try:
             with translated("read lease"):
                 resp = await self._api.read_namespaced_lease(
-                    s.lease_name, self.namespace, _preload_content=False
+                    s.lease_name,
+                    self.namespace,
+                    _preload_content=False,
+                    _request_timeout=self._request_timeout,
                 )
                 current = await (await checked(resp, "read lease")).json()
         except NotFound:
             current = None
         record = record_of(current) if current is not None else None
         verdict, new = decide(record, me=self.me, now=now, duration=s.lease_duration)
+        self.leader_url = leader_url_of(current) if current is not None else None
         if new is None:
             self._mine = None
         else:
@@ -185,18 +230,24 @@ class Elector:
                 if current is None:
                     with translated("create lease"):
                         await self._api.create_namespaced_lease(
-                            self.namespace, lease_body(s.lease_name, new, None)
+                            self.namespace,
+                            lease_body(s.lease_name, new, None, advertise=self.advertise),
+                            _request_timeout=self._request_timeout,
                         )
                 else:
                     rv = (current.get("metadata") or {}).get("resourceVersion")
                     with translated("replace lease"):
                         await self._api.replace_namespaced_lease(
-                            s.lease_name, self.namespace, lease_body(s.lease_name, new, rv)
+                            s.lease_name,
+                            self.namespace,
+                            lease_body(s.lease_name, new, rv, advertise=self.advertise),
+                            _request_timeout=self._request_timeout,
                         )
                 self._mine = new
+                self.leader_url = self.advertise
             except Conflict:
                 # Another replica wrote first: it leads; we try again next round.
-                verdict, self._mine = Verdict.FOLLOW, None
+                verdict, self._mine, self.leader_url = Verdict.FOLLOW, None, None
         self._note()
         return verdict
 
@@ -209,20 +260,38 @@ class Elector:
         try:
             with translated("read lease"):
                 resp = await self._api.read_namespaced_lease(
-                    s.lease_name, self.namespace, _preload_content=False
+                    s.lease_name,
+                    self.namespace,
+                    _preload_content=False,
+                    _request_timeout=self._request_timeout,
                 )
                 current = await (await checked(resp, "read lease")).json()
             rv = (current.get("metadata") or {}).get("resourceVersion")
             with translated("release lease"):
                 await self._api.replace_namespaced_lease(
-                    s.lease_name, self.namespace, lease_body(s.lease_name, released, rv)
+                    s.lease_name,
+                    self.namespace,
+                    lease_body(s.lease_name, released, rv),
+                    _request_timeout=self._request_timeout,
                 )
         except KubeError as exc:
             log.warning("lease release failed", extra={"error": str(exc)})
         self._mine = None
+        self.leader_url = None
         self._note()
 
-    async def run(self, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+    def poke(self) -> None:
+        """Run the next round now, not at the next renewal: the leader we forward to is gone."""
+        self._poked.set()
+
+    async def _nap(self, seconds: float) -> None:
+        # A poke cuts the nap short, but rounds stay POKE_GAP apart whatever the callers do.
+        await asyncio.sleep(min(POKE_GAP, seconds))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._poked.wait(), max(0.0, seconds - POKE_GAP))
+        self._poked.clear()
+
+    async def run(self, sleep: Callable[[float], Any] | None = None) -> None:
         """Step forever; an unreachable apiserver only costs leadership once the Lease runs out."""
         while True:
             try:
@@ -230,4 +299,4 @@ class Elector:
             except KubeError as exc:
                 log.warning("lease round failed", extra={"error": str(exc)})
                 self._note()
-            await sleep(self.settings.renew_interval)
+            await (sleep or self._nap)(self.settings.renew_interval)

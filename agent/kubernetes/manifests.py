@@ -7,6 +7,8 @@ every watch selects on ``slipway.dev/app`` and maps an object back to its
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from agent.runtime import ProcessSpec
@@ -16,6 +18,11 @@ PROCESS_LABEL = "slipway.dev/process"
 RELEASE_LABEL = "slipway.dev/release"
 #: Wall-clock seconds (epoch) of the app's last request, written by the leader agent.
 LAST_ACTIVITY_ANNOTATION = "slipway.dev/last-activity"
+#: The app's whole definition (agent/definition.py JSON, env values left out) on each of its
+#: Deployments: a restarted or newly elected agent learns every app from the cluster.
+DEFINITION_ANNOTATION = "slipway.dev/definition"
+#: Hash of what ``apply`` last wrote, so re-applying an unchanged spec sends nothing.
+APPLIED_ANNOTATION = "slipway.dev/applied"
 MANAGED_BY = "slipway"
 #: Selector of every object the runtime watches.
 SELECTOR = APP_LABEL
@@ -48,29 +55,101 @@ def labels(app: str, process: str) -> dict[str, str]:
 
 
 def command_of(spec: ProcessSpec) -> list[str]:
-    """The container command: the buildpack's process launcher, or the Procfile line.
+    """The container command: the image's launcher for the process type.
 
-    A Cloud Native Buildpacks image has ``/cnb/process/<type>`` for each
-    Procfile entry; an explicit command goes through the CNB launcher, which
-    runs a single string in a shell with the buildpacks' environment.
+    The build (control/builds/cnb.py) exports a Cloud Native Buildpacks image
+    with ``/cnb/process/<type>`` for each Procfile entry, which runs that
+    line with the buildpacks' environment; the spec's command is the same
+    line, kept in the definition for people.
     """
-    if not spec.command:
-        return [f"/cnb/process/{spec.process}"]
-    return ["/cnb/lifecycle/launcher", spec.command]
+    return [f"/cnb/process/{spec.process}"]
 
 
-def deployment(spec: ProcessSpec, *, port: int, replicas: int | None) -> Manifest:
+def env_secret_name(app: str, release: int) -> str:
+    return f"{app}-env-v{release}"
+
+
+def env_secret(spec: ProcessSpec) -> Manifest:
+    """The app's config vars for one release: immutable, so a pod of an old ReplicaSet that
+    restarts still gets the config it was started with."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": env_secret_name(spec.app, spec.release),
+            "labels": {
+                APP_LABEL: spec.app,
+                RELEASE_LABEL: str(spec.release),
+                "app.kubernetes.io/name": spec.app,
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+            },
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {k: v for k, v in sorted(spec.env.items()) if k != "PORT"},
+    }
+
+
+def release_of(obj: Manifest) -> int | None:
+    raw = ((obj.get("metadata") or {}).get("labels") or {}).get(RELEASE_LABEL)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def stale_secrets(secrets: list[Manifest], *, keep: int) -> list[str]:
+    """Names of env Secrets beyond the ``keep`` newest releases (old ReplicaSets' fallback)."""
+    releases = sorted({r for s in secrets if (r := release_of(s)) is not None}, reverse=True)
+    kept = set(releases[:keep])
+    return sorted(
+        str(s["metadata"]["name"])
+        for s in secrets
+        if (r := release_of(s)) is not None and r not in kept
+    )
+
+
+def definition_annotation(definition: Manifest) -> str:
+    """The definition as stored on a Deployment: env values are in the Secret, never here."""
+    return json.dumps({k: v for k, v in definition.items() if k != "env"}, sort_keys=True)
+
+
+def definition_of(obj: Manifest) -> Manifest | None:
+    """The definition a Deployment carries; None when absent or unreadable."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(DEFINITION_ANNOTATION)
+    if not isinstance(raw, str):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def applied_hash(body: Manifest) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deployment(
+    spec: ProcessSpec,
+    *,
+    port: int,
+    replicas: int | None,
+    definition: Manifest | None = None,
+    pull_secret: str | None = None,
+) -> Manifest:
     """The Deployment of one process type.
 
     ``replicas`` is None for an update: the scale subresource owns the count,
-    so re-applying a spec never wakes or sleeps the app by accident.
+    so re-applying a spec never wakes or sleeps the app by accident. Config
+    vars come from the release's Secret (``envFrom``), never inline.
     """
     if not spec.image:
         raise ValueError(f"{spec.app}/{spec.process}: an image is required on Kubernetes")
     name = object_name(spec.app, spec.process)
     selector = {APP_LABEL: spec.app, PROCESS_LABEL: spec.process}
     env = [{"name": "PORT", "value": str(port)}]
-    env += [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k != "PORT"]
     probe: Manifest = (
         {"httpGet": {"path": spec.health_path, "port": "http"}}
         if spec.health_path
@@ -82,6 +161,7 @@ def deployment(spec: ProcessSpec, *, port: int, replicas: int | None) -> Manifes
         "image": spec.image,
         "command": command_of(spec),
         "env": env,
+        "envFrom": [{"secretRef": {"name": env_secret_name(spec.app, spec.release)}}],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "securityContext": {"allowPrivilegeEscalation": False},
     }
@@ -98,17 +178,27 @@ def deployment(spec: ProcessSpec, *, port: int, replicas: int | None) -> Manifes
             "metadata": {
                 "labels": labels(spec.app, spec.process) | {RELEASE_LABEL: str(spec.release)},
             },
-            "spec": {"containers": [container], "enableServiceLinks": False},
+            "spec": {
+                "containers": [container],
+                "enableServiceLinks": False,
+                **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
+            },
         },
     }
-    if replicas is not None:
-        spec_body["replicas"] = replicas
-    return {
+    metadata: Manifest = {"name": name, "labels": labels(spec.app, spec.process)}
+    if definition is not None:
+        metadata["annotations"] = {DEFINITION_ANNOTATION: definition_annotation(definition)}
+    body: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels(spec.app, spec.process)},
+        "metadata": metadata,
         "spec": spec_body,
     }
+    # The hash covers everything but the replicas, which only the scale subresource sets.
+    metadata.setdefault("annotations", {})[APPLIED_ANNOTATION] = applied_hash(body)
+    if replicas is not None:
+        spec_body["replicas"] = replicas
+    return body
 
 
 def service(spec: ProcessSpec, *, port: int) -> Manifest:
@@ -134,6 +224,17 @@ def scale_patch(replicas: int) -> Manifest:
     if replicas < 0:
         raise ValueError(f"replicas must be >= 0, got {replicas}")
     return {"spec": {"replicas": replicas}}
+
+
+#: Pod template annotation a restart changes, so the Deployment rolls its pods (as
+#: ``kubectl rollout restart`` does with its own annotation).
+RESTARTED_ANNOTATION = "slipway.dev/restarted-at"
+
+
+def restart_patch(at: float) -> Manifest:
+    return {
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_ANNOTATION: f"{at:.3f}"}}}}
+    }
 
 
 def activity_patch(at: float) -> Manifest:

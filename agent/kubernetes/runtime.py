@@ -18,8 +18,10 @@ from typing import Any
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry, Counter
 
+from agent.apps import AppConfig
+from agent.definition import definition_json
 from agent.kubernetes import manifests
-from agent.kubernetes.errors import Conflict, NotFound, NotLeader, translated
+from agent.kubernetes.errors import Conflict, NotFound, NotLeader, checked, translated
 from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
 from agent.kubernetes.status import Bucket, Cache, Key, status_of
@@ -56,6 +58,8 @@ class KubernetesRuntime:
         self._subscribers: list[asyncio.Queue[ProcessStatus]] = []
         self._tasks = TaskSet()
         self._started = False
+        #: app -> its definition (wire form), written on its Deployments by ``apply``.
+        self._definitions: dict[str, Manifest] = {}
         self._metrics = WatchMetrics(registry)
         self._scales = Counter(
             "slipway_agent_kube_scales_total",
@@ -177,14 +181,53 @@ class KubernetesRuntime:
 
     # -- writes --------------------------------------------------------------------------------
 
+    def describe(self, config: AppConfig) -> None:
+        """Remember the app's definition: ``apply`` stores it (without env values) on the app's
+        Deployments, where a restarted or newly elected agent finds it (``definitions``)."""
+        self._definitions[config.name] = definition_json(config)
+
+    def definitions(self) -> dict[str, Manifest]:
+        """app -> the definition on its Deployments (the newest release's), from the watch."""
+        found: dict[str, tuple[int, Manifest]] = {}
+        for (app, _), objs in sorted(self.cache.deployments.by_key.items()):
+            for obj in objs.values():
+                definition = manifests.definition_of(obj)
+                if definition is None:
+                    continue
+                release = definition.get("release")
+                rank = release if isinstance(release, int) else -1
+                if app not in found or rank > found[app][0]:
+                    found[app] = (rank, definition)
+        return {app: definition for app, (_, definition) in found.items()}
+
     async def apply(self, spec: ProcessSpec) -> None:
+        """The release's env Secret, the web Service, then the Deployment (at 0 replicas when
+        new; without replicas when it exists). Nothing is sent when the Deployment already
+        carries exactly this spec (a new leader re-applying every app costs no writes)."""
         ns, port = self.settings.namespace, self.settings.app_port
         name = manifests.object_name(spec.app, spec.process)
-        body = manifests.deployment(spec, port=port, replicas=0)
-        if self.settings.image_pull_secret:
-            body["spec"]["template"]["spec"]["imagePullSecrets"] = [
-                {"name": self.settings.image_pull_secret}
-            ]
+        body = manifests.deployment(
+            spec,
+            port=port,
+            replicas=0,
+            definition=self._definitions.get(spec.app),
+            pull_secret=self.settings.image_pull_secret,
+        )
+        applied = body["metadata"]["annotations"][manifests.APPLIED_ANNOTATION]
+        current = self.cache.deployments.by_name.get(name)
+        if current is not None:
+            annotations = (current.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(manifests.APPLIED_ANNOTATION) == applied:
+                return
+        await self._env_secret(spec)
+        if spec.process == "web":
+            svc = manifests.service(spec, port=port)
+            try:
+                with translated(f"create service {name}"):
+                    await self._core.create_namespaced_service(ns, svc)
+            except Conflict:
+                with translated(f"patch service {name}"):
+                    await self._core.patch_namespaced_service(name, ns, svc)
         try:
             with translated(f"create deployment {name}"):
                 await self._apps.create_namespaced_deployment(ns, body)
@@ -197,28 +240,66 @@ class KubernetesRuntime:
                 "deployment updated",
                 extra={"app": spec.app, "process_type": spec.process, "release": spec.release},
             )
-        if spec.process == "web":
-            svc = manifests.service(spec, port=port)
-            try:
-                with translated(f"create service {name}"):
-                    await self._core.create_namespaced_service(ns, svc)
-            except Conflict:
-                with translated(f"patch service {name}"):
-                    await self._core.patch_namespaced_service(name, ns, svc)
+
+    async def _env_secret(self, spec: ProcessSpec) -> None:
+        """Create the release's Secret once; then drop those of releases long gone."""
+        ns = self.settings.namespace
+        secret = manifests.env_secret(spec)
+        name = secret["metadata"]["name"]
+        try:
+            with translated(f"create secret {name}"):
+                await self._core.create_namespaced_secret(ns, secret)
+        except Conflict:
+            return  # immutable: a release's config vars never change, so it is already right
+        log.info("config secret created", extra={"app": spec.app, "release": spec.release})
+        secrets = await self._secrets_of(spec.app)
+        for stale in manifests.stale_secrets(secrets, keep=self.settings.keep_releases):
+            await self._delete_secret(stale)
+
+    async def _secrets_of(self, app: str) -> list[Manifest]:
+        selector = f"{manifests.APP_LABEL}={app}"
+        with translated(f"list secrets of {app}"):
+            resp = await self._core.list_namespaced_secret(
+                self.settings.namespace, label_selector=selector, _preload_content=False
+            )
+            body = await (await checked(resp, f"list secrets of {app}")).json()
+        return list(body.get("items") or [])
+
+    async def _delete_secret(self, name: str) -> None:
+        try:
+            with translated(f"delete secret {name}"):
+                await self._core.delete_namespaced_secret(name, self.settings.namespace)
+        except NotFound:
+            pass
 
     async def remove(self, app: str, process: str) -> None:
+        """Delete the process type's Deployment (and Service); with the app's last one, its
+        env Secrets and its definition go too."""
         ns, name = self.settings.namespace, manifests.object_name(app, process)
         try:
             with translated(f"delete deployment {name}"):
                 await self._apps.delete_namespaced_deployment(name, ns)
         except NotFound:
             pass
+        # Gone now, not when the watch says so: an apply right after must not find it cached.
+        self._publish(self.cache.deployments.delete(name))
         if process == "web":
             try:
                 with translated(f"delete service {name}"):
                     await self._core.delete_namespaced_service(name, ns)
             except NotFound:
                 pass
+        selector = f"{manifests.APP_LABEL}={app}"
+        with translated(f"list deployments of {app}"):
+            resp = await self._apps.list_namespaced_deployment(
+                ns, label_selector=selector, _preload_content=False
+            )
+            left = (await (await checked(resp, f"list deployments of {app}")).json()).get("items")
+        if left:
+            return
+        for secret in await self._secrets_of(app):
+            await self._delete_secret(str(secret["metadata"]["name"]))
+        self._definitions.pop(app, None)
 
     async def scale(self, app: str, process: str, replicas: int) -> None:
         if not self._is_leader():
@@ -229,6 +310,14 @@ class KubernetesRuntime:
             await self._apps.patch_namespaced_deployment_scale(name, ns, body)
         self._scales.labels("up" if replicas > 0 else "down").inc()
         log.info("scaled", extra={"app": app, "process_type": process, "replicas": replicas})
+
+    async def restart(self, app: str, process: str, at: float) -> None:
+        """Roll the process type's pods onto fresh ones (a rolling update: surge first, so a
+        web process keeps serving); replicas, spec and config stay as they are."""
+        ns, name = self.settings.namespace, manifests.object_name(app, process)
+        with translated(f"restart deployment {name}"):
+            await self._apps.patch_namespaced_deployment(name, ns, manifests.restart_patch(at))
+        log.info("rolling restart", extra={"app": app, "process_type": process})
 
     async def record_activity(self, app: str, process: str, at: float) -> None:
         """Persist the last-activity time (epoch seconds) on the Deployment; leader only."""

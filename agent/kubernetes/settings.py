@@ -33,6 +33,11 @@ class KubeSettings:
     """The container port apps listen on ($PORT), as on Heroku-style platforms."""
     image_pull_secret: str | None = None
     """Name of a Secret with registry credentials for app images."""
+    activity_interval: float = 10.0
+    """Seconds between writes of each used app's last-activity annotation by the leader."""
+    keep_releases: int = 3
+    """Env Secrets kept per app, newest releases first: pods of old ReplicaSets that restart
+    during a rollout still find theirs."""
 
 
 def from_env(environ: Mapping[str, str], **flags: Any) -> KubeSettings:
@@ -74,4 +79,6 @@ _ENV: dict[str, type] = {
     "backoff_max": float,
     "app_port": int,
     "image_pull_secret": str,
+    "keep_releases": int,
+    "activity_interval": float,
 }

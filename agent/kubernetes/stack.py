@@ -42,11 +42,17 @@ async def kubernetes_stack(
     registry: CollectorRegistry,
     kubeconfig: str | None = None,
     clock: Callable[[], float] = time.time,
+    advertise: str | None = None,
+    on_change: Callable[[bool], None] | None = None,
 ) -> AsyncIterator[KubeStack]:
+    """``advertise``: this replica's API URL, written into the Lease while it leads, so
+    followers forward to it; ``on_change(leading)`` is called when leadership changes."""
     settings = from_env(environ)
     api = await api_client(kubeconfig)
     try:
-        elector = Elector(api, settings=settings, clock=clock)
+        elector = Elector(
+            api, settings=settings, clock=clock, on_change=on_change, advertise=advertise
+        )
         runtime = KubernetesRuntime(
             api, settings=settings, registry=registry, is_leader=elector.is_leader
         )

@@ -19,7 +19,7 @@ from control.api.paging import Page, int_cursor, parse_range, range_pattern
 from control.auth import Principal
 from control.building import Builds
 from control.errors import BadRequest, ReleaseFailed, Unauthorized, Unprocessable
-from control.rules import is_local_source
+from control.rules import is_local_source, validate_app_name
 from control.service import Control
 
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
@@ -342,6 +342,7 @@ async def delete_token(call: Call) -> web.Response:
 async def verify_token(call: Call) -> web.Response:
     app = call.request.query.get("app")
     if app is not None:
+        validate_app_name(app)  # a name no app can have is a bad question, even for an admin
         call.principal.require_app(app)
     return reply({"token": wire.token(call.principal.token), "app": app})
 
@@ -432,7 +433,7 @@ ROUTES: tuple[Route, ...] = (
           {"type": "object"}, errors=(401, 403, 404)),
     Route("GET", "/auth/verify", verify_token,
           "Check the bearer token (and that it may act on ?app=): for the logs service",
-          Scope.ANY, 200, schemas.VERIFY, errors=(401, 403), query=("app",)),
+          Scope.ANY, 200, schemas.VERIFY, errors=(401, 403, 422), query=("app",)),
     Route("GET", "/openapi.json", openapi_document, "This document", Scope.ANY, 200,
           {"type": "object"}, errors=(401,)),
 )  # fmt: skip
@@ -500,7 +501,12 @@ def openapi(*, plans: list[str] | None = None) -> dict[str, Any]:
             for name in _path_params(route.path)
         ]
         params += [
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": _QUERY_SCHEMAS.get(name, {"type": "string"}),
+            }
             for name in route.query
         ]
         responses: dict[str, Any] = {
@@ -563,6 +569,8 @@ def openapi(*, plans: list[str] | None = None) -> dict[str, Any]:
         },
     }
 
+
+_QUERY_SCHEMAS: dict[str, schemas.Schema] = {"app": schemas.APP_NAME}
 
 _PATH_SCHEMAS: dict[str, schemas.Schema] = {
     "app": {"type": "string", "minLength": 1},

@@ -7,13 +7,22 @@ onto the new env; forget stops it and its host.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.agent.conftest import HERE, Running, StartUp, get, write_app
+from agent.settings import AgentSettings, LocalSettings
+from control.agent_target import AgentClient as ControlAgentClient
+from control.errors import TargetUnavailable
+from control.up import Up, UpSettings
+from router.feed import AgentClient as FeedClient
+from router.routes import Routes
+from router.settings import RouterSettings
+from tests.agent.conftest import HERE, ListSink, Running, StartUp, get, write_app
 
 HOST = "shop.test"
 
@@ -150,3 +159,54 @@ async def test_bad_definitions_are_refused_with_the_reason_and_change_nothing(
         async with http.put(f"{s.api}/v1/apps/shop", data=b"{") as resp:
             assert resp.status == 400
     assert set(s.up.agent.machines) == {"hello"}
+
+
+async def test_with_a_token_the_api_takes_only_requests_that_carry_it(tmp_path: Path) -> None:
+    """Defining an app runs a command: the API refuses anyone without the agent's token."""
+    token = "slw_agent_token_for_tests_0123456789"
+    up = Up(
+        UpSettings(
+            apps_file=None,
+            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01, token=token),
+            local=LocalSettings(),
+        ),
+        app_sink=ListSink(),
+        router_sink=ListSink(),
+    )
+    await up.start()
+    api = f"http://127.0.0.1:{up.api_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{api}/v1/apps/shop", json=definition()) as resp:
+                assert resp.status == 401
+                assert "SLIPWAY_AGENT_TOKEN" in (await resp.json())["error"]
+            bad = {"Authorization": f"Bearer {token}x"}
+            async with http.get(f"{api}/v1/routes", headers=bad) as resp:
+                assert resp.status == 401
+            async with http.get(f"{api}/healthz") as resp:
+                assert resp.status == 200  # probes need no token
+        assert "shop" not in up.agent.machines
+        # The control plane's client and a router's feed carry it.
+        control = ControlAgentClient(api, token=token, timeout=5)
+        try:
+            await control.define("shop", definition())
+            assert (await control.status("shop") or {})["state"] == "asleep"
+        finally:
+            await control.close()
+        routes = Routes()
+        feed = FeedClient(api, routes=routes, token=token, report_interval=0.05)
+        await feed.start()
+        try:
+            await asyncio.wait_for(feed.synced.wait(), 10)
+            assert "shop" in routes.table.apps
+        finally:
+            await feed.stop()
+        refused = ControlAgentClient(api, token="wrong", timeout=5)
+        try:
+            with pytest.raises(TargetUnavailable, match="refused PUT /v1/apps/other: 401"):
+                await refused.define("other", definition())
+        finally:
+            await refused.close()
+    finally:
+        await up.stop()

@@ -139,6 +139,10 @@ class TestTokenVerification:
         assert status == 200
         assert body["token"]["admin"] is True
 
+    async def test_a_name_no_app_can_have_is_refused_even_for_an_admin(self, api: Api) -> None:
+        status, body, _ = await api.call("GET", "/auth/verify?app=Not_An_App")
+        assert (status, body["id"]) == (422, "invalid_name")
+
 
 class TestApps:
     async def test_create_show_list_rename_delete(self, api: Api) -> None:

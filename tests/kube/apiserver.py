@@ -41,6 +41,7 @@ KINDS: dict[tuple[str, str, str], str] = {
     ("apps", "v1", "deployments"): "Deployment",
     ("", "v1", "pods"): "Pod",
     ("", "v1", "services"): "Service",
+    ("", "v1", "secrets"): "Secret",
     ("discovery.k8s.io", "v1", "endpointslices"): "EndpointSlice",
     ("coordination.k8s.io", "v1", "leases"): "Lease",
     ("batch", "v1", "jobs"): "Job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import kmock
 import pytest
@@ -28,3 +29,17 @@ def make_client(server: ApiServer) -> client.ApiClient:
 async def api(apiserver: ApiServer) -> AsyncIterator[client.ApiClient]:
     async with make_client(apiserver) as api:
         yield api
+
+
+def write_kubeconfig(server: ApiServer, path: Path) -> Path:
+    """A kubeconfig for the apiserver, as ``kubectl`` (and an agent outside a pod) reads it."""
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: t, cluster: {{server: "{str(server.url).rstrip("/")}"}}}}]
+users: [{{name: t, user: {{token: t}}}}]
+contexts: [{{name: t, context: {{cluster: t, user: t}}}}]
+current-context: t
+"""
+    )
+    return path

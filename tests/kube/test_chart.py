@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -166,6 +167,8 @@ LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "updat
 DEPLOY = {
     *(("apps", "deployments", v) for v in ("create", "update", "delete")),
     *(("", "services", v) for v in ("get", "create", "patch", "delete")),
+    # One immutable env Secret per release: created, listed to drop old ones, deleted.
+    *(("", "secrets", v) for v in ("create", "list", "delete")),
 }
 
 
@@ -193,6 +196,14 @@ def test_deploy_rights_add_only_create_and_delete_of_app_objects_in_the_apps_nam
     leader = named(docs, "Role", "slipway-agent-leader")
     assert "namespace" not in leader["metadata"]  # the release namespace, where the agent runs
     assert rules_of(leader) == LEASES
+
+
+def test_with_the_control_plane_the_agent_may_create_what_it_defines() -> None:
+    docs = render({"control": {"enabled": True}})
+    assert rules_of(named(docs, "Role", "slipway-agent-apps")) == AGENT_LEAST | DEPLOY
+    control = named(docs, "Deployment", "slipway-control")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in control["containers"][0]["env"]}
+    assert env["SLIPWAY_AGENT_URL"] == "http://slipway-agent:8081"  # the agent Service
 
 
 def test_only_the_agent_mounts_an_api_token(scenario: tuple[str, list[dict[str, Any]]]) -> None:
@@ -252,6 +263,10 @@ def test_the_components_run_with_their_commands_and_ports() -> None:
     assert env["SLIPWAY_KUBE_NAMESPACE"]["value"] == "slipway-apps"
     assert env["SLIPWAY_KUBE_LEASE_NAME"]["value"] == "slipway-leader"
     assert env["SLIPWAY_KUBE_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["SLIPWAY_AGENT_RUNTIME"]["value"] == "kubernetes"
+    # The leader's URL in the Lease is built from it (agent/kubernetes/serve.py).
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert '"POD_IP"' in (ROOT / "agent" / "kubernetes" / "serve.py").read_text()
     router_env = {e["name"]: e.get("value") for e in by_name["slipway-router"]["env"]}
     assert router_env["SLIPWAY_AGENT_URL"] == "http://slipway-agent:8081"
 
@@ -368,7 +383,7 @@ DYNAMIC_PREFIXES = {
     "SLIPWAY_EXPORTER_": "exporters/cli.py",
 }
 #: Set by the chart for a wiring the code does not read yet (see docs/kubernetes.md).
-NOT_READ_YET = {"SLIPWAY_AGENT_RUNTIME"}
+NOT_READ_YET: set[str] = set()
 
 
 def _code_text() -> str:
@@ -425,3 +440,28 @@ def test_inline_exporter_targets_are_the_exporter_s_own_toml() -> None:
     text = named(docs, "Secret", "slipway-exporter-redis-targets")["stringData"]["targets.toml"]
     targets = parse_targets(text, kind=Kind.REDIS, environ={}, read_file=lambda p: "")
     assert [t.name for t in targets] == ["cache"]
+
+
+def _token_refs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: env["valueFrom"]["secretKeyRef"]
+        for name, _, container in containers(docs)
+        for env in container.get("env", [])
+        if env["name"] == "SLIPWAY_AGENT_TOKEN"
+    }
+
+
+def test_the_agent_routers_and_control_share_a_generated_agent_token() -> None:
+    docs = render({"control": {"enabled": True}})
+    refs = _token_refs(docs)
+    assert set(refs) == {"slipway-agent", "slipway-router", "slipway-control"}
+    assert {(r["name"], r["key"]) for r in refs.values()} == {("slipway-agent-token", "token")}
+    secret = named(docs, "Secret", "slipway-agent-token")
+    assert len(base64.b64decode(secret["data"]["token"])) == 48
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_an_operator_supplied_agent_token_secret_is_used_instead() -> None:
+    docs = render({"agent": {"tokenSecret": "my-token"}})
+    assert {r["name"] for r in _token_refs(docs).values()} == {"my-token"}
+    assert not [d for d in of_kind(docs, "Secret") if d["metadata"]["name"].endswith("agent-token")]

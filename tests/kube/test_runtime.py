@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -12,6 +13,8 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
+from agent.apps import AppConfig
+from agent.definition import definition_json, parse_definition
 from agent.kubernetes.errors import NotLeader
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.settings import KubeSettings
@@ -26,7 +29,7 @@ from tests.kube.controllers import endpoint_slice, pod, replicas_become
 SPEC = ProcessSpec(
     app="blog",
     process="web",
-    command="",
+    command="bundle exec puma -p $PORT",
     image="registry.test/blog@sha256:abc",
     release=3,
     env={"DATABASE_URL": "postgres://blog@db/blog"},
@@ -84,8 +87,16 @@ async def test_apply_creates_a_labelled_deployment_at_zero_replicas_and_a_web_se
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["/cnb/process/web"]
     assert container["image"] == SPEC.image
-    assert {"name": "DATABASE_URL", "value": "postgres://blog@db/blog"} in container["env"]
-    assert {"name": "PORT", "value": "5000"} in container["env"]
+    # Config vars come from the release's immutable Secret, never inline in the Deployment.
+    assert container["env"] == [{"name": "PORT", "value": "5000"}]
+    assert container["envFrom"] == [{"secretRef": {"name": "blog-env-v3"}}]
+    assert "postgres://" not in json.dumps(dep)
+    secret = apiserver.get("secrets", NAMESPACE, "blog-env-v3")
+    assert secret is not None
+    assert secret["immutable"] is True
+    assert secret["stringData"] == {"DATABASE_URL": "postgres://blog@db/blog"}
+    assert secret["metadata"]["labels"]["slipway.dev/app"] == "blog"
+    assert secret["metadata"]["labels"]["slipway.dev/release"] == "3"
     assert container["readinessProbe"]["httpGet"] == {"path": "/up", "port": "http"}
     assert dep["spec"]["template"]["metadata"]["labels"]["slipway.dev/release"] == "3"
     svc = apiserver.get("services", NAMESPACE, "blog-web")
@@ -104,10 +115,81 @@ async def test_reapplying_a_spec_patches_it_and_keeps_the_replicas_the_scale_set
     assert dep is not None
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["template"]["metadata"]["labels"]["slipway.dev/release"] == "4"
-    assert dep["spec"]["template"]["spec"]["containers"][0]["command"] == [
-        "/cnb/lifecycle/launcher",
-        "bundle exec puma",
-    ]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    # The image's launcher runs the Procfile line (control/builds/cnb.py).
+    assert container["command"] == ["/cnb/process/web"]
+    assert container["envFrom"] == [{"secretRef": {"name": "blog-env-v4"}}]
+    # Release 3's Secret stays for its ReplicaSet's pods until it is long gone.
+    assert apiserver.get("secrets", NAMESPACE, "blog-env-v3") is not None
+    assert apiserver.get("secrets", NAMESPACE, "blog-env-v4") is not None
+
+
+async def test_only_the_newest_releases_env_secrets_are_kept(
+    runtime: KubernetesRuntime, apiserver: ApiServer
+) -> None:
+    for release in range(1, 6):
+        await runtime.apply(dataclasses.replace(SPEC, release=release))
+    names = sorted(o["metadata"]["name"] for o in apiserver.objects_of("secrets"))
+    assert names == ["blog-env-v3", "blog-env-v4", "blog-env-v5"]
+
+
+async def test_reapplying_an_unchanged_spec_sends_nothing_once_the_watch_has_it(
+    runtime: KubernetesRuntime, apiserver: ApiServer
+) -> None:
+    await runtime.apply(SPEC)
+    statuses = runtime.watch()
+    await next_status(statuses)
+    before = len(apiserver)
+    await runtime.apply(SPEC)
+    assert len(apiserver) == before
+    await runtime.apply(dataclasses.replace(SPEC, health_path="/health"))
+    assert len(apiserver) > before
+    await statuses.aclose()  # type: ignore[attr-defined]
+
+
+async def test_an_apply_right_after_a_remove_creates_the_deployment_again(
+    runtime: KubernetesRuntime, apiserver: ApiServer
+) -> None:
+    await runtime.apply(SPEC)
+    statuses = runtime.watch()
+    await next_status(statuses)
+    await runtime.remove("blog", "web")
+    await runtime.apply(SPEC)  # the watch may not have seen the delete yet: no skip
+    assert apiserver.get("deployments", NAMESPACE, "blog-web") is not None
+    assert apiserver.get("secrets", NAMESPACE, "blog-env-v3") is not None
+    await statuses.aclose()  # type: ignore[attr-defined]
+
+
+async def test_deployments_carry_the_app_definition_without_env_values(
+    api: client.ApiClient, runtime: KubernetesRuntime, apiserver: ApiServer
+) -> None:
+    config = AppConfig(
+        name="blog",
+        hosts=("blog.apps.test",),
+        processes={"web": SPEC, "worker": dataclasses.replace(SPEC, process="worker")},
+        formation={"web": 2},
+        always_on=frozenset({"worker"}),
+    )
+    runtime.describe(config)
+    for spec in config.processes.values():
+        await runtime.apply(spec)
+    dep = apiserver.get("deployments", NAMESPACE, "blog-worker")
+    assert dep is not None
+    stored = json.loads(dep["metadata"]["annotations"]["slipway.dev/definition"])
+    assert stored == {k: v for k, v in definition_json(config).items() if k != "env"}
+
+    # Another agent (a new leader) reads it back from its watch and gets the app again.
+    other = KubernetesRuntime(api, settings=settings(), registry=CollectorRegistry())
+    statuses = other.watch()
+    await next_status(statuses)
+    rebuilt = parse_definition("blog", other.definitions()["blog"])
+    assert rebuilt.hosts == config.hosts
+    assert rebuilt.formation == {"web": 2}
+    assert rebuilt.always_on == {"worker"}
+    assert rebuilt.processes["web"].image == SPEC.image
+    assert rebuilt.processes["web"].env == {}  # the values stay in the Secret
+    await statuses.aclose()  # type: ignore[attr-defined]
+    await other.close()
 
 
 async def test_a_worker_gets_no_service_and_remove_deletes_what_apply_made(
@@ -122,6 +204,9 @@ async def test_a_worker_gets_no_service_and_remove_deletes_what_apply_made(
     assert apiserver.get("deployments", NAMESPACE, "blog-web") is None
     assert apiserver.get("services", NAMESPACE, "blog-web") is None
     assert apiserver.get("deployments", NAMESPACE, "blog-worker") is not None
+    assert len(apiserver.objects_of("secrets")) == 2  # the worker still runs on them
+    await runtime.remove("blog", "worker")
+    assert apiserver.objects_of("secrets") == []  # the app's last process: its config goes
 
 
 async def test_a_spec_without_an_image_is_refused_with_a_clear_error(

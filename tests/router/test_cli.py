@@ -88,7 +88,7 @@ def scrape(port: int) -> dict[str, Metric]:
 
 
 def until_ready(port: int) -> int:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # workers boot on a loaded machine too
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:

@@ -62,3 +62,10 @@ livenessProbe:
   failureThreshold: 3
   timeoutSeconds: 2
 {{- end -}}
+
+{{- /* The agent API's bearer token, from the Secret agent-token.yaml keeps (agent, routers, control). */}}
+{{- define "slipway.agentTokenEnv" -}}
+- name: SLIPWAY_AGENT_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.agent.tokenSecret | default (include "slipway.name" (list . "agent-token")) }}, key: token}
+{{- end -}}
