@@ -82,7 +82,8 @@ class Builds:
     def _need_builder(self) -> Builder:
         if self._builder is None:
             raise BuildsUnavailable(
-                "this control plane has no builder (set --build-root / SLIPWAY_BUILD_ROOT)"
+                "this control plane has no builder "
+                "(set SLIPWAY_BUILD_ROOT, or SLIPWAY_BUILDER=kubernetes)"
             )
         return self._builder
 
@@ -192,7 +193,7 @@ class Builds:
             release = await self.control.release_build(
                 app,
                 build_id=build.id,
-                artifact=str(artifact.slug),
+                artifact=artifact.reference,
                 procfile=procfile,
                 description=f"Deploy {what}",
                 actor=build.actor,
@@ -221,7 +222,7 @@ class Builds:
                 now=now,
                 output=output,
                 commit=None if artifact is None else artifact.commit,
-                artifact=None if artifact is None else str(artifact.slug),
+                artifact=None if artifact is None else artifact.reference,
                 digest=None if artifact is None else artifact.digest,
                 procfile=None if artifact is None else artifact.process_types,
             )
@@ -260,6 +261,10 @@ class Builds:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A builder holding a connection (the Kubernetes API's) lets it go with the builds.
+        close = getattr(self._builder, "close", None)
+        if close is not None:
+            await close()
 
     def _say(self, build: Build, text: str) -> None:
         self._sink.publish(build.app, "build", f"build.{build.id}", text, self._clock())

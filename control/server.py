@@ -23,7 +23,8 @@ from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
 from control.agent_target import AgentClient, AgentLink, AgentTarget
 from control.api.app import build_app
-from control.building import Builds
+from control.building import Builder, Builds
+from control.builds.kube import KubernetesBuilder
 from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
 from control.builds.model import LogSink
@@ -216,27 +217,49 @@ def build_builds(
     sink: LogSink | None,
     registry: CollectorRegistry,
 ) -> Builds | None:
-    """The local builder behind POST /apps/{app}/builds, when a build root is set."""
+    """The builder behind POST /apps/{app}/builds: local with a build root, or CNB Jobs."""
     if settings.builds is None:
         return None
-    root = Path(settings.builds.root).resolve()
+    root = Path(settings.builds.root).resolve() if settings.builds.root else None
     sink = sink or _NoSink()
-    builder = LocalBuilder(
-        BuildSettings(
-            root=root,
-            concurrency=settings.builds.concurrency,
+    builder: Builder
+    if settings.builds.cnb is not None:
+        builder = KubernetesBuilder(
+            settings.builds.cnb,
+            sink=sink,
+            metrics=BuildMetrics(registry),
             timeout=settings.builds.timeout,
-        ),
-        sink=sink,
-        metrics=BuildMetrics(registry),
-    )
+            buildpacks=lambda app: buildpacks_of(control, app),
+        )
+    else:
+        assert root is not None, "the local builder needs a build root"
+        builder = LocalBuilder(
+            BuildSettings(
+                root=root,
+                concurrency=settings.builds.concurrency,
+                timeout=settings.builds.timeout,
+            ),
+            sink=sink,
+            metrics=BuildMetrics(registry),
+        )
     return Builds(
         control,
         builder=builder,
         sink=sink,
         logs_url=settings.builds.logs_url,
-        uploads=root / "uploads",
+        # Uploads are unpacked by the local builder; a Job fetches its source with git.
+        uploads=root / "uploads" if root is not None and settings.builds.cnb is None else None,
     )
+
+
+#: The app's config var naming its buildpacks, in order (``id`` or ``id@version``, separated
+#: by commas or spaces); unset, the builder image's own detection chooses.
+BUILDPACKS_VAR = "BUILDPACKS"
+
+
+async def buildpacks_of(control: Control, app: str) -> tuple[str, ...]:
+    config = await control.config(app)
+    return tuple(config.get(BUILDPACKS_VAR, "").replace(",", " ").split())
 
 
 def build_review(

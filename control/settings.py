@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from control.builds.settings import CNBSettings
 from control.kit.durations import parse_duration
 
 #: The embedded default: one file beside where slipway runs.
@@ -78,16 +79,19 @@ class ReviewSettings:
 
 @dataclass(frozen=True, slots=True)
 class BuildServerSettings:
-    """Builds run by the control plane itself (the embedded default's local builder)."""
+    """Builds run by the control plane: the local builder, or CNB Jobs on Kubernetes."""
 
-    #: Build work, slugs and caches (SLIPWAY_BUILD_ROOT).
-    root: str
+    #: Build work, slugs and caches (SLIPWAY_BUILD_ROOT); with the Kubernetes builder only
+    #: uploads go there, and None means no uploads.
+    root: str | None
     #: Builds at once (SLIPWAY_BUILD_CONCURRENCY); the rest queue.
     concurrency: int = 2
     #: Seconds one build may take before it is killed (SLIPWAY_BUILD_TIMEOUT, Heroku: 15 min).
     timeout: float = 900.0
     #: The logs service's base URL, for a build's ``output_stream_url`` (SLIPWAY_LOGS_URL).
     logs_url: str | None = None
+    #: Build as Kubernetes Jobs running the CNB lifecycle (SLIPWAY_BUILDER=kubernetes).
+    cnb: CNBSettings | None = None
 
 
 def review_settings_from_env(environ: Mapping[str, str]) -> ReviewSettings | None:
@@ -107,13 +111,39 @@ def review_settings_from_env(environ: Mapping[str, str]) -> ReviewSettings | Non
 
 
 def build_settings_from_env(environ: Mapping[str, str]) -> BuildServerSettings | None:
-    """Builds as the environment configures them; None unless a build root is set."""
-    root = environ.get("SLIPWAY_BUILD_ROOT")
-    if not root:
+    """Builds as the environment configures them.
+
+    ``SLIPWAY_BUILDER`` is ``local`` (the default; needs ``SLIPWAY_BUILD_ROOT``, else
+    None: no builds) or ``kubernetes`` (CNB Jobs, ``SLIPWAY_CNB_*``).
+    """
+    builder = environ.get("SLIPWAY_BUILDER") or "local"
+    if builder not in ("local", "kubernetes"):
+        raise ValueError(f"SLIPWAY_BUILDER must be local or kubernetes, not {builder!r}")
+    root = environ.get("SLIPWAY_BUILD_ROOT") or None
+    if builder == "local" and root is None:
         return None
+    timeout = parse_duration(environ.get("SLIPWAY_BUILD_TIMEOUT") or "15m")
     return BuildServerSettings(
         root=root,
         concurrency=int(environ.get("SLIPWAY_BUILD_CONCURRENCY") or 2),
-        timeout=parse_duration(environ.get("SLIPWAY_BUILD_TIMEOUT") or "15m"),
+        timeout=timeout,
         logs_url=environ.get("SLIPWAY_LOGS_URL") or None,
+        cnb=cnb_settings_from_env(environ, timeout=timeout) if builder == "kubernetes" else None,
+    )
+
+
+def cnb_settings_from_env(environ: Mapping[str, str], *, timeout: float) -> CNBSettings:
+    """The build Jobs' settings from ``SLIPWAY_CNB_*``; unset ones keep CNBSettings' defaults."""
+    defaults = CNBSettings()
+    return CNBSettings(
+        namespace=environ.get("SLIPWAY_CNB_NAMESPACE") or defaults.namespace,
+        builder_image=environ.get("SLIPWAY_CNB_BUILDER_IMAGE") or defaults.builder_image,
+        registry=environ.get("SLIPWAY_CNB_REGISTRY") or defaults.registry,
+        registry_secret=environ.get("SLIPWAY_CNB_REGISTRY_SECRET") or defaults.registry_secret,
+        run_image=environ.get("SLIPWAY_CNB_RUN_IMAGE") or None,
+        git_image=environ.get("SLIPWAY_CNB_GIT_IMAGE") or defaults.git_image,
+        service_account=environ.get("SLIPWAY_CNB_SERVICE_ACCOUNT") or defaults.service_account,
+        # Kubernetes' own deadline backs up the builder's: a control plane that died
+        # mid-build still leaves no build running for ever.
+        active_deadline=max(1, int(timeout)),
     )

@@ -4,7 +4,8 @@ Kubernetes (Fluent Bit tail + kubernetes filter): the pod's labels
 ``slipway.dev/app`` and ``slipway.dev/process`` name the app and process; the
 dyno is ``{process}.{last part of the pod name}`` (``web.x7k2q``), the nearest
 thing to Heroku's ``web.1`` a Deployment has. An optional ``slipway.dev/source``
-label (``build`` for build pods) sets the source.
+label (``build`` for build pods) sets the source; a build pod's ``slipway.dev/build``
+label makes its process ``build.<id>``, as the control plane names one build's lines.
 
 Anything else is named by its tag: ``slipway.{app}.{process}[.{n}]`` for app
 lines (``slipway.shop.web.1`` -> app ``shop``, ``web.1``), and
@@ -23,6 +24,7 @@ from logs.model import Source, valid_app
 APP_LABEL = "slipway.dev/app"
 PROCESS_LABEL = "slipway.dev/process"
 SOURCE_LABEL = "slipway.dev/source"
+BUILD_LABEL = "slipway.dev/build"
 TAG_PREFIX = "slipway."
 _SOURCES = {s.value: s for s in Source}
 #: Record keys that hold the line itself: Fluent Bit's tail/cri (``log``), docker and
@@ -63,6 +65,9 @@ def target_from_kubernetes(record: dict[Any, Any]) -> Target | None:
     process = labels.get(PROCESS_LABEL)
     process = process if isinstance(process, str) and process else "app"
     source = _SOURCES.get(str(labels.get(SOURCE_LABEL, "app")), Source.APP)
+    build = labels.get(BUILD_LABEL)
+    if source is Source.BUILD and isinstance(build, str) and build:
+        return Target(app, source, f"build.{build}")
     pod = kube.get("pod_name")
     if source is Source.APP and isinstance(pod, str) and "-" in pod:
         process = f"{process}.{pod.rsplit('-', 1)[1]}"

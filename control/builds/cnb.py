@@ -11,7 +11,13 @@ pod status without reading logs; ``digest_from_log`` reads it from the
 creator's output as well, for when the status was lost.
 
 Procfile types become launch processes: the app image runs them as
-``/cnb/process/<type>``.
+``/cnb/process/<type>``. The init container refuses a source without a
+Procfile and writes it to its own termination message, so the process types
+come back in the pod status as the digest does.
+
+``outcome(job, pod)`` is the pure reading of the Job and its pod that the
+builder (``kube.py``) acts on: still running, succeeded (with the report and
+the Procfile), or failed with a reason a person can act on.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from control.builds.errors import BuildError
@@ -36,6 +43,9 @@ PLATFORM_API = "0.12"
 # Paketo's builder images run as the cnb user (1000:1000); the volumes must be theirs.
 CNB_UID = 1000
 REPORT_PATH = "/layers/report.toml"
+FETCH_CONTAINER = "fetch-source"
+CREATOR_CONTAINER = "creator"
+FETCH_MESSAGE_PATH = "/dev/termination-log"
 _FETCH_SCRIPT = (
     "set -eu\n"
     "git init -q /workspace\n"
@@ -43,6 +53,12 @@ _FETCH_SCRIPT = (
     'git fetch -q --depth 1 "$SOURCE_URL" "$SOURCE_COMMIT"\n'
     "git checkout -q FETCH_HEAD\n"
     "rm -rf .git\n"
+    "if [ ! -f Procfile ]; then\n"
+    "  echo 'no Procfile at the root of the source: it names the process types to run' >&2\n"
+    "  exit 1\n"
+    "fi\n"
+    # The termination message carries the Procfile back in the pod status (4 KiB at most).
+    f"cp Procfile {FETCH_MESSAGE_PATH}\n"
     'if [ -n "${ORDER_TOML:-}" ]; then printf \'%s\\n\' "$ORDER_TOML" > /layers/order.toml; fi\n'
 )
 
@@ -94,6 +110,9 @@ def build_job(
         "app.kubernetes.io/managed-by": "slipway",
         "slipway.dev/app": app,
         "slipway.dev/build": build_id,
+        # Fluent Bit ships the pod's output to the logs service as this app's build lines
+        # (process build.<id>, logs/mapping.py), as the builder's own sink names them.
+        "slipway.dev/source": "build",
     }
     args = [
         "-app=/workspace",
@@ -140,16 +159,18 @@ def build_job(
                     },
                     "initContainers": [
                         {
-                            "name": "fetch-source",
+                            "name": FETCH_CONTAINER,
                             "image": settings.git_image,
                             "command": ["sh", "-c", _FETCH_SCRIPT],
                             "env": fetch_env,
                             "volumeMounts": mounts,
+                            "terminationMessagePath": FETCH_MESSAGE_PATH,
+                            "terminationMessagePolicy": "File",
                         }
                     ],
                     "containers": [
                         {
-                            "name": "creator",
+                            "name": CREATOR_CONTAINER,
                             "image": settings.builder_image,
                             "command": ["/cnb/lifecycle/creator"],
                             "args": args,
@@ -213,3 +234,127 @@ def digest_from_log(lines: Sequence[str]) -> str:
         if match:
             return match.group(1)
     raise BuildError("creator output has no '*** Digest:' line (the export did not finish)")
+
+
+# Lifecycle's restorer and exporter say these when a layer came from the cache image.
+_CACHE_REUSE = re.compile(r"Reusing cache layer|Restoring data for .* from cache")
+
+
+def cache_hit_from_log(lines: Sequence[str]) -> bool:
+    """Whether creator reused a layer of the app's cache image (its log says so)."""
+    return any(_CACHE_REUSE.search(line) for line in lines)
+
+
+def job_labels(app: str, build_id: str) -> str:
+    """The label selector of one build's Job and pod."""
+    return f"slipway.dev/app={app},slipway.dev/build={build_id}"
+
+
+# Waiting reasons after which the container never starts on its own: the image cannot be
+# pulled or the container cannot be made (a missing Secret key, a bad command).
+STUCK = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a build Job ended: a failure to report, or creator's report and the Procfile."""
+
+    failure: str | None = None
+    report: str | None = None
+    """creator's termination message (its ``report.toml``); None if the status lost it."""
+    procfile: str | None = None
+    """fetch-source's termination message: the source's Procfile."""
+    finished: bool = True
+    """Kubernetes ended the Job itself; False when the builder has to delete it."""
+    by_job: bool = False
+    """Read from the Job's conditions alone: a fresh read of the pod may say more."""
+
+
+def container_status(pod: Manifest | None, name: str) -> Manifest | None:
+    """One container's status (init containers included) from a pod, if reported yet."""
+    status = (pod or {}).get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for entry in status.get(key) or ():
+            if entry.get("name") == name:
+                return dict(entry)
+    return None
+
+
+def started(pod: Manifest | None, name: str) -> bool:
+    """The container runs or has run: its log can be read."""
+    state = (container_status(pod, name) or {}).get("state") or {}
+    return "running" in state or "terminated" in state
+
+
+def outcome(job: Manifest | None, pod: Manifest | None) -> Outcome | None:
+    """The end of a build as its Job and pod show it; None while it is still going.
+
+    The pod is read first because it says why (an exit status, an image that
+    cannot be pulled); the Job's own conditions cover what the pod cannot say
+    (the deadline passed, the pod was deleted or evicted).
+    """
+    for name in (FETCH_CONTAINER, CREATOR_CONTAINER):
+        entry = container_status(pod, name) or {}
+        state = entry.get("state") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in STUCK:
+            image = entry.get("image") or "its image"
+            return Outcome(
+                failure=f"{name} cannot start: {waiting['reason']} for {image}: "
+                f"{waiting.get('message') or 'no message'}",
+                finished=False,
+            )
+        terminated = state.get("terminated")
+        if terminated is None:
+            continue
+        code = terminated.get("exitCode")
+        if code != 0:
+            what = "fetching the source" if name == FETCH_CONTAINER else "creator"
+            reason = terminated.get("reason") or "Error"
+            return Outcome(failure=f"{what} failed (exit status {code}, {reason})")
+        if name == CREATOR_CONTAINER:
+            fetch = ((container_status(pod, FETCH_CONTAINER) or {}).get("state") or {}).get(
+                "terminated"
+            ) or {}
+            return Outcome(
+                report=terminated.get("message") or None,
+                procfile=fetch.get("message") or None,
+            )
+    phase = ((pod or {}).get("status") or {}).get("phase")
+    for condition in ((job or {}).get("status") or {}).get("conditions") or ():
+        if condition.get("status") != "True":
+            continue
+        if (
+            pod is not None
+            and phase not in ("Succeeded", "Failed")
+            and condition.get("reason") != "DeadlineExceeded"
+        ):
+            # The Job and its pod come by separate watches: the pod's own end, which says
+            # more (an exit status, the report), is on its way.
+            continue
+        if condition.get("type") == "Failed":
+            return Outcome(
+                failure=f"the build Job failed: {condition.get('reason') or 'Failed'}: "
+                f"{condition.get('message') or 'no message'}",
+                by_job=True,
+            )
+        if condition.get("type") == "Complete":
+            return Outcome(
+                failure="the build Job completed but its pod's status is gone", by_job=True
+            )
+    if phase == "Failed":
+        status = (pod or {}).get("status") or {}
+        return Outcome(
+            failure=f"the build pod failed: {status.get('reason') or 'Failed'}: "
+            f"{status.get('message') or 'no message'}"
+        )
+    return None

@@ -12,6 +12,8 @@ from typing import Protocol
 class Stack(enum.StrEnum):
     PYTHON = "python"
     NODE = "node"
+    #: Built by Cloud Native Buildpacks on Kubernetes: the buildpacks chose the language.
+    BUILDPACKS = "buildpacks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +41,13 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
-    """A finished build: a slug directory a release can run, and what it holds."""
+    """A finished build: a slug directory or an image a release can run, and what it holds."""
 
     build_id: str
     app: str
     commit: str | None
-    slug: Path
-    """The slug directory: ``app/`` (the source) and, for Python, ``.venv``."""
+    slug: Path | None
+    """The slug directory: ``app/`` (the source) and, for Python, ``.venv``; None for an image."""
     process_types: MappingProxyType[str, str]
     stack: Stack
     cache_hit: bool
@@ -53,6 +55,16 @@ class Artifact:
     digest: str
     """``sha256:`` of the slug's files and of the dependency set it runs with."""
     duration: float = field(default=0.0, compare=False)
+    image: str | None = None
+    """The app image pinned by digest (``registry/app@sha256:...``) when the build made one."""
+
+    @property
+    def reference(self) -> str:
+        """What a release runs: the image by digest, else the slug directory."""
+        if self.image is not None:
+            return self.image
+        assert self.slug is not None, "an artifact is a slug or an image"
+        return str(self.slug)
 
 
 class LogSink(Protocol):

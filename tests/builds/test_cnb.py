@@ -8,11 +8,15 @@ import kubernetes_validate
 import pytest
 
 from control.builds.cnb import (
+    Outcome,
     build_job,
+    cache_hit_from_log,
     digest_from_log,
     digest_from_report,
     order_toml,
+    outcome,
     process_command,
+    started,
 )
 from control.builds.errors import BuildError
 from control.builds.settings import CNBSettings
@@ -120,6 +124,7 @@ def test_the_job_fails_once_is_bounded_in_time_and_labelled_for_its_app_and_buil
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["slipway.dev/app"] == "demo"
     assert labels["slipway.dev/build"] == "a1b2c3"
+    assert labels["slipway.dev/source"] == "build"  # the logs service files its output so
 
 
 def test_a_long_app_name_still_gives_a_job_name_within_the_label_limit() -> None:
@@ -202,3 +207,94 @@ def test_a_procfile_type_runs_as_its_cnb_launcher_process() -> None:
 def test_a_process_type_that_is_not_a_procfile_name_has_no_command(name: str) -> None:
     with pytest.raises(BuildError, match="is not a Procfile name"):
         process_command(name)
+
+
+def test_the_fetch_container_refuses_a_source_without_a_procfile_and_sends_it_back() -> None:
+    fetch = _job()["spec"]["template"]["spec"]["initContainers"][0]
+    script = fetch["command"][2]
+    assert "if [ ! -f Procfile ]" in script
+    assert "cp Procfile /dev/termination-log" in script
+    assert fetch["terminationMessagePath"] == "/dev/termination-log"
+    assert fetch["terminationMessagePolicy"] == "File"
+
+
+def _pod(phase: str, fetch: dict[str, Any], creator: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "build-demo-a1b2c3-x7k2p"},
+        "status": {
+            "phase": phase,
+            "initContainerStatuses": [{"name": "fetch-source", "image": "alpine/git"} | fetch],
+            "containerStatuses": [{"name": "creator", "image": "paketo"} | creator],
+        },
+    }
+
+
+def _state(**state: Any) -> dict[str, Any]:
+    return {"state": state}
+
+
+RUNNING = _state(running={})
+WAITING = _state(waiting={"reason": "PodInitializing"})
+FETCHED = _state(terminated={"exitCode": 0, "message": "web: gunicorn app:app\n"})
+
+
+def _job_with(kind: str, reason: str, message: str = "m") -> dict[str, Any]:
+    condition = {"type": kind, "status": "True", "reason": reason, "message": message}
+    return {"status": {"conditions": [condition]}}
+
+
+def test_a_build_in_progress_has_no_outcome_and_its_started_containers_have_logs() -> None:
+    pod = _pod("Pending", FETCHED, RUNNING)
+    assert outcome(None, None) is None
+    assert outcome({"status": {}}, _pod("Pending", RUNNING, WAITING)) is None
+    assert outcome(None, pod) is None
+    assert started(pod, "fetch-source")
+    assert started(pod, "creator")
+    assert not started(_pod("Pending", RUNNING, WAITING), "creator")
+
+
+def test_creator_s_clean_exit_carries_the_report_and_the_fetched_procfile() -> None:
+    done = _state(terminated={"exitCode": 0, "message": "[image]\n"})
+    assert outcome(None, _pod("Succeeded", FETCHED, done)) == Outcome(
+        report="[image]\n", procfile="web: gunicorn app:app\n"
+    )
+
+
+def test_a_failed_container_says_which_and_its_exit_status() -> None:
+    fetch_failed = _state(terminated={"exitCode": 128, "reason": "Error"})
+    assert outcome(None, _pod("Failed", fetch_failed, WAITING)) == Outcome(
+        failure="fetching the source failed (exit status 128, Error)"
+    )
+    oom = _state(terminated={"exitCode": 137, "reason": "OOMKilled"})
+    assert outcome(None, _pod("Failed", FETCHED, oom)) == Outcome(
+        failure="creator failed (exit status 137, OOMKilled)"
+    )
+
+
+def test_an_image_that_cannot_be_pulled_fails_now_and_leaves_the_job_to_delete() -> None:
+    pull = _state(waiting={"reason": "ImagePullBackOff", "message": "not found"})
+    end = outcome(None, _pod("Pending", FETCHED, pull))
+    assert end == Outcome(
+        failure="creator cannot start: ImagePullBackOff for paketo: not found", finished=False
+    )
+
+
+def test_the_job_s_conditions_wait_for_the_pod_unless_the_deadline_passed() -> None:
+    running = _pod("Running", FETCHED, RUNNING)
+    # The pod's own end is on its way by the other watch: wait for it.
+    assert outcome(_job_with("Failed", "BackoffLimitExceeded"), running) is None
+    assert outcome(_job_with("Complete", ""), running) is None
+    deadline = outcome(_job_with("Failed", "DeadlineExceeded", "too long"), running)
+    assert deadline == Outcome(
+        failure="the build Job failed: DeadlineExceeded: too long", by_job=True
+    )
+    gone = outcome(_job_with("Complete", ""), None)
+    assert gone is not None
+    assert gone.by_job
+    assert gone.failure == "the build Job completed but its pod's status is gone"
+
+
+def test_cache_reuse_is_read_from_creator_s_log() -> None:
+    assert cache_hit_from_log(["Reusing cache layer 'paketo-buildpacks/pip-install:cache'"])
+    assert cache_hit_from_log(['Restoring data for "paketo-buildpacks/cpython:cpython" from cache'])
+    assert not cache_hit_from_log(["Adding cache layer 'paketo-buildpacks/pip-install:cache'"])

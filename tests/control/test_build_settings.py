@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from control.builds.settings import CNBSettings
 from control.settings import (
     BuildServerSettings,
     ReviewSettings,
@@ -50,3 +51,42 @@ def test_review_apps_default_their_pipeline_and_staging_app() -> None:
     assert (settings.pipeline, settings.staging_app, settings.stale_after_days) == (
         "shop", "shop-main", 2.5,
     )  # fmt: skip
+
+
+def test_the_kubernetes_builder_reads_its_cnb_settings_and_needs_no_build_root() -> None:
+    settings = build_settings_from_env(
+        {
+            "SLIPWAY_BUILDER": "kubernetes",
+            "SLIPWAY_BUILD_TIMEOUT": "10m",
+            "SLIPWAY_CNB_NAMESPACE": "slipway-builds",
+            "SLIPWAY_CNB_BUILDER_IMAGE": "paketobuildpacks/builder-jammy-full",
+            "SLIPWAY_CNB_REGISTRY": "ghcr.io/acme",
+            "SLIPWAY_CNB_REGISTRY_SECRET": "ghcr",
+            "SLIPWAY_CNB_RUN_IMAGE": "paketobuildpacks/run-jammy-full",
+            "SLIPWAY_CNB_GIT_IMAGE": "alpine/git:2.47.1",
+            "SLIPWAY_CNB_SERVICE_ACCOUNT": "builder",
+        }
+    )
+    assert settings is not None
+    assert (settings.root, settings.timeout) == (None, 600.0)
+    assert settings.cnb == CNBSettings(
+        namespace="slipway-builds",
+        builder_image="paketobuildpacks/builder-jammy-full",
+        registry="ghcr.io/acme",
+        registry_secret="ghcr",
+        run_image="paketobuildpacks/run-jammy-full",
+        git_image="alpine/git:2.47.1",
+        service_account="builder",
+        active_deadline=600,
+    )
+    defaults = build_settings_from_env({"SLIPWAY_BUILDER": "kubernetes"})
+    assert defaults is not None
+    assert defaults.cnb == CNBSettings(active_deadline=900)
+    local = build_settings_from_env({"SLIPWAY_BUILD_ROOT": "/b"})
+    assert local is not None
+    assert local.cnb is None
+
+
+def test_an_unknown_builder_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="SLIPWAY_BUILDER must be local or kubernetes"):
+        build_settings_from_env({"SLIPWAY_BUILDER": "docker"})

@@ -44,6 +44,7 @@ KINDS: dict[tuple[str, str, str], str] = {
     ("", "v1", "secrets"): "Secret",
     ("discovery.k8s.io", "v1", "endpointslices"): "EndpointSlice",
     ("coordination.k8s.io", "v1", "leases"): "Lease",
+    ("batch", "v1", "jobs"): "Job",
 }
 Res = tuple[str, str, str]
 

@@ -44,6 +44,11 @@ class TestKubernetesMetadata:
         record = self.record(**{"slipway.dev/app": "shop", "slipway.dev/source": "build"})
         assert resolve("kube.x", record, {}) == Target("shop", Source.BUILD, "build")
 
+    def test_a_build_job_s_pod_is_that_build_s_process(self) -> None:
+        labels = {"slipway.dev/app": "shop", "slipway.dev/source": "build"}
+        record = self.record(**labels, **{"slipway.dev/build": "9f2c4e1a"})
+        assert resolve("kube.x", record, {}) == Target("shop", Source.BUILD, "build.9f2c4e1a")
+
     def test_a_pod_without_the_app_label_falls_back_to_the_tag(self) -> None:
         assert resolve("slipway.blog.web.1", self.record(), {}) == Target(
             "blog", Source.APP, "web.1"
