@@ -191,13 +191,17 @@ class Agent:
             if process is not None and process not in machine.config.processes:
                 raise UnknownApp(app, process)
             for name in [process] if process else sorted(machine.config.processes):
-                await self.runtime.remove(app, name)
-                await self.runtime.apply(machine.config.processes[name])
-                self._applied.pop((app, name), None)
+                await self._restart_type(machine, name)
             dirty = self._dirty.get(app)
             if dirty is not None:
                 dirty.set()
             log.info("processes restarting", extra={"app": app, "process_type": process or "all"})
+
+    async def _restart_type(self, machine: AppMachine, process: str) -> None:
+        """Stop and start one type again (LocalRuntime: new processes on the same spec)."""
+        await self.runtime.remove(machine.name, process)
+        await self.runtime.apply(machine.config.processes[process])
+        self._applied.pop((machine.name, process), None)
 
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())

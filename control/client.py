@@ -70,28 +70,21 @@ class Client:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Response:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {self._token}")
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
-                return Response(reply.status, _decode(reply.read()), dict(reply.headers))
-        except urllib.error.HTTPError as exc:
-            raise CliError(_explain(exc.code, _decode(exc.read()))) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CliError(f"cannot reach the slipway API at {self.base_url}: {reason}") from None
+        sent = {"Content-Type": "application/json"} if data is not None else {}
+        return self._send(method, path, data, {**sent, **(headers or {})})
 
     def upload(self, path: str, data: bytes, content_type: str) -> Response:
         """POST raw bytes (a source tarball) instead of JSON."""
-        request = urllib.request.Request(self.base_url + path, data=data, method="POST")
+        return self._send("POST", path, data, {"Content-Type": content_type})
+
+    def _send(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
+    ) -> Response:
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
         request.add_header("Authorization", f"Bearer {self._token}")
         request.add_header("Accept", "application/json")
-        request.add_header("Content-Type", content_type)
+        for key, value in headers.items():
+            request.add_header(key, value)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
                 return Response(reply.status, _decode(reply.read()), dict(reply.headers))

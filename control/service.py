@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from control import auth
 from control.addons import Provisioner
@@ -63,6 +63,8 @@ TOKEN_CACHE_TTL = 1.0
 TOKEN_CACHE_MAX = 10_000
 
 TargetsWriter = Callable[[list[Addon]], Awaitable[None]]
+T = TypeVar("T")
+
 #: What a new release runs, from the current one: (artifact, procfile, config).
 Compose = Callable[[Release], tuple[str | None, Mapping[str, str], Mapping[str, str]]]
 
@@ -568,35 +570,43 @@ class Control:
                 raise Conflict(
                     f"{hostname} is the default domain of the app {owner}", id="domain_taken"
                 )
-        now = self._clock()
-        async with self.store.tx() as tx:
-            app = await tx.get_app(name, lock=True)
-            domain = await tx.add_domain(app, hostname, now=now)
-            await tx.record(
-                actor=actor,
-                action="domain.create",
-                app=name,
-                detail={"hostname": hostname},
-                now=now,
-            )
-        async with self._lock(app):
-            await self._redeploy_current(app)
-        return domain
+        return await self._change_domains(
+            name,
+            "domain.create",
+            hostname,
+            lambda tx, app, now: tx.add_domain(app, hostname, now=now),
+            actor=actor,
+        )
 
     async def remove_domain(self, name: str, hostname: str, *, actor: str) -> None:
+        await self._change_domains(
+            name,
+            "domain.delete",
+            hostname,
+            lambda tx, app, _: tx.remove_domain(app, hostname.lower()),
+            actor=actor,
+        )
+
+    async def _change_domains(
+        self,
+        name: str,
+        action: str,
+        hostname: str,
+        change: Callable[[Tx, App, float], Awaitable[T]],
+        *,
+        actor: str,
+    ) -> T:
+        """One domain change and its audit entry, then the running release learns the hosts."""
         now = self._clock()
         async with self.store.tx() as tx:
             app = await tx.get_app(name, lock=True)
-            await tx.remove_domain(app, hostname.lower())
+            result = await change(tx, app, now)
             await tx.record(
-                actor=actor,
-                action="domain.delete",
-                app=name,
-                detail={"hostname": hostname},
-                now=now,
+                actor=actor, action=action, app=name, detail={"hostname": hostname}, now=now
             )
         async with self._lock(app):
             await self._redeploy_current(app)
+        return result
 
     # -- formation and dynos --------------------------------------------------
 

@@ -24,7 +24,7 @@ from agent.agent import Agent
 from agent.api import api_app
 from agent.apps import WEB, AppConfig
 from agent.definition import parse_definition
-from agent.errors import ConfigError, UnknownApp
+from agent.errors import ConfigError
 from agent.kubernetes.errors import KubeError
 from agent.kubernetes.lease import Elector
 from agent.kubernetes.runtime import KubernetesRuntime
@@ -56,17 +56,10 @@ class KubeAgent(Agent):
         await super().start()
         self._tasks.start("agent-persist-activity", self._persist_activity())
 
-    async def restart(self, app: str, process: str | None = None) -> None:
-        """A rolling restart of the Deployments: not delete and create, which would take every
+    async def _restart_type(self, machine: AppMachine, process: str) -> None:
+        """A rolling restart of the Deployment: not delete and create, which would take every
         pod away at once and the release's config with the app's last Deployment."""
-        async with self._lock(app):
-            machine = self.machines.get(app)
-            if machine is None:
-                raise UnknownApp(app)
-            if process is not None and process not in machine.config.processes:
-                raise UnknownApp(app, process)
-            for name in [process] if process else sorted(machine.config.processes):
-                await self.kube.restart(app, name, time.time())
+        await self.kube.restart(machine.name, process, time.time())
 
     def _active_since(self, machine: AppMachine, now: float) -> float | None:
         """The persisted last activity, but never so old that the app sleeps before routers

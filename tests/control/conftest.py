@@ -20,12 +20,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
+from agent.settings import AgentSettings, LocalSettings
 from control import exporter_targets
+from control.addons import Provisioner
 from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
 from control.api.app import build_app
 from control.service import Control
+from control.settings import ControlSettings
 from control.store.db import Store
+from control.up import UpSettings
+from logs.settings import LogsSettings
+from router.settings import RouterSettings
 from tests.conftest import free_port
 from tests.control.targets import RecordingTarget
 
@@ -120,6 +126,18 @@ class Api:
             return response.status, body, response.headers
 
 
+def shared_provisioners() -> dict[str, Provisioner]:
+    """Add-on provisioners on the session's PostgreSQL and Redis, with the tests' prefix."""
+    return {
+        "postgres": PostgresAddons(
+            admin_dsn=ADMIN_DSN, public_host="127.0.0.1", public_port=5432, prefix=TEST_PREFIX
+        ),
+        "redis": RedisAddons(
+            admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
+        ),
+    }
+
+
 @contextlib.asynccontextmanager
 async def running_api(db: str, tmp_path: Path) -> AsyncIterator[Api]:
     store = Store.open(db)
@@ -128,14 +146,7 @@ async def running_api(db: str, tmp_path: Path) -> AsyncIterator[Api]:
     control = Control(
         store=store,
         target=target,
-        provisioners={
-            "postgres": PostgresAddons(
-                admin_dsn=ADMIN_DSN, public_host="127.0.0.1", public_port=5432, prefix=TEST_PREFIX
-            ),
-            "redis": RedisAddons(
-                admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
-            ),
-        },
+        provisioners=shared_provisioners(),
         targets_writer=lambda addons: exporter_targets.write(targets_dir, addons),
     )
     await control.start(bootstrap_admin_token=ADMIN_TOKEN)
@@ -162,3 +173,27 @@ async def running_api(db: str, tmp_path: Path) -> AsyncIterator[Api]:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(f"sqlite+aiosqlite:///{tmp_path}/state.db", tmp_path) as running:
         yield running
+
+
+def up_settings(state: Path, *, logs_port: int = 0, **control: Any) -> UpSettings:
+    """``slipway up`` on free ports with no apps file, its control plane in ``state``.
+
+    ``control`` overrides ControlSettings fields (add-on servers, builds, review apps).
+    """
+    return UpSettings(
+        apps_file=None,
+        router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+        agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
+        local=LocalSettings(stop_grace=2.0),
+        logs=LogsSettings(http_port=logs_port, forward_port=0, spool_dir=state / "logs"),
+        control=ControlSettings(
+            **{
+                "db_url": f"sqlite+aiosqlite:///{state}/slipway.db",
+                "port": 0,
+                "bootstrap_admin_token": ADMIN_TOKEN,
+                "release_timeout": 20,
+                "app_domain": "localhost",
+                **control,
+            }
+        ),
+    )

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
 from control.store.db import Store
@@ -40,6 +42,18 @@ class Server:
         request.add_header("Authorization", f"Bearer {self.token}")
         with urllib.request.urlopen(request, timeout=30) as reply:
             return json.loads(reply.read())
+
+
+def cli_runner(server: Server, config_home: Path) -> CliRunner:
+    """A CliRunner speaking to ``server`` with its admin token, no app and no login file."""
+    return CliRunner(
+        env={
+            "SLIPWAY_API_URL": server.url,
+            "SLIPWAY_TOKEN": server.token,
+            "SLIPWAY_APP": None,
+            "XDG_CONFIG_HOME": str(config_home),
+        }
+    )
 
 
 @contextlib.contextmanager

@@ -10,17 +10,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from agent.settings import AgentSettings, LocalSettings
 from control.cli import main
-from control.settings import BuildServerSettings, ControlSettings
-from control.up import Up, UpSettings
-from logs.settings import LogsSettings
-from router.settings import RouterSettings
+from control.settings import BuildServerSettings
+from control.up import Up
 from tests.agent.conftest import ListSink
 from tests.builds.apps import commit, git, python_app
 from tests.conftest import free_port
-from tests.control.conftest import ADMIN_TOKEN
-from tests.control.server import Server, control_server
+from tests.control.conftest import ADMIN_TOKEN, up_settings
+from tests.control.server import Server, cli_runner, control_server
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def cli(server: Server, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "SLIPWAY_API_URL": server.url,
-            "SLIPWAY_TOKEN": server.token,
-            "SLIPWAY_APP": None,
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        }
-    )
+    return cli_runner(server, tmp_path / "config")
 
 
 class TestBuildsFromTheCli:
@@ -102,20 +92,11 @@ class TestBuildOutputUnderSlipwayUp:
     async def test_builds_create_prints_the_build_s_lines_once_each(self, tmp_path: Path) -> None:
         """The CLI follows output_stream_url on the logs service while the build runs."""
         logs_port = free_port()
-        settings = UpSettings(
-            apps_file=None,
-            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
-            local=LocalSettings(stop_grace=2.0),
-            logs=LogsSettings(http_port=logs_port, forward_port=0, spool_dir=tmp_path / "logs"),
-            control=ControlSettings(
-                db_url=f"sqlite+aiosqlite:///{tmp_path}/slipway.db",
-                port=0,
-                bootstrap_admin_token=ADMIN_TOKEN,
-                app_domain="localhost",
-                builds=BuildServerSettings(
-                    root=str(tmp_path / "builds"), logs_url=f"http://127.0.0.1:{logs_port}"
-                ),
+        settings = up_settings(
+            tmp_path,
+            logs_port=logs_port,
+            builds=BuildServerSettings(
+                root=str(tmp_path / "builds"), logs_url=f"http://127.0.0.1:{logs_port}"
             ),
         )
         sink = ListSink()

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from control.cli import main
-from tests.control.server import Server, control_server
+from tests.control.server import Server, cli_runner, control_server
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def cli(server: Server, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "SLIPWAY_API_URL": server.url,
-            "SLIPWAY_TOKEN": server.token,
-            "SLIPWAY_APP": None,
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        }
-    )
+    return cli_runner(server, tmp_path / "config")
 
 
 def run(cli: CliRunner, *args: str, ok: bool = True) -> Result:

@@ -17,13 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.settings import AgentSettings, LocalSettings
-from control.settings import ControlSettings
-from control.up import Up, UpSettings
-from logs.settings import LogsSettings
-from router.settings import RouterSettings
+from control.up import Up
 from tests.agent.conftest import ListSink
-from tests.control.conftest import ADMIN_TOKEN
+from tests.control.conftest import ADMIN_TOKEN, up_settings
 
 APP = textwrap.dedent(
     """
@@ -105,23 +101,6 @@ class World:
         while (found := await self.dynos()) != wanted:
             assert asyncio.get_running_loop().time() < deadline, found
             await asyncio.sleep(0.05)
-
-
-def up_settings(state: Path) -> UpSettings:
-    return UpSettings(
-        apps_file=None,
-        router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-        agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
-        local=LocalSettings(stop_grace=2.0),
-        logs=LogsSettings(http_port=0, forward_port=0, spool_dir=state / "logs"),
-        control=ControlSettings(
-            db_url=f"sqlite+aiosqlite:///{state}/slipway.db",
-            port=0,
-            bootstrap_admin_token=ADMIN_TOKEN,
-            release_timeout=20,
-            app_domain="localhost",
-        ),
-    )
 
 
 @pytest.fixture

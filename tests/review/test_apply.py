@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from control.addons.postgres import PostgresAddons
-from control.addons.redis import RedisAddons
 from control.building import Builds
 from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
@@ -27,7 +25,7 @@ from control.review.plan import Pipeline, plan_event
 from control.service import Control
 from control.store.db import Store
 from tests.builds.apps import RecordingSink, commit, python_app
-from tests.control.conftest import ADMIN_DSN, REDIS_URL, TEST_PREFIX
+from tests.control.conftest import shared_provisioners
 from tests.control.targets import RecordingTarget
 from tests.review.payloads import pull_request, push
 
@@ -60,14 +58,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     control = Control(
         store=store,
         target=target,
-        provisioners={
-            "postgres": PostgresAddons(
-                admin_dsn=ADMIN_DSN, public_host="127.0.0.1", public_port=5432, prefix=TEST_PREFIX
-            ),
-            "redis": RedisAddons(
-                admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
-            ),
-        },
+        provisioners=shared_provisioners(),
     )
     await control.start()
     builder = LocalBuilder(

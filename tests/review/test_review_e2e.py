@@ -25,16 +25,13 @@ import aiohttp
 import psycopg
 import pytest
 
-from agent.settings import AgentSettings, LocalSettings
 from control.review.apply import ControlReviewApps
 from control.review.github import sign
-from control.settings import AddonServers, BuildServerSettings, ControlSettings, ReviewSettings
-from control.up import Up, UpSettings
-from logs.settings import LogsSettings
-from router.settings import RouterSettings
+from control.settings import AddonServers, BuildServerSettings, ReviewSettings
+from control.up import Up
 from tests.agent.conftest import ListSink
 from tests.builds.apps import commit
-from tests.control.conftest import ADMIN_DSN, ADMIN_TOKEN, TEST_PREFIX
+from tests.control.conftest import ADMIN_DSN, ADMIN_TOKEN, TEST_PREFIX, up_settings
 from tests.review.payloads import pull_request
 
 SECRET = "it's-a-secret-to-everybody"
@@ -176,23 +173,12 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     sink = ListSink()
-    settings = UpSettings(
-        apps_file=None,
-        router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-        agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
-        local=LocalSettings(stop_grace=2.0),
-        logs=LogsSettings(http_port=0, forward_port=0, spool_dir=tmp_path / "logs"),
-        control=ControlSettings(
-            db_url=f"sqlite+aiosqlite:///{tmp_path}/slipway.db",
-            port=0,
-            bootstrap_admin_token=ADMIN_TOKEN,
-            release_timeout=20,
-            app_domain="localhost",
-            addons=AddonServers(postgres_admin_dsn=ADMIN_DSN),
-            builds=BuildServerSettings(root=str(tmp_path / "builds"), timeout=60),
-            review=ReviewSettings(
-                webhook_secret=SECRET, pipeline=PIPELINE, domain=DOMAIN, staging_app="shop-staging"
-            ),
+    settings = up_settings(
+        tmp_path,
+        addons=AddonServers(postgres_admin_dsn=ADMIN_DSN),
+        builds=BuildServerSettings(root=str(tmp_path / "builds"), timeout=60),
+        review=ReviewSettings(
+            webhook_secret=SECRET, pipeline=PIPELINE, domain=DOMAIN, staging_app="shop-staging"
         ),
     )
     up = Up(settings, app_sink=sink, router_sink=sink, addon_prefix=TEST_PREFIX)
