@@ -49,6 +49,7 @@ from control.settings import (
     ControlSettings,
     ReviewSettings,
     build_settings_from_env,
+    review_settings_from_env,
 )
 from control.store.db import Store, safe_url
 
@@ -148,28 +149,35 @@ class ControlServer:
         await self.control.store.close()
 
 
-class EmbeddedControl:
-    """The control plane inside another process (``slipway up``), over its agent.
+class ControlPlane:
+    """Everything the control plane runs: the API, builds, review apps and their scheduler.
 
-    ``start()`` migrates the store, hands every current release to the agent
-    and serves the API; ``stop()`` closes it. The caller owns the agent.
+    One composition for both entry points: ``slipway up`` (``EmbeddedControl``, over the
+    agent in the same process) and ``slipway serve control`` (over an agent's HTTP API, or
+    detached). ``start()`` migrates the store, hands every current release to the target
+    and serves the API; ``stop()`` closes it all.
     """
 
     def __init__(
         self,
         settings: ControlSettings,
         *,
-        link: AgentLink,
+        target: ReleaseTarget,
         registry: CollectorRegistry,
         addon_prefix: str = "slipway_",
         sink: LogSink | None = None,
     ) -> None:
-        self.target = AgentTarget(link, release_timeout=settings.release_timeout)
+        self.target = target
         self.control = build_control(settings, target=self.target, addon_prefix=addon_prefix)
         self.builds = build_builds(self.control, settings, sink=sink, registry=registry)
         self.review: ControlReviewApps | None = None
         self.stale: StaleReviewApps | None = None
         subapps: dict[str, web.Application] = {}
+        if settings.review is not None and self.builds is None:
+            raise ControlError(
+                "review apps need a builder: set SLIPWAY_BUILD_ROOT (local builds) or "
+                "SLIPWAY_BUILDER=kubernetes, or unset SLIPWAY_GITHUB_WEBHOOK_SECRET"
+            )
         if settings.review is not None and self.builds is not None:
             self.review, self.stale, subapps["/github"] = build_review(
                 self.builds, settings.review, sink=sink or _NoSink(), registry=registry
@@ -196,6 +204,27 @@ class EmbeddedControl:
         if self.builds is not None:
             await self.builds.close()
         await self.server.stop()
+
+
+class EmbeddedControl(ControlPlane):
+    """The control plane inside ``slipway up``, over the agent in the same process."""
+
+    def __init__(
+        self,
+        settings: ControlSettings,
+        *,
+        link: AgentLink,
+        registry: CollectorRegistry,
+        addon_prefix: str = "slipway_",
+        sink: LogSink | None = None,
+    ) -> None:
+        super().__init__(
+            settings,
+            target=AgentTarget(link, release_timeout=settings.release_timeout),
+            registry=registry,
+            addon_prefix=addon_prefix,
+            sink=sink,
+        )
 
 
 class _NoSink:
@@ -286,26 +315,6 @@ def build_review(
         registry=registry,
     )
     return review, stale, webhook
-
-
-async def serve_api(
-    control: Control,
-    settings: ControlSettings,
-    stop: asyncio.Event,
-    *,
-    registry: CollectorRegistry,
-) -> None:
-    """Serve until ``stop``, then close; builds run here when a build root is set."""
-    # No logs service in this process: build lines go to this process's log.
-    builds = build_builds(control, settings, sink=LoggedLines(), registry=registry)
-    server = ControlServer(control, settings, registry=registry, builds=builds)
-    try:
-        await server.start()
-        await stop.wait()
-    finally:
-        if builds is not None:
-            await builds.close()
-        await server.stop()
 
 
 @click.command("control")
@@ -415,6 +424,7 @@ def serve(
         app_domain=app_domain,
         agent_url=agent_url,
         builds=build_settings_from_env(os.environ),
+        review=review_settings_from_env(os.environ),
     )
     logfmt.configure(log_level)
 
@@ -429,13 +439,27 @@ def serve(
             if client is not None
             else DetachedTarget(release_timeout=settings.release_timeout)
         )
+        # No logs service in this process: build lines go to this process's own log (on a
+        # cluster, Fluent Bit brings a build Job's pod output to the logs service).
         try:
-            control = build_control(settings, target=target, addon_prefix=addon_prefix)
-            await serve_api(control, settings, stop, registry=CollectorRegistry())
+            plane = ControlPlane(
+                settings,
+                target=target,
+                registry=CollectorRegistry(),
+                addon_prefix=addon_prefix,
+                sink=LoggedLines(),
+            )
+        except ControlError as exc:
+            log.error("control plane cannot start", extra={"error": str(exc)})
+            return 1
+        try:
+            await plane.start()
+            await stop.wait()
         except ControlError as exc:
             log.error("control plane failed", extra={"error": str(exc)})
             return 1
         finally:
+            await plane.stop()
             if client is not None:
                 await client.close()
         return 0
