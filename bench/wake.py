@@ -113,8 +113,15 @@ def direct(command: str) -> Sample:
         proc.wait(10)
 
 
+#: slipway up's token for this run: its agent API (and logs, control) take it.
+TOKEN = "slw_bench_wake_" + os.urandom(16).hex()
+
+
 def state(agent_port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/v1/apps", timeout=5) as resp:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{agent_port}/v1/apps", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
         return str(json.load(resp)["hello"]["state"])
 
 
@@ -139,6 +146,7 @@ def main() -> None:
     # not imported, as bench/control.py would shadow the control package here).
     command = "exec " + (HELLO / "Procfile").read_text().split(":", 1)[1].strip()
     port, ops, agent = free_port(), free_port(), free_port()
+    logs, forward, control = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         apps = Path(tmp) / "apps.toml"
         apps.write_text(
@@ -153,9 +161,14 @@ def main() -> None:
                 f"--port={port}",
                 f"--ops-port={ops}",
                 f"--agent-port={agent}",
+                f"--logs-port={logs}",
+                f"--forward-port={forward}",
+                f"--control-port={control}",
+                f"--state-dir={tmp}/state",
                 "--idle-after=100ms",
                 "--log-level=WARNING",
             ],
+            env={**os.environ, "SLIPWAY_TOKEN": TOKEN},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
