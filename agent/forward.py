@@ -109,7 +109,8 @@ def forwarding(
         if request.path == "/v1/routes" and "after" in request.query:
             limit = feed_timeout + FEED_MARGIN
         body = await request.read()
-        if request.method == "POST" and request.path.endswith("/run"):
+        is_run = request.method == "POST" and request.path.endswith("/run")
+        if is_run:
             limit = max(limit, run_limit(body))
         # A hand-over (the leader went away, or we were just elected and are learning the
         # apps) takes a moment: wait for it within the timeout instead of failing at once.
@@ -133,6 +134,9 @@ def forwarding(
                     )
                     problem = f"cannot reach the leader at {url}: {type(exc).__name__}"
                     leadership.refresh()
+                    if is_run and not isinstance(exc, aiohttp.ClientConnectorError):
+                        # The leader may have started it: never run a release command twice.
+                        return _unavailable(f"{problem}; the run may have started")
             if loop.time() + RETRY_EVERY >= deadline:
                 return _unavailable(problem)
             await asyncio.sleep(RETRY_EVERY)

@@ -297,13 +297,20 @@ class KubernetesRuntime:
         """A Job of the release's image (its env Secret made first, as ``apply`` makes it):
         watched until it ends, then its pod's log tail; on timeout the Job is deleted."""
         ns = self.settings.namespace
-        await self._env_secret(spec)
         name = manifests.once_job_name(spec.app, spec.release, secrets.token_hex(3))
-        job = manifests.once_job(
-            spec, command, name=name, timeout=timeout, pull_secret=self.settings.image_pull_secret
-        )
-        with translated(f"create job {name}"):
-            await self._batch.create_namespaced_job(ns, job)
+        try:
+            job = manifests.once_job(
+                spec,
+                command,
+                name=name,
+                timeout=timeout,
+                pull_secret=self.settings.image_pull_secret,
+            )
+            await self._env_secret(spec)
+            with translated(f"create job {name}"):
+                await self._batch.create_namespaced_job(ns, job)
+        except (KubeError, ValueError) as exc:
+            return OnceResult(ok=False, output=f"command could not start: {exc}")
         log.info(
             "one-off job created", extra={"app": spec.app, "release": spec.release, "job": name}
         )

@@ -191,3 +191,15 @@ async def test_the_agent_stops_waiting_when_the_job_never_ends_and_deletes_it(
     assert "timed out after 0.2s" in result.output
     assert "no pod ran" in result.output
     assert apiserver.get("jobs", NAMESPACE, jobs.job_name) is None
+
+
+async def test_a_release_without_an_image_is_refused_before_anything_is_written(
+    runtime: KubernetesRuntime, apiserver: LoggingApiServer
+) -> None:
+    result = await runtime.run_once(
+        ProcessSpec(app="blog", process="release", command="x", release=4), "x", timeout=10
+    )
+    assert not result.ok
+    assert "an image is required" in result.output
+    assert apiserver.objects_of("jobs") == []
+    assert apiserver.objects_of("secrets") == []
