@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -31,7 +31,8 @@ from agent.apps import WEB, AppConfig
 from agent.errors import AgentError, ConfigError, UnknownApp
 from agent.machine import AppMachine, Event, EventKind, Phase
 from agent.metrics import AgentMetrics
-from agent.runtime import ProcessStatus, Runtime
+from agent.once import MAX_RUN_TIMEOUT
+from agent.runtime import OnceResult, ProcessStatus, Runtime
 from agent.settings import AgentSettings
 from agent.table import RouteTableWire, route_table
 from control.kit.tasks import TaskSet
@@ -39,6 +40,9 @@ from control.kit.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[RouteTableWire], None]
+
+#: The process type a one-off process runs as (its label on Kubernetes).
+ONCE_PROCESS = "release"
 
 # Seconds before a failed runtime.scale is tried again (the runtime may be restarting).
 SCALE_RETRY = 1.0
@@ -160,6 +164,21 @@ class Agent:
                 await self.runtime.apply(spec)
             self._handle(machine, events)
             log.info("app redefined", extra={"app": config.name, "hosts": len(config.hosts)})
+
+    async def run_once(self, config: AppConfig, command: str, *, timeout: float) -> OnceResult:
+        """Run ``command`` once in the release ``config`` defines (its directory or image, its
+        env), not necessarily the one running: the release phase runs the NEW release before
+        it is defined (``POST /v1/apps/{app}/run``). Nothing about the app's state changes."""
+        if not command.strip():
+            raise ConfigError(f"app {config.name!r}: the command must be a non-empty string")
+        if not 0 < timeout <= MAX_RUN_TIMEOUT:
+            raise ConfigError(f"the timeout must be in (0, {MAX_RUN_TIMEOUT:g}] seconds")
+        base = next(iter(config.processes.values()), None)
+        if base is None:
+            raise ConfigError(f"app {config.name!r}: no processes")
+        spec = replace(base, process=ONCE_PROCESS, command=command, health_path=None)
+        log.info("one-off process starting", extra={"app": config.name, "release": spec.release})
+        return await self.runtime.run_once(spec, command, timeout=timeout)
 
     async def forget(self, app: str) -> None:
         """Stop every process of ``app`` and stop routing to it (a deleted app)."""

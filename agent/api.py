@@ -9,6 +9,9 @@ PUT  /v1/apps/{app}             define or redefine an app (``agent/definition.py
 GET  /v1/apps/{app}             one app's state and process instances
 DELETE /v1/apps/{app}           stop and forget an app
 POST /v1/apps/{app}/restart     restart its processes (``{"process": "web"}`` for one type)
+POST /v1/apps/{app}/run         run a one-off process of a release (the release phase):
+                                {"definition": {...}, "command": "...", "timeout": 600}
+                                -> 200 {"ok": bool, "output": "tail"}; answers when it ends
 GET  /healthz /readyz /metrics
 """
 
@@ -28,6 +31,7 @@ from agent.agent import Agent
 from agent.definition import parse_definition
 from agent.errors import ConfigError, UnknownApp
 from agent.forward import Leadership, forwarding
+from agent.once import DEFAULT_RUN_TIMEOUT
 from control.kit.ops import ReadyCheck, add_ops_routes
 
 AGENT = web.AppKey("agent", Agent)
@@ -77,6 +81,7 @@ def api_app(
     app.router.add_get("/v1/apps/{app}", show)
     app.router.add_delete("/v1/apps/{app}", forget)
     app.router.add_post("/v1/apps/{app}/restart", restart)
+    app.router.add_post("/v1/apps/{app}/run", run_once)
     return app
 
 
@@ -173,6 +178,34 @@ async def restart(request: web.Request) -> web.Response:
     except UnknownApp as exc:
         raise _not_found(exc) from None
     return web.Response(status=202)
+
+
+async def run_once(request: web.Request) -> web.Response:
+    """The definition is the release to run (the new one, not yet the app's current one)."""
+    name = request.match_info["app"]
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise _bad("the body must be JSON") from None
+    if not isinstance(body, dict) or set(body) - {"definition", "command", "timeout"}:
+        raise _unprocessable("the body must be {definition, command, timeout}")
+    command, timeout = body.get("command"), body.get("timeout", DEFAULT_RUN_TIMEOUT)
+    if not isinstance(command, str):
+        raise _unprocessable("command must be a string")
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+        raise _unprocessable("timeout must be a number of seconds")
+    try:
+        config = parse_definition(name, body.get("definition"))
+        result = await request.app[AGENT].run_once(config, command, timeout=float(timeout))
+    except ConfigError as exc:
+        raise _unprocessable(str(exc)) from None
+    return web.json_response({"ok": result.ok, "output": result.output})
+
+
+def _unprocessable(message: str) -> web.HTTPUnprocessableEntity:
+    return web.HTTPUnprocessableEntity(
+        text=json.dumps({"error": message}), content_type="application/json"
+    )
 
 
 def _not_found(exc: UnknownApp) -> web.HTTPNotFound:

@@ -3,7 +3,8 @@
 Only the leader decides (wakes, sleeps, definitions, the route table), so a
 follower passes every ``/v1/`` request on to the leader's advertised URL and
 relays the answer. Bounded: a long poll of the route feed gets the feed's
-timeout plus a margin, everything else ``forward_timeout``. When no leader is
+timeout plus a margin, a one-off run (``POST /v1/apps/{app}/run``) its body's timeout plus a
+margin, everything else ``forward_timeout``. When no leader is
 known, or it cannot be reached, the answer is a clear 503 the caller can
 retry; a request that was already forwarded once is never forwarded again, so
 two replicas that each think the other leads cannot bounce it between them.
@@ -20,6 +21,8 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+
+from agent.once import DEFAULT_RUN_TIMEOUT, MAX_RUN_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ _HOP = frozenset(
 )
 #: Seconds a forwarded route-feed long poll may take beyond the feed's own timeout.
 FEED_MARGIN = 5.0
+#: Seconds a forwarded one-off run (``POST /v1/apps/{app}/run``) may take beyond its own timeout.
+RUN_MARGIN = 30.0
 #: Seconds between looks at the Lease while no leader can take a request.
 RETRY_EVERY = 0.05
 
@@ -104,6 +109,9 @@ def forwarding(
         if request.path == "/v1/routes" and "after" in request.query:
             limit = feed_timeout + FEED_MARGIN
         body = await request.read()
+        is_run = request.method == "POST" and request.path.endswith("/run")
+        if is_run:
+            limit = max(limit, run_limit(body))
         # A hand-over (the leader went away, or we were just elected and are learning the
         # apps) takes a moment: wait for it within the timeout instead of failing at once.
         while True:
@@ -126,11 +134,27 @@ def forwarding(
                     )
                     problem = f"cannot reach the leader at {url}: {type(exc).__name__}"
                     leadership.refresh()
+                    if is_run and not isinstance(exc, aiohttp.ClientConnectorError):
+                        # The leader may have started it: never run a release command twice.
+                        return _unavailable(f"{problem}; the run may have started")
             if loop.time() + RETRY_EVERY >= deadline:
                 return _unavailable(problem)
             await asyncio.sleep(RETRY_EVERY)
 
     return middleware
+
+
+def run_limit(body: bytes) -> float:
+    """How long a forwarded one-off run may take: its own timeout (as the leader will bound
+    it) plus a margin for the Job's start; a body the leader will refuse gets no extension."""
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return 0.0
+    raw = data.get("timeout", DEFAULT_RUN_TIMEOUT) if isinstance(data, dict) else None
+    if not isinstance(raw, int | float) or isinstance(raw, bool) or raw <= 0:
+        return 0.0
+    return min(float(raw), MAX_RUN_TIMEOUT) + RUN_MARGIN
 
 
 async def _forward(

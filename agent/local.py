@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 
 from agent.apps import WEB
 from agent.errors import RuntimeFailure, UnknownApp
+from agent.once import run_shell
 from agent.output import ConsoleSink, ProcessLogSink
-from agent.runtime import Instance, ProcessSpec, ProcessStatus
+from agent.runtime import Instance, OnceResult, ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,18 @@ class LocalRuntime:
         key = (app, process)
         self._group(key).desired = replicas
         self._reconcile(key)
+
+    async def run_once(self, spec: ProcessSpec, command: str, *, timeout: float) -> OnceResult:
+        """A shell in the release's directory with its env (plus PATH, HOME and the locale
+        inherited), in its own process group: a timeout kills the whole group."""
+        if self._closed:
+            raise RuntimeFailure("the runtime is closed")
+        result = await run_shell(command, cwd=spec.cwd, env=spec.env, timeout=timeout)
+        log.info(
+            "one-off process finished",
+            extra={"app": spec.app, "release": spec.release, "ok": result.ok},
+        )
+        return result
 
     async def watch(self) -> AsyncIterator[ProcessStatus]:
         queue: asyncio.Queue[ProcessStatus | None] = asyncio.Queue()

@@ -63,6 +63,15 @@ class ProcessStatus:
         return any(i.crashed for i in self.instances)
 
 
+@dataclass(frozen=True, slots=True)
+class OnceResult:
+    """How a one-off process ended: the release phase, postdeploy, pr-predestroy."""
+
+    ok: bool
+    #: The tail of its combined stdout and stderr, or why it did not run or finish.
+    output: str
+
+
 class Runtime(Protocol):
     async def apply(self, spec: ProcessSpec) -> None:
         """Define or update a process type; running instances restart onto the new spec."""
@@ -72,6 +81,11 @@ class Runtime(Protocol):
 
     async def scale(self, app: str, process: str, replicas: int) -> None:
         """Set the desired replicas; returns once asked, not once done."""
+
+    async def run_once(self, spec: ProcessSpec, command: str, *, timeout: float) -> OnceResult:
+        """Run ``command`` once in ``spec``'s release (its directory or image, its env);
+        bounded by ``timeout`` (then killed, and the result says so); never raises for a
+        command that fails."""
 
     def watch(self) -> AsyncIterator[ProcessStatus]:
         """Every change as a whole snapshot; first the current status of everything."""

@@ -33,15 +33,18 @@ from agent.runtime import Instance, ProcessStatus
 from control.errors import TargetUnavailable
 from control.models import Formation
 from control.releasing import (
+    RELEASE_COMMAND,
     Deployment,
     Dyno,
     DynoState,
     PhaseResult,
-    run_release_command,
     slug_layout,
 )
 
 log = logging.getLogger(__name__)
+
+#: Seconds an AgentClient waits for a one-off run beyond its timeout (a Job's start).
+RUN_MARGIN = 60.0
 
 
 class AgentLink(Protocol):
@@ -56,6 +59,12 @@ class AgentLink(Protocol):
 
     async def status(self, app: str) -> dict[str, Any] | None:
         """``GET /v1/apps/{app}``'s JSON, or None for an app the agent does not run."""
+
+    async def run_once(
+        self, app: str, definition: dict[str, Any], command: str, timeout: float
+    ) -> PhaseResult:
+        """Run ``command`` once in the release ``definition`` describes, where the agent runs
+        the app's processes (a child process, or a Job on Kubernetes)."""
 
 
 class LocalAgent:
@@ -80,6 +89,13 @@ class LocalAgent:
         except UnknownApp:
             return None
 
+    async def run_once(
+        self, app: str, definition: dict[str, Any], command: str, timeout: float
+    ) -> PhaseResult:
+        config = parse_definition(app, definition)
+        result = await self.agent.run_once(config, command, timeout=timeout)
+        return PhaseResult(ok=result.ok, output=result.output)
+
 
 class AgentClient:
     """An agent in another process or pod, over its HTTP API."""
@@ -91,12 +107,21 @@ class AgentClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def _call(
-        self, method: str, path: str, body: object = None, *, missing_ok: bool = False
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        missing_ok: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
-            async with self._session.request(method, self.url + path, json=body) as resp:
+            async with self._session.request(
+                method, self.url + path, json=body, timeout=limit
+            ) as resp:
                 if resp.status == 404 and missing_ok:
                     return None
                 if resp.status >= 400:
@@ -122,6 +147,16 @@ class AgentClient:
     async def status(self, app: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = await self._call("GET", f"/v1/apps/{app}", missing_ok=True)
         return found
+
+    async def run_once(
+        self, app: str, definition: dict[str, Any], command: str, timeout: float
+    ) -> PhaseResult:
+        body = {"definition": definition, "command": command, "timeout": timeout}
+        # The agent answers when the process ends: wait longer than it may run (a Job's
+        # image pull and a follower's hop to the leader included).
+        total = timeout + (self._timeout.total or 0) + RUN_MARGIN
+        found = await self._call("POST", f"/v1/apps/{app}/run", body, timeout=total)
+        return PhaseResult(ok=bool(found["ok"]), output=str(found["output"]))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -221,13 +256,16 @@ class AgentTarget:
         self._deployed: dict[str, Deployment] = {}
 
     async def release_phase(self, deployment: Deployment, command: str) -> PhaseResult:
+        """The agent runs it, where it runs the app: a child process in the release's
+        directory (``slipway up``), or a Job of the release's image (Kubernetes)."""
         cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)
-        return await run_release_command(
-            command,
-            cwd=cwd,
-            env={**slug_env, **deployment.env},
-            timeout=self._release_timeout,
+        once = dataclasses.replace(
+            deployment, processes={RELEASE_COMMAND: command}, formation=(), hosts=()
         )
+        definition = definition_of(once, slug_env=slug_env, cwd=cwd)
+        if definition is None:  # cannot be: one process type, and not web
+            return PhaseResult(ok=False, output="nothing to run the release command in")
+        return await self.link.run_once(deployment.app, definition, command, self._release_timeout)
 
     async def deploy(self, deployment: Deployment) -> None:
         cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)

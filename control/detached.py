@@ -4,6 +4,11 @@ The control plane then keeps the desired state (releases, formation) and runs
 the release phase itself, but starts nothing: on a cluster the agent applies
 releases; under ``slipway up`` a RuntimeTarget replaces this one. Dynos are
 reported as none, truthfully.
+
+With no agent to ask, the release phase (and review apps' postdeploy and
+pr-predestroy) runs here, as a subprocess of the control plane in the
+artifact's directory: only right where the artifacts are local directories.
+``AgentTarget`` hands it to the agent instead (``POST /v1/apps/{app}/run``).
 """
 
 from __future__ import annotations

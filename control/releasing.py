@@ -13,22 +13,17 @@ previous one running (Heroku's release phase).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from agent.once import run_shell
 from control.models import Formation
 
 #: The Procfile entry that is a release phase, not a process type.
 RELEASE_COMMAND = "release"
-#: Output kept from a release command: enough for the error, bounded for the DB row.
-OUTPUT_TAIL = 4000
-#: Variables a release command inherits from the control plane; nothing else leaks in.
-INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,31 +123,6 @@ def split_procfile(procfile: Mapping[str, str]) -> tuple[dict[str, str], str | N
 async def run_release_command(
     command: str, *, cwd: str | None, env: Mapping[str, str], timeout: float
 ) -> PhaseResult:
-    """Run ``command`` in a shell, as Heroku runs a release phase, bounded by ``timeout``."""
-    full_env = {k: os.environ[k] for k in INHERITED if k in os.environ}
-    full_env.update(env)
-    try:
-        proc = await asyncio.create_subprocess_shell(
-            command,
-            cwd=cwd,
-            env=full_env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return PhaseResult(ok=False, output=f"release command could not start: {exc}")
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        await proc.wait()
-        return PhaseResult(ok=False, output=f"release command timed out after {timeout:g}s")
-    text = out.decode(errors="replace")[-OUTPUT_TAIL:]
-    if proc.returncode != 0:
-        return PhaseResult(
-            ok=False, output=f"{text}\nrelease command exited with code {proc.returncode}".lstrip()
-        )
-    return PhaseResult(ok=True, output=text)
+    """Run ``command`` here, in a shell (DetachedTarget: no agent to run it)."""
+    result = await run_shell(command, cwd=cwd, env=env, timeout=timeout)
+    return PhaseResult(ok=result.ok, output=result.output)

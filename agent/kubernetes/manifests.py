@@ -251,3 +251,90 @@ def last_activity(obj: Manifest) -> float | None:
         return float(raw)
     except (TypeError, ValueError):
         return None
+
+
+#: The container of a one-off Job, and the process type its Job is labelled with.
+ONCE_CONTAINER = "release"
+#: Pod label naming the one-off run a pod belongs to. Its pods carry no slipway.dev/app, so the
+#: runtime's pod watch never counts them as a process type's instances.
+RUN_LABEL = "slipway.dev/run"
+#: The CNB launcher: with the command as its one argument it runs it in a shell, with the
+#: buildpacks' environment (PATH, the app directory as working directory).
+LAUNCHER = "/cnb/lifecycle/launcher"
+#: Seconds a finished one-off Job (and its pod's log) stays for people to look at.
+RUN_TTL = 3600
+
+
+def once_job_name(app: str, release: int, suffix: str) -> str:
+    return f"{app}-run-v{release}-{suffix}"
+
+
+def once_job(
+    spec: ProcessSpec, command: str, *, name: str, timeout: float, pull_secret: str | None = None
+) -> Manifest:
+    """A Job running ``command`` once in the release's image with the release's env Secret.
+
+    Never retried (a release command that fails must stop the release, not run
+    twice), bounded by ``activeDeadlineSeconds`` (image pull included), kept
+    ``RUN_TTL`` seconds after it ends.
+    """
+    if not spec.image:
+        raise ValueError(f"{spec.app}: an image is required on Kubernetes")
+    pod_labels = {
+        RUN_LABEL: name,
+        "app.kubernetes.io/name": spec.app,
+        "app.kubernetes.io/component": ONCE_CONTAINER,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    container: Manifest = {
+        "name": ONCE_CONTAINER,
+        "image": spec.image,
+        "command": [LAUNCHER],
+        "args": [command],
+        "envFrom": [{"secretRef": {"name": env_secret_name(spec.app, spec.release)}}],
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": {
+                APP_LABEL: spec.app,
+                PROCESS_LABEL: ONCE_CONTAINER,
+                RELEASE_LABEL: str(spec.release),
+                RUN_LABEL: name,
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+            },
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, int(timeout + 0.999)),
+            "ttlSecondsAfterFinished": RUN_TTL,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container],
+                    "enableServiceLinks": False,
+                    **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
+                },
+            },
+        },
+    }
+
+
+def once_outcome(job: Manifest | None) -> tuple[bool, str] | None:
+    """(ok, why) once a one-off Job has ended; None while it runs."""
+    for condition in ((job or {}).get("status") or {}).get("conditions") or ():
+        if condition.get("status") != "True":
+            continue
+        kind = condition.get("type")
+        if kind in ("Complete", "SuccessCriteriaMet"):
+            return True, ""
+        if kind in ("Failed", "FailureTarget"):
+            reason = condition.get("reason") or "Failed"
+            if reason == "DeadlineExceeded":
+                return False, "timed out"
+            return False, f"{reason}: {condition.get('message') or 'no message'}"
+    return None

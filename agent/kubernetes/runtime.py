@@ -11,7 +11,9 @@ the process types it touches and publishes it if it differs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,15 +23,33 @@ from prometheus_client import CollectorRegistry, Counter
 from agent.apps import AppConfig
 from agent.definition import definition_json
 from agent.kubernetes import manifests
-from agent.kubernetes.errors import Conflict, NotFound, NotLeader, checked, translated
+from agent.kubernetes.errors import (
+    ApiUnavailable,
+    Conflict,
+    Gone,
+    KubeError,
+    NotFound,
+    NotLeader,
+    checked,
+    from_status,
+    translated,
+)
 from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
 from agent.kubernetes.status import Bucket, Cache, Key, status_of
 from agent.kubernetes.watching import ResourceWatch, WatchMetrics
-from agent.runtime import ProcessSpec, ProcessStatus
+from agent.once import tail
+from agent.runtime import OnceResult, ProcessSpec, ProcessStatus
 from control.kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+
+#: Seconds past a one-off run's timeout before the agent stops waiting for its Job's deadline.
+RUN_GRACE = 30.0
+#: Seconds each watch of a one-off Job asks the apiserver to stay open.
+RUN_WATCH_SECONDS = 60
+#: Lines of a one-off pod's log read at its end (then cut to OUTPUT_TAIL characters).
+RUN_LOG_LINES = 200
 
 
 def _always() -> bool:
@@ -52,6 +72,7 @@ class KubernetesRuntime:
         self._apps: Any = client.AppsV1Api(api)
         self._core: Any = client.CoreV1Api(api)
         self._discovery: Any = client.DiscoveryV1Api(api)
+        self._batch: Any = client.BatchV1Api(api)
         self._is_leader = is_leader
         self.cache = Cache()
         self._published: dict[Key, ProcessStatus] = {}
@@ -271,6 +292,137 @@ class KubernetesRuntime:
                 await self._core.delete_namespaced_secret(name, self.settings.namespace)
         except NotFound:
             pass
+
+    async def run_once(self, spec: ProcessSpec, command: str, *, timeout: float) -> OnceResult:
+        """A Job of the release's image (its env Secret made first, as ``apply`` makes it):
+        watched until it ends, then its pod's log tail; on timeout the Job is deleted."""
+        ns = self.settings.namespace
+        name = manifests.once_job_name(spec.app, spec.release, secrets.token_hex(3))
+        try:
+            job = manifests.once_job(
+                spec,
+                command,
+                name=name,
+                timeout=timeout,
+                pull_secret=self.settings.image_pull_secret,
+            )
+            await self._env_secret(spec)
+            with translated(f"create job {name}"):
+                await self._batch.create_namespaced_job(ns, job)
+        except (KubeError, ValueError) as exc:
+            return OnceResult(ok=False, output=f"command could not start: {exc}")
+        log.info(
+            "one-off job created", extra={"app": spec.app, "release": spec.release, "job": name}
+        )
+        try:
+            # The Job's own deadline ends it; ours is a backstop (a lost watch, a slow controller).
+            async with asyncio.timeout(timeout + RUN_GRACE):
+                ended = await self._job_end(name)
+        except TimeoutError:
+            ended = (False, "timed out")
+        except BaseException:
+            await self._delete_job(name)
+            raise
+        ok, why = ended
+        output = await self._run_log(name)
+        if why == "timed out":
+            await self._delete_job(name)
+            why = f"timed out after {timeout:g}s; job {name} deleted"
+        log.info("one-off job ended", extra={"app": spec.app, "job": name, "ok": ok})
+        if ok:
+            return OnceResult(ok=True, output=output)
+        return OnceResult(ok=False, output=f"{output}\njob {name} failed: {why}".lstrip())
+
+    async def _job_end(self, name: str) -> tuple[bool, str]:
+        """List, then watch, one Job until it ends; a watch that ends resumes where it was."""
+        ns, selector = self.settings.namespace, f"{manifests.RUN_LABEL}={name}"
+        version: str | None = None
+        while True:
+            if version is None:
+                with translated(f"read job {name}"):
+                    resp = await self._batch.list_namespaced_job(
+                        ns, label_selector=selector, _preload_content=False
+                    )
+                    body = await (await checked(resp, f"read job {name}")).json()
+                items = body.get("items") or []
+                if not items:
+                    return False, "the Job is gone (deleted by someone else)"
+                if (end := manifests.once_outcome(items[0])) is not None:
+                    return end
+                version = (body.get("metadata") or {}).get("resourceVersion") or ""
+            try:
+                with translated(f"watch job {name}"):
+                    resp = await self._batch.list_namespaced_job(
+                        ns,
+                        label_selector=selector,
+                        watch=True,
+                        resource_version=version,
+                        timeout_seconds=RUN_WATCH_SECONDS,
+                        _preload_content=False,
+                    )
+                    resp = await checked(resp, f"watch job {name}")
+                    try:
+                        async for line in resp.content:
+                            if not line.strip():
+                                continue
+                            event = json.loads(line)
+                            obj = event.get("object") or {}
+                            if event.get("type") == "ERROR":
+                                raise from_status(int(obj.get("code") or 500), str(obj))
+                            if event.get("type") == "DELETED":
+                                return False, "the Job was deleted before it ended"
+                            version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                            if (end := manifests.once_outcome(obj)) is not None:
+                                return end
+                    finally:
+                        resp.release()
+            except Gone:
+                version = None
+            except (ApiUnavailable, ValueError) as exc:
+                log.warning("one-off job watch failed", extra={"job": name, "error": str(exc)})
+                version = None
+                await asyncio.sleep(1.0)
+
+    async def _run_log(self, name: str) -> str:
+        """The tail of the one-off pod's log; what went wrong when there is none to read."""
+        ns = self.settings.namespace
+        try:
+            with translated(f"list pods of job {name}"):
+                resp = await self._core.list_namespaced_pod(
+                    ns, label_selector=f"{manifests.RUN_LABEL}={name}", _preload_content=False
+                )
+                pods = (await (await checked(resp, f"list pods of job {name}")).json()).get(
+                    "items"
+                ) or []
+            if not pods:
+                return "(no pod ran: see the Job's events)"
+            pods.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+            pod = str(pods[-1]["metadata"]["name"])
+            with translated(f"read the log of {pod}"):
+                resp = await self._core.read_namespaced_pod_log(
+                    pod,
+                    ns,
+                    container=manifests.ONCE_CONTAINER,
+                    tail_lines=RUN_LOG_LINES,
+                    _preload_content=False,
+                )
+                text = (await (await checked(resp, f"read the log of {pod}")).read()).decode(
+                    "utf-8", "replace"
+                )
+        except KubeError as exc:
+            return f"(no log: {exc})"
+        return tail(text)
+
+    async def _delete_job(self, name: str) -> None:
+        try:
+            with translated(f"delete job {name}"):
+                await self._batch.delete_namespaced_job(
+                    name, self.settings.namespace, propagation_policy="Background"
+                )
+        except NotFound:
+            pass
+        except KubeError as exc:
+            log.warning("one-off job not deleted", extra={"job": name, "error": str(exc)})
 
     async def remove(self, app: str, process: str) -> None:
         """Delete the process type's Deployment (and Service); with the app's last one, its

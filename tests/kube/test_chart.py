@@ -169,6 +169,9 @@ DEPLOY = {
     *(("", "services", v) for v in ("get", "create", "patch", "delete")),
     # One immutable env Secret per release: created, listed to drop old ones, deleted.
     *(("", "secrets", v) for v in ("create", "list", "delete")),
+    # One-off processes (the release phase): a Job watched to its end, then its pod's log.
+    *(("batch", "jobs", v) for v in ("create", "list", "watch", "delete")),
+    ("", "pods/log", "get"),
 }
 
 

@@ -527,3 +527,39 @@ async def test_a_definition_sent_to_a_follower_runs_wakes_through_a_router_and_s
         await feed.stop()
         await control.close()
         await pod_runner.cleanup()
+
+
+async def test_a_release_command_sent_to_a_follower_runs_once_on_the_leader_past_the_hop_timeout(
+    fleet: Fleet, apiserver: ApiServer, http: aiohttp.ClientSession
+) -> None:
+    """The run outlasts ``forward_timeout``: the follower waits as long as the run may take."""
+    a = await fleet.start("agent-a", [], forward_timeout=0.5)
+    await holder(apiserver, "agent-a")
+    b = await fleet.start("agent-b", [], forward_timeout=0.5)
+    body = {
+        "definition": {
+            "release": 9,
+            "env": {"SECRET_KEY": "s"},
+            "processes": {"release": {"command": "migrate", "image": "registry.test/shop@x"}},
+        },
+        "command": "migrate",
+        "timeout": 20,
+    }
+    run = asyncio.create_task(http.post(f"{b.url}/v1/apps/shop/run", json=body))
+    async with asyncio.timeout(5):
+        while not (jobs := apiserver.objects_of("jobs")):
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)  # twice the hop's own timeout
+    (job,) = jobs
+    assert job["metadata"]["name"].startswith("shop-run-v9-")
+    assert apiserver.get("secrets", NAMESPACE, "shop-env-v9") is not None
+    condition = {"type": "Complete", "status": "True"}
+    await apiserver.patch_object(
+        "jobs", NAMESPACE, job["metadata"]["name"], {"status": {"conditions": [condition]}}
+    )
+    async with await asyncio.wait_for(run, 10) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers[ANSWERED] == a.url
+        answer = await resp.json()
+    assert answer["ok"] is True
+    assert len(apiserver.objects_of("jobs")) == 1  # run once, by the leader

@@ -1,0 +1,170 @@
+"""One-off processes of a release (the release phase) through the agent.
+
+LocalRuntime runs them as a shell in the release's directory with its env,
+in their own process group; the agent's API runs them for the control plane
+(``POST /v1/apps/{app}/run``), behind the same token as every ``/v1/`` path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.forward import RUN_MARGIN, run_limit
+from agent.local import LocalRuntime
+from agent.once import MAX_RUN_TIMEOUT, OUTPUT_TAIL
+from agent.runtime import ProcessSpec
+from agent.settings import AgentSettings, LocalSettings
+from control.agent_target import AgentClient
+from control.up import Up, UpSettings
+from router.settings import RouterSettings
+from tests.agent.conftest import ListSink
+
+TOKEN = "slw_agent_token_for_run_tests_0123456789"
+
+
+def spec(tmp_path: Path, **env: str) -> ProcessSpec:
+    return ProcessSpec("shop", "release", "unused", env=env, cwd=str(tmp_path), release=7)
+
+
+async def test_a_command_runs_in_the_release_directory_with_its_env_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLIPWAY_SECRET_OF_THE_AGENT", "leak")
+    runtime = LocalRuntime()
+    try:
+        result = await runtime.run_once(
+            spec(tmp_path, GREETING="hi"),
+            'echo "$GREETING from $(pwd)"; echo "[$SLIPWAY_SECRET_OF_THE_AGENT]" >&2',
+            timeout=10,
+        )
+    finally:
+        await runtime.close()
+    assert result.ok
+    assert result.output == f"hi from {tmp_path}\n[]\n"
+
+
+async def test_a_failing_command_reports_its_exit_code_and_the_tail_of_its_output(
+    tmp_path: Path,
+) -> None:
+    runtime = LocalRuntime()
+    try:
+        result = await runtime.run_once(
+            spec(tmp_path),
+            f"{sys.executable} -S -c \"print('x' * 10000); print('boom')\"; exit 3",
+            timeout=10,
+        )
+    finally:
+        await runtime.close()
+    assert not result.ok
+    assert result.output.endswith("boom\n\ncommand exited with code 3")
+    assert len(result.output) <= OUTPUT_TAIL + 40
+
+
+async def test_a_timeout_kills_the_whole_process_group_and_says_so(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    runtime = LocalRuntime()
+    started = time.monotonic()
+    try:
+        # A grandchild in the background: the group kill must reach it too.
+        result = await runtime.run_once(
+            spec(tmp_path), f"sleep 30 & echo $! > {pid_file}; wait", timeout=0.5
+        )
+    finally:
+        await runtime.close()
+    assert time.monotonic() - started < 5
+    assert not result.ok
+    assert result.output == "command timed out after 0.5s"
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child):
+        assert time.monotonic() < deadline, "the background child survived the timeout"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (not reaped yet, since it is not our child) counts as dead.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def definition(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "release": 2,
+        "env": {"GREETING": "v2"},
+        "processes": {"release": {"command": "ignored", "cwd": str(tmp_path)}},
+        "formation": {"release": 0},
+    }
+
+
+async def test_the_api_runs_a_release_command_for_the_control_plane_behind_the_token(
+    tmp_path: Path,
+) -> None:
+    up = Up(
+        UpSettings(
+            apps_file=None,
+            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01, token=TOKEN),
+            local=LocalSettings(),
+        ),
+        app_sink=ListSink(),
+        router_sink=ListSink(),
+    )
+    await up.start()
+    api = f"http://127.0.0.1:{up.api_port}"
+    body = {"definition": definition(tmp_path), "command": "echo $GREETING", "timeout": 10}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    control = AgentClient(api, token=TOKEN, timeout=5)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{api}/v1/apps/shop/run", json=body) as resp:
+                assert resp.status == 401
+            async with http.post(f"{api}/v1/apps/shop/run", json=body, headers=auth) as resp:
+                assert resp.status == 200
+                assert await resp.json() == {"ok": True, "output": "v2\n"}
+            bad_cases = [
+                ({**body, "definition": {"processes": {}}}, "no processes"),
+                ({**body, "command": 3}, "command must be a string"),
+                ({**body, "command": "  "}, "non-empty"),
+                ({**body, "timeout": "10s"}, "timeout must be a number"),
+                ({**body, "timeout": 0}, "timeout must be in"),
+                ({**body, "extra": 1}, "the body must be"),
+            ]
+            for bad, reason in bad_cases:
+                async with http.post(f"{api}/v1/apps/shop/run", json=bad, headers=auth) as resp:
+                    assert resp.status == 422, bad
+                    assert reason in (await resp.json())["error"]
+            async with http.post(f"{api}/v1/apps/shop/run", data=b"{", headers=auth) as resp:
+                assert resp.status == 400
+        # The control plane's client: a failing command is a result, not an error.
+        failed = await control.run_once(
+            "shop", definition(tmp_path), "echo no database; exit 1", 10
+        )
+        assert not failed.ok
+        assert failed.output == "no database\n\ncommand exited with code 1"
+        # Running a release defines nothing: the app is not the agent's until deployed.
+        assert "shop" not in up.agent.machines
+    finally:
+        await control.close()
+        await up.stop()
+
+
+def test_a_follower_waits_for_a_forwarded_run_as_long_as_the_run_may_take() -> None:
+    assert run_limit(json.dumps({"timeout": 900}).encode()) == 900 + RUN_MARGIN
+    assert run_limit(json.dumps({"timeout": 10**9}).encode()) == MAX_RUN_TIMEOUT + RUN_MARGIN
+    assert run_limit(b"{") == 0.0
+    assert run_limit(json.dumps({"timeout": True}).encode()) == 0.0
+    assert run_limit(json.dumps({}).encode()) > 3600  # the default timeout, an hour
