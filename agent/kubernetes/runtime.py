@@ -11,7 +11,6 @@ the process types it touches and publishes it if it differs.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -31,13 +30,12 @@ from agent.kubernetes.errors import (
     NotFound,
     NotLeader,
     checked,
-    from_status,
     translated,
 )
 from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
 from agent.kubernetes.status import Bucket, Cache, Key, status_of
-from agent.kubernetes.watching import ResourceWatch, WatchMetrics
+from agent.kubernetes.watching import ResourceWatch, WatchMetrics, watch_events
 from agent.once import tail
 from agent.runtime import OnceResult, ProcessSpec, ProcessStatus
 from control.kit.tasks import TaskSet
@@ -361,21 +359,12 @@ class KubernetesRuntime:
                         _preload_content=False,
                     )
                     resp = await checked(resp, f"watch job {name}")
-                    try:
-                        async for line in resp.content:
-                            if not line.strip():
-                                continue
-                            event = json.loads(line)
-                            obj = event.get("object") or {}
-                            if event.get("type") == "ERROR":
-                                raise from_status(int(obj.get("code") or 500), str(obj))
-                            if event.get("type") == "DELETED":
-                                return False, "the Job was deleted before it ended"
-                            version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                            if (end := manifests.once_outcome(obj)) is not None:
-                                return end
-                    finally:
-                        resp.release()
+                    async for kind, obj in watch_events(resp):
+                        if kind == "DELETED":
+                            return False, "the Job was deleted before it ended"
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if (end := manifests.once_outcome(obj)) is not None:
+                            return end
             except Gone:
                 version = None
             except (ApiUnavailable, ValueError) as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -39,6 +39,31 @@ ListFn = Callable[..., Awaitable[Any]]
 OnReset = Callable[[list[Manifest]], None]
 #: Called with ("ADDED" | "MODIFIED" | "DELETED", object).
 OnEvent = Callable[[str, Manifest], None]
+
+
+async def watch_events(
+    resp: Any, *, seen: Callable[[str], None] | None = None
+) -> AsyncIterator[tuple[str, Manifest]]:
+    """The ``(type, object)`` events of a raw watch response (``_preload_content=False``).
+
+    Blank keep-alive lines are skipped; ``seen`` is told every event's type (for a
+    metric), an ``ERROR`` event's too, which then raises its status translated (a 410
+    is ``Gone``: relist). The response is released however the caller stops.
+    """
+    try:
+        async for line in resp.content:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            kind = str(event.get("type", ""))
+            obj: Manifest = event.get("object") or {}
+            if seen is not None:
+                seen(kind)
+            if kind == "ERROR":
+                raise from_status(int(obj.get("code") or 500), str(obj.get("message") or obj))
+            yield kind, obj
+    finally:
+        resp.release()
 
 
 class WatchMetrics:
@@ -138,19 +163,13 @@ class ResourceWatch:
             resp = await checked(resp, f"watch {self.resource}")
             # The apiserver accepted the watch: whatever we missed, we resume from.
             self._set_problem(None)
-            try:
-                async for line in resp.content:
-                    if line.strip():
-                        self._handle(json.loads(line))
-            finally:
-                resp.release()
+            async for kind, obj in watch_events(resp, seen=self._count):
+                self._handle(kind, obj)
 
-    def _handle(self, event: dict[str, Any]) -> None:
-        kind = str(event.get("type", ""))
-        obj: Manifest = event.get("object") or {}
+    def _count(self, kind: str) -> None:
         self.metrics.events.labels(self.resource, kind.lower()).inc()
-        if kind == "ERROR":
-            raise from_status(int(obj.get("code") or 500), str(obj.get("message") or obj))
+
+    def _handle(self, kind: str, obj: Manifest) -> None:
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if kind != "BOOKMARK":
             self._on_event(kind, obj)

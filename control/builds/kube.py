@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -43,9 +42,9 @@ from agent.kubernetes.errors import (
     KubeError,
     NotFound,
     checked,
-    from_status,
     translated,
 )
+from agent.kubernetes.watching import watch_events
 from control.builds import cnb
 from control.builds.errors import BuildError, BuildFailed, BuildTimeout, SourceError
 from control.builds.metrics import BuildMetrics
@@ -323,18 +322,9 @@ class KubernetesBuilder:
                     resp = await checked(resp, f"watch {kind}s")
                     run.api_problem = None
                     backoff = BACKOFF_INITIAL
-                    try:
-                        async for line in resp.content:
-                            if not line.strip():
-                                continue
-                            event = json.loads(line)
-                            obj = event.get("object") or {}
-                            if event.get("type") == "ERROR":
-                                raise from_status(int(obj.get("code") or 500), str(obj))
-                            self._seen(run, kind, str(event.get("type")), obj)
-                            version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    finally:
-                        resp.release()
+                    async for event, obj in watch_events(resp):
+                        self._seen(run, kind, event, obj)
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
             except Gone:
                 version = None
             except (KubeError, ValueError) as exc:
