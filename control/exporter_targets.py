@@ -36,7 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from control.addons.plans import POSTGRES_PLANS
+from control.addons.dedicated import APP_PREFIX
+from control.addons.plans import DEDICATED_REDIS_PLANS, POSTGRES_PLANS
 from control.models import Addon
 
 SERVICES = ("postgres", "redis")
@@ -95,7 +96,20 @@ def render(
                 f"[[targets]]\nname = {_toml(addon.name)}\n{where}"
                 f"labels = {{ {_labels(addon)} }}\n{limits}"
             )
-        # Redis tenants cannot run INFO: the shared server's target covers them.
+        elif addon.resource.startswith(APP_PREFIX):
+            # A dedicated instance is a server of its own, polled with its own password.
+            dedicated = DEDICATED_REDIS_PLANS.get(addon.plan)
+            limits = (
+                f"limits = {{ {_table([('memory_bytes', dedicated.maxmemory_bytes)])} }}\n"
+                if dedicated is not None
+                else ""
+            )
+            blocks.append(
+                f"[[targets]]\nname = {_toml(addon.name)}\n"
+                f"dsn_file = {_toml(str(dsn_dir / addon.name))}\n"
+                f"labels = {{ {_labels(addon)} }}\n{limits}"
+            )
+        # Shared-server Redis tenants cannot run INFO: the shared server's target covers them.
     return "\n".join(blocks)
 
 
@@ -110,10 +124,10 @@ def _replace(path: Path, text: str, mode: int) -> None:
 def write_sync(directory: Path, addons: list[Addon], servers: Servers = Servers()) -> None:
     dsn_dir = directory / "dsn"
     dsn_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # DSN files only where a target refers to one: Postgres add-ons polled with their own.
+    # DSN files only where a target refers to one: add-ons polled with their own password.
     wanted = {
         a.name for a in addons if a.service == "postgres" and servers.postgres_dsn_env is None
-    }
+    } | {a.name for a in addons if a.service == "redis" and a.resource.startswith(APP_PREFIX)}
     for addon in addons:
         if addon.name in wanted:
             _replace(dsn_dir / addon.name, addon.url, 0o600)
