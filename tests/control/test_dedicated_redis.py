@@ -19,11 +19,14 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, OutOfMemoryError
 
-from control.addons.dedicated import APP_PREFIX, definition, redis_command
+from control.addons.dedicated import APP_PREFIX, DedicatedRedis, definition, redis_command
 from control.addons.plans import DEDICATED_REDIS_PLANS
+from control.addons.redis import RedisAddons
+from control.agent_target import LocalAgent
+from control.errors import AddonError
 from control.up import Up
 from tests.agent.conftest import ListSink
-from tests.control.conftest import ADMIN_TOKEN, up_settings
+from tests.control.conftest import ADMIN_TOKEN, REDIS_URL, TEST_PREFIX, up_settings
 
 PLAN = DEDICATED_REDIS_PLANS["dedicated"]
 
@@ -156,3 +159,32 @@ async def test_dedicated_instances_isolate_memory_and_passwords(world: World) ->
     _, releases = await world.call("GET", "/apps/alpha/releases")
     assert releases[-1]["description"].startswith("Detach REDIS")
     assert len([app for app in world.up.agent.machines if app.startswith(APP_PREFIX)]) == 1
+
+
+async def test_shared_and_dedicated_plans_are_one_service_and_a_slow_start_leaves_nothing(
+    world: World,
+) -> None:
+    link = LocalAgent(world.up.agent)
+    shared = RedisAddons(
+        admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
+    )
+    both = DedicatedRedis(link, shared=shared)
+    assert set(both.plans) == {"mini", "basic", "dedicated"}
+    tenant = await both.create("mini")  # the shared server's ACL user, not an instance
+    try:
+        assert tenant.resource.startswith(TEST_PREFIX)
+        assert urlsplit(tenant.url).port == 6379
+    finally:
+        await both.destroy(tenant.resource)
+
+    own = await both.create("dedicated")
+    await both.ensure(own.resource, url=own.url, plan="dedicated")  # running: nothing to do
+    await world.up.agent.forget(own.resource)  # the agent lost it (a restart of slipway up)
+    with pytest.raises(AddonError, match="listens on"):  # redefined, on a fresh port
+        await both.ensure(own.resource, url=own.url, plan="dedicated")
+    await both.destroy(own.resource)
+
+    hasty = DedicatedRedis(link, ready_timeout=0.0)
+    with pytest.raises(AddonError, match="not ready"):
+        await hasty.create("dedicated")
+    assert [app for app in world.up.agent.machines if app.startswith(APP_PREFIX)] == []
