@@ -23,8 +23,10 @@ Without one, each Postgres add-on is polled with its own credentials by file
 reference (``dsn_file``, one 0600 file per add-on under ``dsn/``, never inline)
 and ``scope = "database"``. Redis tenants may not run INFO (it is in
 @dangerous), so Redis add-ons on a shared server are visible through the
-server target only. Files are replaced atomically (write, rename), so an
-exporter reloading mid-write never reads half a file.
+server target only; a dedicated Redis (``redis:dedicated``) is a server
+target of its own, polled with its own URL by file reference. Files are
+replaced atomically (write, rename), so an exporter reloading mid-write
+never reads half a file.
 """
 
 from __future__ import annotations
@@ -99,11 +101,15 @@ def render(
         elif addon.resource.startswith(APP_PREFIX):
             # A dedicated instance is a server of its own, polled with its own password.
             dedicated = DEDICATED_REDIS_PLANS.get(addon.plan)
-            limits = (
-                f"limits = {{ {_table([('memory_bytes', dedicated.maxmemory_bytes)])} }}\n"
+            pairs: list[tuple[str, str | int]] = (
+                [
+                    ("memory_bytes", dedicated.maxmemory_bytes),
+                    ("connections", dedicated.maxclients),
+                ]
                 if dedicated is not None
-                else ""
+                else []
             )
+            limits = f"limits = {{ {_table(pairs)} }}\n" if dedicated is not None else ""
             blocks.append(
                 f"[[targets]]\nname = {_toml(addon.name)}\n"
                 f"dsn_file = {_toml(str(dsn_dir / addon.name))}\n"

@@ -8,7 +8,6 @@ still takes writes, and one app's password does not open another's instance.
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from control.addons.redis import RedisAddons
 from control.agent_target import LocalAgent
 from control.errors import AddonError
 from control.up import Up
+from exporters.targets import Kind, Limits, load_targets
 from tests.agent.conftest import ListSink
 from tests.control.conftest import ADMIN_TOKEN, REDIS_URL, TEST_PREFIX, up_settings
 
@@ -143,11 +143,12 @@ async def test_dedicated_instances_isolate_memory_and_passwords(world: World) ->
         await wrong.aclose()
 
     # The exporters see each instance as a server target of its own, with its memory cap.
-    text = (world.targets / "redis-targets.toml").read_text()
-    found = tomllib.loads(text)["targets"]
-    assert sorted(t["labels"]["app"] for t in found) == ["alpha", "beta"]
-    assert all(t["limits"] == {"memory_bytes": PLAN.maxmemory_bytes} for t in found)
-    assert {Path(t["dsn_file"]).read_text() for t in found} == {url_a, url_b}
+    found = load_targets(world.targets / "redis-targets.toml", kind=Kind.REDIS)
+    assert sorted(dict(t.labels)["app"] for t in found) == ["alpha", "beta"]
+    assert {t.limits for t in found} == {
+        Limits(connections=PLAN.maxclients, memory_bytes=PLAN.maxmemory_bytes)
+    }
+    assert {t.dsn for t in found} == {url_a, url_b}
 
     _, addons = await world.call("GET", "/apps/alpha/addons")
     status, _ = await world.call("DELETE", f"/apps/alpha/addons/{addons[0]['name']}")
