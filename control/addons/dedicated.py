@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -43,17 +42,25 @@ READY_TIMEOUT = 20.0
 _POLL = 0.05
 
 
-def redis_command(plan: DedicatedRedisPlan, password: str) -> str:
-    """The redis-server line the agent runs (pure): memory capped, no disk, password set."""
+#: The variable the password reaches redis-server through (never its argv: ``ps`` shows that).
+PASSWORD_VAR = "REDIS_PASSWORD"
+
+
+def redis_command(plan: DedicatedRedisPlan) -> str:
+    """The line the agent runs (pure): memory capped, no disk, password read from stdin.
+
+    ``redis-server -`` reads config lines from stdin before its arguments, so the
+    password (``token_urlsafe``: no spaces or quotes) never appears in a process list.
+    """
     return " ".join(
         [
-            "exec redis-server",
+            f"printf 'requirepass %s\\n' \"${PASSWORD_VAR}\" |",
+            "redis-server -",
             "--port $PORT",
             "--bind 127.0.0.1" if plan.loopback else "--bind 0.0.0.0",
             f"--maxmemory {plan.maxmemory_bytes}",
             f"--maxmemory-policy {plan.maxmemory_policy}",
             f"--maxclients {plan.maxclients}",
-            f"--requirepass {shlex.quote(password)}",
             # No RDB/AOF: the instance holds a cache or queue; losing it on restart is the
             # documented trade (docs/control.md), and it never writes to the agent's disk.
             "--save ''",
@@ -67,7 +74,8 @@ def definition(plan: DedicatedRedisPlan, password: str) -> dict[str, Any]:
     """The agent app definition of one dedicated instance (pure)."""
     return {
         "hosts": [],
-        "processes": {"web": {"command": redis_command(plan, password)}},
+        "env": {PASSWORD_VAR: password},
+        "processes": {"web": {"command": redis_command(plan)}},
         "formation": {"web": 1},
         "policy": {"never_sleep": True, "min_scale": 1, "max_scale": 1},
     }

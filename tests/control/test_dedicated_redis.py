@@ -88,6 +88,17 @@ async def fill(url: str) -> int:
         await client.aclose()
 
 
+def command_lines() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                continue  # ended meanwhile
+    return found
+
+
 async def port_closed(host: str, port: int, within: float) -> bool:
     deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
@@ -100,13 +111,14 @@ async def port_closed(host: str, port: int, within: float) -> bool:
     return False
 
 
-def test_the_definition_caps_memory_and_never_sleeps() -> None:
-    command = redis_command(PLAN, "s3cret")
+def test_the_definition_caps_memory_never_sleeps_and_keeps_the_password_off_argv() -> None:
+    command = redis_command(PLAN)
     assert f"--maxmemory {64 * 1024 * 1024}" in command
     assert "--maxmemory-policy noeviction" in command
-    assert "--requirepass s3cret" in command
     assert "--port $PORT" in command
     found = definition(PLAN, "s3cret")
+    assert "s3cret" not in found["processes"]["web"]["command"]
+    assert found["env"] == {"REDIS_PASSWORD": "s3cret"}
     assert found["hosts"] == []  # never routed
     assert found["policy"]["never_sleep"] is True
 
@@ -120,6 +132,8 @@ async def test_dedicated_instances_isolate_memory_and_passwords(world: World) ->
     a, b = urlsplit(url_a), urlsplit(url_b)
     assert a.port != b.port  # two redis-servers, not one
     assert a.password != b.password
+    assert a.password is not None
+    assert not [c for c in command_lines() if a.password in c]  # not in any process's argv
     for url in (url_a, url_b):
         client = aioredis.Redis.from_url(url)
         info = await client.config_get("maxmemory")
