@@ -23,8 +23,10 @@ Without one, each Postgres add-on is polled with its own credentials by file
 reference (``dsn_file``, one 0600 file per add-on under ``dsn/``, never inline)
 and ``scope = "database"``. Redis tenants may not run INFO (it is in
 @dangerous), so Redis add-ons on a shared server are visible through the
-server target only. Files are replaced atomically (write, rename), so an
-exporter reloading mid-write never reads half a file.
+server target only; a dedicated Redis (``redis:dedicated``) is a server
+target of its own, polled with its own URL by file reference. Files are
+replaced atomically (write, rename), so an exporter reloading mid-write
+never reads half a file.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from control.addons.plans import POSTGRES_PLANS
+from control.addons.dedicated import APP_PREFIX
+from control.addons.plans import DEDICATED_REDIS_PLANS, POSTGRES_PLANS
 from control.models import Addon
 
 SERVICES = ("postgres", "redis")
@@ -95,7 +98,24 @@ def render(
                 f"[[targets]]\nname = {_toml(addon.name)}\n{where}"
                 f"labels = {{ {_labels(addon)} }}\n{limits}"
             )
-        # Redis tenants cannot run INFO: the shared server's target covers them.
+        elif addon.resource.startswith(APP_PREFIX):
+            # A dedicated instance is a server of its own, polled with its own password.
+            dedicated = DEDICATED_REDIS_PLANS.get(addon.plan)
+            pairs: list[tuple[str, str | int]] = (
+                [
+                    ("memory_bytes", dedicated.maxmemory_bytes),
+                    ("connections", dedicated.maxclients),
+                ]
+                if dedicated is not None
+                else []
+            )
+            limits = f"limits = {{ {_table(pairs)} }}\n" if dedicated is not None else ""
+            blocks.append(
+                f"[[targets]]\nname = {_toml(addon.name)}\n"
+                f"dsn_file = {_toml(str(dsn_dir / addon.name))}\n"
+                f"labels = {{ {_labels(addon)} }}\n{limits}"
+            )
+        # Shared-server Redis tenants cannot run INFO: the shared server's target covers them.
     return "\n".join(blocks)
 
 
@@ -110,10 +130,10 @@ def _replace(path: Path, text: str, mode: int) -> None:
 def write_sync(directory: Path, addons: list[Addon], servers: Servers = Servers()) -> None:
     dsn_dir = directory / "dsn"
     dsn_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # DSN files only where a target refers to one: Postgres add-ons polled with their own.
+    # DSN files only where a target refers to one: add-ons polled with their own password.
     wanted = {
         a.name for a in addons if a.service == "postgres" and servers.postgres_dsn_env is None
-    }
+    } | {a.name for a in addons if a.service == "redis" and a.resource.startswith(APP_PREFIX)}
     for addon in addons:
         if addon.name in wanted:
             _replace(dsn_dir / addon.name, addon.url, 0o600)

@@ -19,9 +19,10 @@ from prometheus_client import CollectorRegistry
 
 from control import exporter_targets
 from control.addons import Provisioner
+from control.addons.dedicated import DedicatedRedis
 from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
-from control.agent_target import AgentClient, AgentLink, AgentTarget
+from control.agent_target import AgentClient, AgentLink, AgentTarget, LocalAgent
 from control.api.app import build_app
 from control.building import Builder, Builds
 from control.builds.kube import KubernetesBuilder
@@ -93,10 +94,15 @@ def build_control(
         async def writer(addons: list[Addon]) -> None:
             await exporter_targets.write(directory, addons, servers)
 
+    found = provisioners(settings, prefix=addon_prefix)
+    if isinstance(target, AgentTarget) and isinstance(target.link, LocalAgent):
+        # Dedicated instances are redis-server processes of the local agent; on Kubernetes
+        # they need an image, a Service and a NetworkPolicy (docs/control.md, design).
+        found["redis"] = DedicatedRedis(target.link, shared=found.get("redis"))
     return Control(
         store=Store.open(settings.db_url),
         target=target,
-        provisioners=provisioners(settings, prefix=addon_prefix),
+        provisioners=found,
         targets_writer=writer,
         app_domain=settings.app_domain,
     )

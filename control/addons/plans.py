@@ -39,3 +39,20 @@ REDIS_PLANS: dict[str, RedisPlan] = {
     "mini": RedisPlan("25mb"),
     "basic": RedisPlan("100mb"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DedicatedRedisPlan:
+    #: maxmemory of the instance: writes past it fail with OOM (noeviction), so a full
+    #: instance says so instead of silently dropping a queue's jobs.
+    maxmemory_bytes: int
+    maxmemory_policy: str
+    #: maxclients: one app's connection leak cannot take the agent's file descriptors.
+    maxclients: int
+    #: Bind to loopback (``slipway up``); a Kubernetes pod binds every address.
+    loopback: bool = True
+
+
+DEDICATED_REDIS_PLANS: dict[str, DedicatedRedisPlan] = {
+    "dedicated": DedicatedRedisPlan(64 * 1024 * 1024, "noeviction", 100),
+}

@@ -1,0 +1,205 @@
+"""Dedicated Redis add-ons under ``slipway up``: one real redis-server per add-on, agent-run.
+
+The isolation a shared server cannot give: each instance has its own
+maxmemory, so one app filling its Redis gets OOM errors while another's
+still takes writes, and one app's password does not open another's instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, OutOfMemoryError
+
+from control.addons.dedicated import APP_PREFIX, DedicatedRedis, definition, redis_command
+from control.addons.plans import DEDICATED_REDIS_PLANS
+from control.addons.redis import RedisAddons
+from control.agent_target import LocalAgent
+from control.errors import AddonError
+from control.up import Up
+from exporters.targets import Kind, Limits, load_targets
+from tests.agent.conftest import ListSink
+from tests.control.conftest import ADMIN_TOKEN, REDIS_URL, TEST_PREFIX, up_settings
+
+PLAN = DEDICATED_REDIS_PLANS["dedicated"]
+
+
+class World:
+    def __init__(self, up: Up, session: aiohttp.ClientSession, targets: Path) -> None:
+        assert up.control is not None
+        self.up = up
+        self.session = session
+        self.targets = targets
+        self.base = f"http://127.0.0.1:{up.control.port}"
+
+    async def call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        async with self.session.request(
+            method, self.base + path, json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as response:
+            return response.status, await response.json()
+
+    async def redis_url(self, app: str) -> str:
+        status, config = await self.call("GET", f"/apps/{app}/config-vars")
+        assert status == 200
+        url: str = config["REDIS_URL"]
+        return url
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    sink = ListSink()
+    targets = tmp_path / "targets"
+    up = Up(
+        up_settings(tmp_path / "state", exporter_targets_dir=str(targets)),
+        app_sink=sink,
+        router_sink=sink,
+    )
+    await up.start()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        yield World(up, session, targets)
+        assert not up.failed.is_set()
+    finally:
+        await session.close()
+        await up.stop()
+
+
+async def fill(url: str) -> int:
+    """Write 64 KB values until the instance refuses one; the bytes written before it did."""
+    client = aioredis.Redis.from_url(url)
+    written = 0
+    try:
+        block = b"x" * 65536
+        for n in range(4 * PLAN.maxmemory_bytes // len(block)):
+            try:
+                await client.set(f"k{n}", block)
+            except OutOfMemoryError:
+                return written
+            written += len(block)
+        raise AssertionError(f"{written} bytes written and no OOM")
+    finally:
+        await client.aclose()
+
+
+def command_lines() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                continue  # ended meanwhile
+    return found
+
+
+async def port_closed(host: str, port: int, within: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            return True
+        writer.close()
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_the_definition_caps_memory_never_sleeps_and_keeps_the_password_off_argv() -> None:
+    command = redis_command(PLAN)
+    assert f"--maxmemory {64 * 1024 * 1024}" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert "--port $PORT" in command
+    found = definition(PLAN, "s3cret")
+    assert "s3cret" not in found["processes"]["web"]["command"]
+    assert found["env"] == {"REDIS_PASSWORD": "s3cret"}
+    assert found["hosts"] == []  # never routed
+    assert found["policy"]["never_sleep"] is True
+
+
+async def test_dedicated_instances_isolate_memory_and_passwords(world: World) -> None:
+    for app in ("alpha", "beta"):
+        assert (await world.call("POST", "/apps", {"name": app}))[0] == 201
+        status, addon = await world.call("POST", f"/apps/{app}/addons", {"plan": "redis:dedicated"})
+        assert status == 201, addon
+    url_a, url_b = await world.redis_url("alpha"), await world.redis_url("beta")
+    a, b = urlsplit(url_a), urlsplit(url_b)
+    assert a.port != b.port  # two redis-servers, not one
+    assert a.password != b.password
+    assert a.password is not None
+    assert not [c for c in command_lines() if a.password in c]  # not in any process's argv
+    for url in (url_a, url_b):
+        client = aioredis.Redis.from_url(url)
+        info = await client.config_get("maxmemory")
+        await client.aclose()
+        assert info == {"maxmemory": str(PLAN.maxmemory_bytes)}
+
+    written = await fill(url_a)  # alpha fills its instance to maxmemory: OOM
+    assert written > PLAN.maxmemory_bytes // 2
+    beta = aioredis.Redis.from_url(url_b)
+    try:
+        assert await beta.set("still", b"y" * 65536)  # beta's instance still takes writes
+        assert len(await beta.get("still") or b"") == 65536
+    finally:
+        await beta.aclose()
+
+    wrong = aioredis.Redis.from_url(url_b.replace(str(b.password), str(a.password)))
+    try:
+        with pytest.raises(AuthenticationError):
+            await wrong.ping()
+    finally:
+        await wrong.aclose()
+
+    # The exporters see each instance as a server target of its own, with its memory cap.
+    found = load_targets(world.targets / "redis-targets.toml", kind=Kind.REDIS)
+    assert sorted(dict(t.labels)["app"] for t in found) == ["alpha", "beta"]
+    assert {t.limits for t in found} == {
+        Limits(connections=PLAN.maxclients, memory_bytes=PLAN.maxmemory_bytes)
+    }
+    assert {t.dsn for t in found} == {url_a, url_b}
+
+    _, addons = await world.call("GET", "/apps/alpha/addons")
+    status, _ = await world.call("DELETE", f"/apps/alpha/addons/{addons[0]['name']}")
+    assert status == 200
+    assert a.hostname is not None
+    assert a.port is not None
+    assert await port_closed(a.hostname, a.port, within=10.0)  # the process stopped
+    assert "REDIS_URL" not in (await world.call("GET", "/apps/alpha/config-vars"))[1]
+    _, releases = await world.call("GET", "/apps/alpha/releases")
+    assert releases[-1]["description"].startswith("Detach REDIS")
+    assert len([app for app in world.up.agent.machines if app.startswith(APP_PREFIX)]) == 1
+
+
+async def test_shared_and_dedicated_plans_are_one_service_and_a_slow_start_leaves_nothing(
+    world: World,
+) -> None:
+    link = LocalAgent(world.up.agent)
+    shared = RedisAddons(
+        admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
+    )
+    both = DedicatedRedis(link, shared=shared)
+    assert set(both.plans) == {"mini", "basic", "dedicated"}
+    tenant = await both.create("mini")  # the shared server's ACL user, not an instance
+    try:
+        assert tenant.resource.startswith(TEST_PREFIX)
+        assert urlsplit(tenant.url).port == 6379
+    finally:
+        await both.destroy(tenant.resource)
+
+    own = await both.create("dedicated")
+    await both.ensure(own.resource, url=own.url, plan="dedicated")  # running: nothing to do
+    await world.up.agent.forget(own.resource)  # the agent lost it (a restart of slipway up)
+    with pytest.raises(AddonError, match="listens on"):  # redefined, on a fresh port
+        await both.ensure(own.resource, url=own.url, plan="dedicated")
+    await both.destroy(own.resource)
+
+    hasty = DedicatedRedis(link, ready_timeout=0.0)
+    with pytest.raises(AddonError, match="not ready"):
+        await hasty.create("dedicated")
+    assert [app for app in world.up.agent.machines if app.startswith(APP_PREFIX)] == []
