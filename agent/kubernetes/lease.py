@@ -204,20 +204,25 @@ class Elector:
             if self._on_change is not None:
                 self._on_change(now_leader)
 
+    async def _read(self) -> dict[str, Any]:
+        """The Lease as the apiserver has it now (NotFound when there is none)."""
+        with translated("read lease"):
+            resp = await self._api.read_namespaced_lease(
+                self.settings.lease_name,
+                self.namespace,
+                _preload_content=False,
+                _request_timeout=self._request_timeout,
+            )
+            lease: dict[str, Any] = await (await checked(resp, "read lease")).json()
+            return lease
+
     async def step(self) -> Verdict:
         """One round: read the Lease, decide, write. Returns what was done."""
         s = self.settings
         now = self.clock()
         current: dict[str, Any] | None
         try:
-            with translated("read lease"):
-                resp = await self._api.read_namespaced_lease(
-                    s.lease_name,
-                    self.namespace,
-                    _preload_content=False,
-                    _request_timeout=self._request_timeout,
-                )
-                current = await (await checked(resp, "read lease")).json()
+            current = await self._read()
         except NotFound:
             current = None
         record = record_of(current) if current is not None else None
@@ -258,14 +263,7 @@ class Elector:
         s = self.settings
         released = replace(self._mine, holder=None, renewed=None)
         try:
-            with translated("read lease"):
-                resp = await self._api.read_namespaced_lease(
-                    s.lease_name,
-                    self.namespace,
-                    _preload_content=False,
-                    _request_timeout=self._request_timeout,
-                )
-                current = await (await checked(resp, "read lease")).json()
+            current = await self._read()
             rv = (current.get("metadata") or {}).get("resourceVersion")
             with translated("release lease"):
                 await self._api.replace_namespaced_lease(
