@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporters import postgres
 from tests.conftest import free_port
+from tests.exporters.conftest import redis_command
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 PREFIX = f"slipway_exp_b_{os.getpid()}_"
@@ -248,26 +249,13 @@ def each_database(statement: str, names: list[str]) -> None:
 
 
 def start_redis(workdir: Path) -> tuple[list[int], list[subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     ports, processes = [], []
     for _ in range(REDIS_SERVERS):
         port = free_port()
         ports.append(port)
         processes.append(
             subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                ],
+                redis_command(port, workdir),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

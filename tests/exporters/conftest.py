@@ -27,6 +27,13 @@ PREFIX = f"slipway_exp_t_{os.getpid()}_"
 DDL_WORKERS = 10
 
 
+def redis_command(port: int, workdir: Path, *extra: str) -> list[str]:
+    """A throwaway redis-server on loopback: no persistence, its files in ``workdir``."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir), *extra]  # fmt: skip
+
+
 def sample(store: SnapshotStore, target: str, name: str, **labels: str) -> float | None:
     """The value of one sample of one target in the store, or None."""
     snapshot = store.get(target)
@@ -87,27 +94,13 @@ class RedisServer:
 def redis_servers(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     """Start redis-server processes on free ports; all are stopped at the end."""
     started: list[RedisServer] = []
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
 
     def start(*extra: str) -> RedisServer:
         port = free_port()
         workdir = tmp_path / f"redis-{port}"
         workdir.mkdir()
         process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-                *extra,
-            ],
+            redis_command(port, workdir, *extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
