@@ -1,5 +1,10 @@
 """The agent: drives a Runtime from each app's state machine and publishes the route table.
 
+Long because: its three inputs, the per-app locks, the scaling tasks and the
+route table share the machines' state, and their order is the guarantee below
+(nothing interleaves, no request reaches a dying process); its decisions are
+already apart (machine.py, policy, autoscaler, queues), what is left is that order.
+
 Three inputs, all handled synchronously on the loop so transitions never
 interleave: runtime snapshots (a watch task), wakes (``wake``, the router's
 ``Waker``) and a tick (boot timers, the idle policy, drains). After each,
@@ -26,20 +31,24 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent.activity import ActivityPost, Reports
+from agent.activity import Reports
 from agent.apps import WEB, AppConfig
-from agent.errors import AgentError, ConfigError, UnknownApp
+from agent.autoscaler import Autoscaler
+from agent.dynowatch import DynoMonitor
+from agent.errors import AgentError, ConfigError, RuntimeFailure, UnknownApp
 from agent.machine import AppMachine, Event, EventKind, Phase
 from agent.metrics import AgentMetrics
 from agent.once import MAX_RUN_TIMEOUT
+from agent.queue_watch import QueueWatcher
 from agent.runtime import OnceResult, ProcessStatus, Runtime
 from agent.settings import AgentSettings
-from agent.table import RouteTableWire, route_table
-from control.kit.tasks import TaskSet
+from agent.table import route_table
+from kit.tasks import TaskSet
+from kit.wire import ActivityPost, RouteTablePayload
 
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[RouteTableWire], None]
+Subscriber = Callable[[RouteTablePayload], None]
 
 #: The process type a one-off process runs as (its label on Kubernetes).
 ONCE_PROCESS = "release"
@@ -56,15 +65,21 @@ class Agent:
         runtime: Runtime,
         registry: CollectorRegistry,
         settings: AgentSettings | None = None,
+        tasks: TaskSet | None = None,
+        dynos: DynoMonitor | None = None,
     ) -> None:
+        """``tasks``: the process's task set; the watch, the tick and every app's scaler run
+        in it, so a dead one stops the process rather than freezing every app's state.
+        ``dynos``: samples the runtime's instances (memory, CPU, R14/R15); None: not sampled."""
         self.settings = settings or AgentSettings()
         self.runtime = runtime
+        self.dynos = dynos
         self.machines = {config.name: AppMachine(config) for config in apps}
         self.reports = Reports(ttl=self.settings.router_ttl)
         # Microseconds since the epoch: versions keep growing across agent restarts, so a
         # router never mistakes a new agent's table for an old one.
         self.version = time.time_ns() // 1000
-        self.table: RouteTableWire = route_table(self.version, self.machines.values())
+        self.table: RouteTablePayload = route_table(self.version, self.machines.values())
         self._views: dict[str, tuple[object, ...]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: list[Subscriber] = []
@@ -77,7 +92,10 @@ class Agent:
         #: between creating it in the runtime and adding the app when its first status comes.
         self._unclaimed: dict[tuple[str, str], ProcessStatus] = {}
         self._dirty: dict[str, asyncio.Event] = {}
-        self._tasks = TaskSet()
+        #: Workers each (app, process) queue asks for (agent/queue_watch.py), beside what the
+        #: app's phase asks: the runtime gets the larger, so a queued job wakes its worker.
+        self._queued: dict[tuple[str, str], int] = {}
+        self._tasks = TaskSet.of(tasks)
         self.metrics = AgentMetrics(
             registry,
             phases=lambda: {name: str(m.phase) for name, m in self.machines.items()},
@@ -85,23 +103,39 @@ class Agent:
             routers=lambda: len(self.reports.routers()),
             version=lambda: self.version,
         )
+        self.autoscaler = Autoscaler(registry)
+        self.queues = QueueWatcher(
+            apps=lambda: [m.config for m in self.machines.values()],
+            demand=self.queue_demand,
+            registry=registry,
+            interval=self.settings.queue_interval,
+        )
         self.started = False
 
     @property
     def failed(self) -> asyncio.Event:
-        """Set when a background task died (the process should exit)."""
+        """Set when a background task of the process died (the runner stops it)."""
         return self._tasks.failed
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         for machine in self.machines.values():
+            self.runtime.describe(machine.config)
             for spec in machine.config.processes.values():
                 await self.runtime.apply(spec)
         self._tasks.start("agent-watch", self._watch())
+        if self.runtime.activity_interval is not None:
+            self._tasks.start(
+                "agent-persist-activity", self._persist_activity(self.runtime.activity_interval)
+            )
         for machine in self.machines.values():
             self._run_machine(machine)
         self._tasks.start("agent-tick", self._tick())
+        if self.dynos is not None:
+            self._tasks.start("agent-dynos", self.dynos.run())
+        self._tasks.start("agent-autoscale", self._autoscale())
+        self._tasks.start("agent-queues", self.queues.run())
         self.started = True
         log.info("agent started", extra={"apps": len(self.machines), "version": self.version})
 
@@ -140,30 +174,46 @@ class Agent:
         decides replicas: an asleep app stays asleep until a request comes.
         """
         async with self._lock(config.name):
-            taken = {h: name for name, m in self.machines.items() for h in m.config.hosts}
-            for host in config.hosts:
-                if taken.get(host, config.name) != config.name:
-                    raise ConfigError(f"host {host!r} belongs to app {taken[host]!r}")
-            machine = self.machines.get(config.name)
-            if machine is None:
-                machine = AppMachine(config)
-                for spec in config.processes.values():
-                    await self.runtime.apply(spec)
-                self.machines[config.name] = machine
-                if self.started:
-                    self._run_machine(machine)
-                log.info("app defined", extra={"app": config.name, "hosts": len(config.hosts)})
-                return
-            dropped = set(machine.config.processes) - set(config.processes)
-            events = machine.reconfigure(config, asyncio.get_running_loop().time())
-            for process in sorted(dropped):
-                self._applied.pop((config.name, process), None)
-                self._observed.discard((config.name, process))
-                await self.runtime.remove(config.name, process)
+            previous = self.machines.get(config.name)
+            self.runtime.describe(config)
+            try:
+                taken = {h: name for name, m in self.machines.items() for h in m.config.hosts}
+                for host in config.hosts:
+                    if taken.get(host, config.name) != config.name:
+                        raise ConfigError(f"host {host!r} belongs to app {taken[host]!r}")
+                await self._define(config)
+            except ConfigError:
+                if previous is not None:
+                    self.runtime.describe(previous.config)
+                raise
+
+    async def _define(self, config: AppConfig) -> None:
+        """``define``'s body, under the app's lock, once the runtime knows the definition."""
+        machine = self.machines.get(config.name)
+        if machine is None:
+            machine = AppMachine(config)
             for spec in config.processes.values():
                 await self.runtime.apply(spec)
-            self._handle(machine, events)
-            log.info("app redefined", extra={"app": config.name, "hosts": len(config.hosts)})
+            self.machines[config.name] = machine
+            if self.started:
+                self._run_machine(machine)
+            log.info("app defined", extra={"app": config.name, "hosts": len(config.hosts)})
+            return
+        dropped = set(machine.config.processes) - set(config.processes)
+        scaled = machine.desired.get(WEB)
+        events = machine.reconfigure(config, asyncio.get_running_loop().time())
+        if scaled and WEB in config.autoscale and machine.desired.get(WEB):
+            # A new release keeps the replicas its load needed, within the new bounds.
+            policy = config.policy
+            machine.desired[WEB] = min(max(scaled, policy.min_scale, 1), policy.max_scale)
+        for process in sorted(dropped):
+            self._applied.pop((config.name, process), None)
+            self._observed.discard((config.name, process))
+            await self.runtime.remove(config.name, process)
+        for spec in config.processes.values():
+            await self.runtime.apply(spec)
+        self._handle(machine, events)
+        log.info("app redefined", extra={"app": config.name, "hosts": len(config.hosts)})
 
     async def run_once(self, config: AppConfig, command: str, *, timeout: float) -> OnceResult:
         """Run ``command`` once in the release ``config`` defines (its directory or image, its
@@ -187,10 +237,12 @@ class Agent:
             if machine is None:
                 raise UnknownApp(app)
             await self._tasks.cancel(f"agent-scale:{app}")
+            self.autoscaler.forget(app)
             self._dirty.pop(app, None)
             for process in machine.config.processes:
                 self._applied.pop((app, process), None)
                 self._observed.discard((app, process))
+                self._queued.pop((app, process), None)
                 with contextlib.suppress(UnknownApp):
                     await self.runtime.remove(app, process)
             # The removal's last snapshots arrive with no app to claim them: not kept, so a
@@ -210,20 +262,30 @@ class Agent:
             if process is not None and process not in machine.config.processes:
                 raise UnknownApp(app, process)
             for name in [process] if process else sorted(machine.config.processes):
-                await self._restart_type(machine, name)
+                await self.runtime.restart(app, name)
             dirty = self._dirty.get(app)
             if dirty is not None:
                 dirty.set()
             log.info("processes restarting", extra={"app": app, "process_type": process or "all"})
 
-    async def _restart_type(self, machine: AppMachine, process: str) -> None:
-        """Stop and start one type again (LocalRuntime: new processes on the same spec)."""
-        await self.runtime.remove(machine.name, process)
-        await self.runtime.apply(machine.config.processes[process])
-        self._applied.pop((machine.name, process), None)
-
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
+
+    def queue_demand(self, app: str, process: str, replicas: int) -> None:
+        """Workers ``process``'s queue asks for now (0: none beyond what the app's phase asks)."""
+        key = (app, process)
+        if self._queued.get(key, 0) == replicas or app not in self.machines:
+            return
+        if replicas:
+            self._queued[key] = replicas
+        else:
+            self._queued.pop(key, None)
+        dirty = self._dirty.get(app)
+        if dirty is not None:
+            dirty.set()
+
+    def _wanted(self, app: str, process: str, replicas: int) -> int:
+        return max(replicas, self._queued.get((app, process), 0))
 
     def report(self, post: ActivityPost) -> None:
         """A router's activity report (in-process or ``POST /v1/activity``)."""
@@ -237,7 +299,7 @@ class Agent:
         subscriber(self.table)
         return lambda: self._subscribers.remove(subscriber)
 
-    async def changed(self, after: int, timeout: float) -> RouteTableWire | None:
+    async def changed(self, after: int, timeout: float) -> RouteTablePayload | None:
         """The table once its version is not ``after``; None if it did not change in time."""
         if self.table["version"] != after:
             return self.table
@@ -253,6 +315,7 @@ class Agent:
         if machine is None:
             raise UnknownApp(app)
         processes: dict[str, Any] = {}
+        usage = self.dynos.usage(app) if self.dynos is not None else {}
         for name, spec in machine.config.processes.items():
             status = machine.statuses.get(name)
             processes[name] = {
@@ -260,9 +323,34 @@ class Agent:
                 "wanted": machine.config.replicas(name),
                 "desired": machine.desired.get(name, 0),
                 "instances": [asdict(i) for i in status.instances] if status else [],
+                "usage": {i.name: usage[i.name] for i in status.instances if i.name in usage}
+                if status
+                else {},
             }
+            queue = self.queues.view(app, name)
+            if queue is not None:  # workers woken by their queue: what it asks for and why
+                processes[name]["queue"] = queue
         return {"app": app, "state": str(machine.phase), "reason": machine.reason,
                 "processes": processes}  # fmt: skip
+
+    def autoscale(self, app: str) -> dict[str, Any]:
+        """One app's autoscaling: its settings, its state, its last decisions
+        (``GET /v1/apps/{app}/autoscale``)."""
+        machine = self.machines.get(app)
+        if machine is None:
+            raise UnknownApp(app)
+        config = machine.config.autoscale.get(WEB)
+        policy = machine.config.policy
+        return {
+            "app": app,
+            "process": WEB,
+            "enabled": config is not None,
+            "settings": asdict(config) if config else None,
+            "min": policy.min_scale,
+            "max": policy.max_scale,
+            "desired": machine.desired.get(WEB, 0),
+            **self.autoscaler.view(app),
+        }
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Each app's state for people (``GET /v1/apps``)."""
@@ -284,7 +372,8 @@ class Agent:
         self._publish()
         dirty = self._dirty.get(machine.name)
         if dirty is not None and any(
-            self._applied.get((machine.name, p)) != n for p, n in machine.desired.items()
+            self._applied.get((machine.name, p)) != self._wanted(machine.name, p, n)
+            for p, n in machine.desired.items()
         ):
             dirty.set()
 
@@ -358,8 +447,35 @@ class Agent:
 
     def _active_since(self, machine: AppMachine, now: float) -> float | None:
         """When an app found running was last used, on the loop clock, if the runtime knows
-        (KubernetesRuntime persists it); None: count from now."""
-        return None
+        (KubernetesRuntime persists it); None: count from now. Never so old that the app
+        sleeps before routers had ``router_ttl`` to report: a new agent knows no router yet."""
+        wall = self.runtime.last_activity(machine.name)
+        if wall is None:
+            return None
+        at = now - max(0.0, time.time() - wall)
+        return max(at, now - machine.config.policy.idle_after + self.settings.router_ttl)
+
+    async def _persist_activity(self, interval: float) -> None:
+        """Write each used app's last activity through the runtime, for the next agent."""
+        loop = asyncio.get_running_loop()
+        written: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(interval)
+            for name, machine in list(self.machines.items()):
+                last = self.reports.seen(name).last_seen
+                if last is None or WEB not in machine.config.processes:
+                    continue
+                if last <= written.get(name, float("-inf")):
+                    continue
+                wall = time.time() - (loop.time() - last)
+                try:
+                    await self.runtime.record_activity(name, WEB, wall)
+                except RuntimeFailure as exc:
+                    log.warning(
+                        "could not persist activity", extra={"app": name, "error": str(exc)}
+                    )
+                    continue
+                written[name] = last
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -378,6 +494,18 @@ class Agent:
                 if events:
                     self._handle(machine, events)
 
+    async def _autoscale(self) -> None:
+        """Sample the routers' in-flight counts and apply the autoscaler's decisions."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.autoscale_interval)
+            changes = self.autoscaler.tick(
+                list(self.machines.values()), self.reports.load, loop.time()
+            )
+            for machine, decision in changes:
+                machine.desired[WEB] = decision.desired
+                self._handle(machine, [])
+
     async def _scaler(self, machine: AppMachine) -> None:
         """Bring the runtime to the machine's latest ``desired``, one app at a time."""
         dirty = self._dirty[machine.name]
@@ -388,8 +516,9 @@ class Agent:
                 await self._scale(machine, dirty)
 
     async def _scale(self, machine: AppMachine, dirty: asyncio.Event) -> None:
-        for process, replicas in list(machine.desired.items()):
+        for process, desired in list(machine.desired.items()):
             key = (machine.name, process)
+            replicas = self._wanted(machine.name, process, desired)
             if key not in self._observed or self._applied.get(key) == replicas:
                 continue
             if process == WEB and replicas == 0:
@@ -410,4 +539,5 @@ class Agent:
 def _routed(machine: AppMachine) -> tuple[object, ...]:
     """What routers see of an app: a change in any of it is a new table version."""
     policy = machine.config.policy
-    return (machine.view(), machine.config.hosts, policy.boot_timeout, policy.max_held)
+    config = machine.config
+    return (machine.view(), config.hosts, policy.boot_timeout, policy.max_held, config.maintenance)

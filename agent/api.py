@@ -7,10 +7,13 @@ POST /v1/apps/{app}/wake        wake an app (the router's Waker); 202 once under
 GET  /v1/apps                   each app's state, for people
 PUT  /v1/apps/{app}             define or redefine an app (``agent/definition.py``'s JSON)
 GET  /v1/apps/{app}             one app's state and process instances
+GET  /v1/apps/{app}/autoscale   its autoscaling: settings, state, last decisions with reasons
 DELETE /v1/apps/{app}           stop and forget an app
 POST /v1/apps/{app}/restart     restart its processes (``{"process": "web"}`` for one type)
 POST /v1/apps/{app}/run         run a one-off process of a release (the release phase):
-                                {"definition": {...}, "command": "...", "timeout": 600}
+                                {"definition": {...}, "command": "...", "timeout": 600,
+                                 "dyno": "run.1234"} (dyno: optional, its DYNO; default
+                                 release.1)
                                 -> 200 {"ok": bool, "output": "tail"}; answers when it ends
 GET  /healthz /readyz /metrics
 """
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -29,15 +34,19 @@ from prometheus_client import CollectorRegistry
 from agent.activity import parse_post
 from agent.agent import Agent
 from agent.definition import parse_definition
-from agent.errors import ConfigError, UnknownApp
+from agent.errors import ConfigError, RuntimeFailure, UnknownApp
 from agent.forward import Leadership, forwarding
 from agent.once import DEFAULT_RUN_TIMEOUT
-from control.kit.ops import ReadyCheck, add_ops_routes
+from kit import jsonbody
+from kit.oneoff import DYNO_NAME, WATCHER, Watcher
+from kit.ops import ReadyCheck, add_ops_routes
 
 AGENT = web.AppKey("agent", Agent)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NEED_TOKEN = "send the agent's token: Authorization: Bearer $SLIPWAY_AGENT_TOKEN"
 SESSION = web.AppKey("forward-session", aiohttp.ClientSession)
+
+log = logging.getLogger(__name__)
 
 
 def api_app(
@@ -62,6 +71,7 @@ def api_app(
                 feed_timeout=settings.feed_timeout,
             )
         )
+    middlewares.append(runtime_failures)
     app = web.Application(middlewares=middlewares)
     app[AGENT] = agent
     if leadership is not None:
@@ -79,6 +89,7 @@ def api_app(
     app.router.add_get("/v1/apps", apps)
     app.router.add_put("/v1/apps/{app}", define)
     app.router.add_get("/v1/apps/{app}", show)
+    app.router.add_get("/v1/apps/{app}/autoscale", autoscale)
     app.router.add_delete("/v1/apps/{app}", forget)
     app.router.add_post("/v1/apps/{app}/restart", restart)
     app.router.add_post("/v1/apps/{app}/run", run_once)
@@ -111,9 +122,7 @@ async def routes(request: web.Request) -> web.StreamResponse:
 
 async def activity(request: web.Request) -> web.Response:
     try:
-        post = parse_post(await request.json())
-    except json.JSONDecodeError:
-        raise _bad("the body must be JSON") from None
+        post = parse_post(await _json(request))
     except ValueError as exc:
         raise _bad(str(exc)) from None
     request.app[AGENT].report(post)
@@ -136,11 +145,10 @@ async def apps(request: web.Request) -> web.Response:
 
 async def define(request: web.Request) -> web.Response:
     name = request.match_info["app"]
+    body = await _json(request)
     try:
-        config = parse_definition(name, await request.json())
+        config = parse_definition(name, body)
         await request.app[AGENT].define(config)
-    except json.JSONDecodeError:
-        raise _bad("the body must be JSON") from None
     except ConfigError as exc:
         raise web.HTTPUnprocessableEntity(
             text=json.dumps({"error": str(exc)}), content_type="application/json"
@@ -151,6 +159,13 @@ async def define(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     try:
         return web.json_response(request.app[AGENT].status(request.match_info["app"]))
+    except UnknownApp as exc:
+        raise _not_found(exc) from None
+
+
+async def autoscale(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(request.app[AGENT].autoscale(request.match_info["app"]))
     except UnknownApp as exc:
         raise _not_found(exc) from None
 
@@ -166,10 +181,7 @@ async def forget(request: web.Request) -> web.Response:
 async def restart(request: web.Request) -> web.Response:
     process: str | None = None
     if request.can_read_body:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            raise _bad("the body must be JSON") from None
+        body = await _json(request)
         process = body.get("process") if isinstance(body, dict) else None
         if process is not None and not isinstance(process, str):
             raise _bad("process must be a process type name")
@@ -183,23 +195,47 @@ async def restart(request: web.Request) -> web.Response:
 async def run_once(request: web.Request) -> web.Response:
     """The definition is the release to run (the new one, not yet the app's current one)."""
     name = request.match_info["app"]
-    try:
-        body = await request.json()
-    except json.JSONDecodeError:
-        raise _bad("the body must be JSON") from None
-    if not isinstance(body, dict) or set(body) - {"definition", "command", "timeout"}:
-        raise _unprocessable("the body must be {definition, command, timeout}")
+    body = await _json(request)
+    if not isinstance(body, dict) or set(body) - {"definition", "command", "timeout", "dyno"}:
+        raise _unprocessable("the body must be {definition, command, timeout[, dyno]}")
     command, timeout = body.get("command"), body.get("timeout", DEFAULT_RUN_TIMEOUT)
+    dyno = body.get("dyno")
+    if dyno is not None and not (isinstance(dyno, str) and DYNO_NAME.match(dyno)):
+        raise _unprocessable("dyno must be a one-off's name: run. and digits (run.1234)")
     if not isinstance(command, str):
         raise _unprocessable("command must be a string")
     if not isinstance(timeout, int | float) or isinstance(timeout, bool):
         raise _unprocessable("timeout must be a number of seconds")
     try:
         config = parse_definition(name, body.get("definition"))
+        if dyno is not None:
+            # The one way a one-off learns its name (agent/once.py, the Kubernetes Job):
+            # this request's task is the run's, so the name reaches no other.
+            WATCHER.set(Watcher(on_output=_discard, name=dyno))
         result = await request.app[AGENT].run_once(config, command, timeout=float(timeout))
     except ConfigError as exc:
         raise _unprocessable(str(exc)) from None
     return web.json_response({"ok": result.ok, "output": result.output})
+
+
+def _discard(_: bytes) -> None:
+    """Output is answered at the end, as the tail (the caller is another process)."""
+
+
+async def _json(request: web.Request) -> Any:
+    """The body through the one JSON reader (size, UTF-8, depth, numbers): 400 or 413."""
+    try:
+        return await jsonbody.read(request)
+    except jsonbody.BadBody as exc:
+        body = json.dumps({"error": str(exc)})
+        if exc.status == 413:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=jsonbody.MAX_BYTES,
+                actual_size=request.content_length or 0,
+                text=body,
+                content_type="application/json",
+            ) from None
+        raise _bad(str(exc)) from None
 
 
 def _unprocessable(message: str) -> web.HTTPUnprocessableEntity:
@@ -210,6 +246,20 @@ def _unprocessable(message: str) -> web.HTTPUnprocessableEntity:
 
 def _not_found(exc: UnknownApp) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=json.dumps({"error": str(exc)}), content_type="application/json")
+
+
+@web.middleware
+async def runtime_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What the runtime could not do (an apiserver down, a lost Lease, no free port) is a 503
+    that says so: the request was fine, and may be sent again."""
+    try:
+        return await handler(request)
+    except RuntimeFailure as exc:
+        log.warning("runtime failure", extra={"path": request.path, "error": str(exc)})
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps({"error": f"the runtime could not do it: {exc}"}),
+            content_type="application/json",
+        ) from None
 
 
 def bearer_token(token: str | None) -> Middleware:

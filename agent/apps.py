@@ -13,8 +13,15 @@ The file (``examples/apps.toml`` is one)::
                                  #         boot_timeout max_held
     health_path = "/"            # HTTP readiness probe; a TCP connect when absent
     formation = { web = 1 }      # replicas per process type while awake; 1 each by default
+    sizes = { web = "standard-2x" }  # memory and CPU per process type (agent/dynosize.py)
     env = { GREETING = "hi" }
     always_on = ["clock"]        # process types that do not sleep with web
+    queues = { worker = { kind = "rq", names = ["default"] } }  # jobs wake the worker;
+                                 # usual worker lines (rq worker, celery, sidekiq) need none
+
+    [apps.hello.autoscale.web]   # optional: web replicas follow requests in flight, within
+    target = 10                  # [min_scale, max_scale]; also stable_window, panic_window,
+                                 # panic_threshold, scale_down_delay (agent/autoscale.py)
 
 Parsing is pure and strict: an unknown key is an error naming the key, so a
 typo does not silently fall back to a default.
@@ -29,10 +36,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from agent.autoscale import Autoscale, parse_autoscale
+from agent.dynosize import check_size
 from agent.errors import ConfigError
 from agent.policy import Policy
+from agent.queues import QueueSource, detect, parse_source
 from agent.runtime import ProcessSpec
-from control.kit.durations import parse_duration
+from kit.durations import parse_duration
 
 WEB = "web"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -47,6 +57,9 @@ _APP_KEYS = _POLICY_KEYS | {
     "formation",
     "env",
     "always_on",
+    "autoscale",
+    "queues",
+    "sizes",
 }
 
 
@@ -61,6 +74,12 @@ class AppConfig:
     formation: Mapping[str, int] = field(default_factory=dict)
     #: Process types that keep running while the app sleeps.
     always_on: frozenset[str] = frozenset()
+    #: process type -> autoscaling by concurrency (web only); absent: the formation's replicas.
+    autoscale: Mapping[str, Autoscale] = field(default_factory=dict)
+    #: process type -> the queue whose jobs wake it (agent/queues.py).
+    queues: Mapping[str, QueueSource] = field(default_factory=dict)
+    #: Routers answer H80 (a maintenance page) instead of sending requests to the app.
+    maintenance: bool = False
 
     def replicas(self, process: str) -> int:
         wanted = self.formation.get(process, 1)
@@ -73,9 +92,9 @@ class AppConfig:
 def check_name(name: str, where: str, *, process: bool = False) -> None:
     """App names are DNS labels; process types are Procfile names."""
     if process:
-        if not _PROCESS.match(name):
+        if not _PROCESS.fullmatch(name):
             raise ConfigError(f"{where}: process types are letters, digits, '-' and '_'")
-    elif not _NAME.match(name):
+    elif not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: app names are lower-case letters, digits and dashes")
 
 
@@ -88,7 +107,7 @@ def parse_procfile(text: str, *, source: str = "Procfile") -> dict[str, str]:
             continue
         name, sep, command = line.partition(":")
         name, command = name.strip(), command.strip()
-        if not sep or not _PROCESS.match(name) or not command:
+        if not sep or not _PROCESS.fullmatch(name) or not command:
             raise ConfigError(f"{source}:{number}: expected 'name: command', got {raw!r}")
         if name in processes:
             raise ConfigError(f"{source}:{number}: process type {name!r} appears twice")
@@ -173,6 +192,11 @@ def _app(
     always_on = entry.get("always_on", [])
     if not isinstance(always_on, list) or not all(p in commands for p in always_on):
         raise ConfigError(f"{where}: always_on must list process types from {procfile}")
+    sizes = _table(entry.get("sizes", {}), f"{where} sizes")
+    for process, size in sizes.items():
+        if process not in commands:
+            raise ConfigError(f"{where}: sizes names {process!r}, not in {procfile}")
+        sizes[process] = check_size(size, f"{where} sizes.{process}")
     if WEB in always_on:
         raise ConfigError(f"{where}: web cannot be always_on; use never_sleep = true")
     policy = _policy({**defaults, **{k: v for k, v in entry.items() if k in _POLICY_KEYS}}, where)
@@ -184,9 +208,15 @@ def _app(
             env=dict(env),
             cwd=str(directory),
             health_path=health if process == WEB else None,
+            size=sizes.get(process),
         )
         for process, command in commands.items()
     }
+    queues = _table(entry.get("queues", {}), f"{where} queues")
+    for process in queues:
+        if process not in commands or process == WEB:
+            raise ConfigError(f"{where}: queues.{process} must name a worker in {procfile}")
+    found = {p: detect(c, env) for p, c in commands.items() if p != WEB and p not in queues}
     return AppConfig(
         name=name,
         hosts=tuple(h.lower() for h in hosts),
@@ -194,6 +224,11 @@ def _app(
         policy=policy,
         formation=dict(formation),
         always_on=frozenset(always_on),
+        autoscale=parse_autoscale(entry.get("autoscale", {}), commands, where),
+        queues={
+            **{p: source for p, source in found.items() if source is not None},
+            **{p: parse_source(raw, f"{where} queues.{p}") for p, raw in queues.items()},
+        },
     )
 
 

@@ -16,14 +16,18 @@ from prometheus_client import CollectorRegistry
 from agent.agent import Agent
 from agent.api import api_app
 from agent.apps import AppConfig, load_apps
+from agent.dynolocal import LocalSource
+from agent.dynowatch import DynoMonitor, DynoSettings
 from agent.errors import ConfigError
 from agent.kubernetes.serve import serve_kubernetes
 from agent.kubernetes.settings import from_env
 from agent.local import LocalRuntime
+from agent.output import ConsoleSink
 from agent.settings import AgentSettings
-from control.kit import logfmt
-from control.kit.durations import duration_option
-from control.kit.runner import run
+from kit import logfmt
+from kit.durations import duration_option
+from kit.runner import run
+from kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,18 @@ log = logging.getLogger(__name__)
     envvar="SLIPWAY_IDLE_AFTER",
     help="Sleep every app after this long without requests, whatever the file says.",
 )
+@click.option(
+    "--dyno-interval",
+    callback=duration_option,
+    envvar="SLIPWAY_DYNO_INTERVAL",
+    help="Seconds between samples of every process (memory, CPU, R14/R15) [20s].",
+)
+@click.option(
+    "--logs-url",
+    envvar="SLIPWAY_AGENT_LOGS_URL",
+    help="kubernetes: the logs service's HTTP API; R14/R15 lines reach the apps' streams "
+    "through it (posted with SLIPWAY_AGENT_TOKEN) [only this agent's log].",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
 def serve(
     apps_file: Path | None,
@@ -64,6 +80,8 @@ def serve(
     host: str,
     port: int,
     idle_after: float | None,
+    dyno_interval: float | None,
+    logs_url: str | None,
     log_level: str,
 ) -> None:
     """Run the agent and its API for routers.
@@ -87,22 +105,41 @@ def serve(
             "the agent API has no token: anything that reaches it may define and run apps; "
             "set SLIPWAY_AGENT_TOKEN here and in the routers and control plane"
         )
-    settings = AgentSettings(host=host, port=port, token=token)
+    if logs_url and not logs_url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--logs-url")
+    settings = AgentSettings(host=host, port=port, token=token, logs_url=logs_url or None)
+    try:
+        dynos = DynoSettings() if dyno_interval is None else DynoSettings(interval=dyno_interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dyno-interval") from exc
     if runtime == "kubernetes":
         try:
             from_env(os.environ)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         main = functools.partial(
-            serve_kubernetes, settings, apps, dict(os.environ), advertise=advertise_url
+            serve_kubernetes, settings, apps, dict(os.environ), advertise=advertise_url, dynos=dynos
         )
         sys.exit(run(main))
-    sys.exit(run(functools.partial(_serve, settings, apps)))
+    sys.exit(run(functools.partial(_serve, settings, apps, dynos)))
 
 
-async def _serve(settings: AgentSettings, apps: list[AppConfig], stop: asyncio.Event) -> int:
+async def _serve(
+    settings: AgentSettings,
+    apps: list[AppConfig],
+    dynos: DynoSettings,
+    tasks: TaskSet,
+    stop: asyncio.Event,
+) -> int:
     registry = CollectorRegistry()
-    agent = Agent(apps, runtime=LocalRuntime(), registry=registry, settings=settings)
+    runtime = LocalRuntime()
+    # No logs service in this process: R14/R15 and runtime-metrics lines go to the console.
+    monitor = DynoMonitor(
+        LocalSource(runtime), sink=ConsoleSink(), registry=registry, settings=dynos
+    )
+    agent = Agent(
+        apps, runtime=runtime, registry=registry, settings=settings, tasks=tasks, dynos=monitor
+    )
     await agent.start()
     runner = web.AppRunner(api_app(agent, registry=registry))
     await runner.setup()
@@ -114,11 +151,7 @@ async def _serve(settings: AgentSettings, apps: list[AppConfig], stop: asyncio.E
         await runner.cleanup()
         return 1
     log.info("agent listening", extra={"port": settings.port})
-    stopped = asyncio.ensure_future(stop.wait())
-    failed = asyncio.ensure_future(agent.failed.wait())
-    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    failed.cancel()
+    await stop.wait()  # a signal, or a dead watch, tick or scaler (kit.runner)
     await agent.stop()
     await runner.cleanup()
-    return 1 if agent.failed.is_set() else 0
+    return 0

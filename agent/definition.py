@@ -10,11 +10,16 @@ the agent runs, in process (``slipway up``) or over HTTP
       "release": 3,
       "env": {"GREETING": "hi"},
       "processes": {"web": {"command": "python app.py", "cwd": "/srv/shop/v3",
-                            "image": null, "health_path": null}},
+                            "image": null, "health_path": null,
+                            "size": "standard-1x"}},
       "formation": {"web": 1, "worker": 0},
       "policy": {"idle_after": 300, "min_scale": 0, "max_scale": 10,
                  "never_sleep": false, "boot_timeout": 60, "max_held": 100},
-      "always_on": []
+      "always_on": [],
+      "autoscale": {"web": {"target": 10, "stable_window": 60, "panic_window": 6,
+                            "panic_threshold": 2, "scale_down_delay": 60}},
+      "queues": {"worker": {"kind": "rq", "names": ["default"], "url_var": "REDIS_URL"}},
+      "maintenance": false
     }
 
 Parsing is pure and strict, like the apps file: an unknown key is an error
@@ -23,17 +28,38 @@ naming it. Only ``processes`` is required.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 from agent.apps import WEB, AppConfig, check_name
+from agent.autoscale import autoscale_json, parse_autoscale
+from agent.dynosize import check_size
 from agent.errors import ConfigError
 from agent.policy import Policy
+from agent.queues import parse_source
 from agent.runtime import ProcessSpec
 
-_KEYS = frozenset({"hosts", "release", "env", "processes", "formation", "policy", "always_on"})
-_PROCESS_KEYS = frozenset({"command", "cwd", "image", "health_path"})
+#: A host name the router matches (``*.domain`` for a wildcard), checked whole: the route
+#: table is keyed by it, so "a.test\n" must not pass for a second, distinct "a.test".
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+_KEYS = frozenset(
+    {
+        "hosts",
+        "release",
+        "env",
+        "processes",
+        "formation",
+        "policy",
+        "always_on",
+        "autoscale",
+        "queues",
+        "maintenance",
+    }
+)
+_PROCESS_KEYS = frozenset({"command", "cwd", "image", "health_path", "size"})
 _POLICY_TYPES: dict[str, tuple[type, ...]] = {
     "idle_after": (int, float),
     "boot_timeout": (int, float),
@@ -58,12 +84,16 @@ def definition_json(config: AppConfig) -> dict[str, Any]:
                 "cwd": spec.cwd,
                 "image": spec.image,
                 "health_path": spec.health_path,
+                **({"size": spec.size} if spec.size is not None else {}),
             }
             for name, spec in config.processes.items()
         },
         "formation": dict(config.formation),
         "policy": asdict(config.policy),
         "always_on": sorted(config.always_on),
+        "autoscale": autoscale_json(config.autoscale),
+        "queues": {process: source.wire() for process, source in sorted(config.queues.items())},
+        "maintenance": config.maintenance,
     }
 
 
@@ -76,8 +106,10 @@ def parse_definition(name: str, data: object) -> AppConfig:
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     hosts = entry.get("hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-        raise ConfigError(f"{where}: hosts must be a list of host names")
+    if not isinstance(hosts, list) or not all(
+        isinstance(h, str) and _HOST.fullmatch(h.lower()) for h in hosts
+    ):
+        raise ConfigError(f"{where}: hosts must be a list of host names (or *.domain)")
     release = entry.get("release", 0)
     if not isinstance(release, int) or isinstance(release, bool) or release < 0:
         raise ConfigError(f"{where}: release must be a whole number >= 0")
@@ -99,6 +131,13 @@ def parse_definition(name: str, data: object) -> AppConfig:
         raise ConfigError(f"{where}: always_on must list process types of the app")
     if WEB in always_on:
         raise ConfigError(f"{where}: web cannot be always_on; use never_sleep")
+    queues = _object(entry.get("queues", {}), f"{where} queues")
+    for process in queues:
+        if process not in specs or process == WEB:
+            raise ConfigError(f"{where}: queues.{process} must name a worker process type")
+    maintenance = entry.get("maintenance", False)
+    if not isinstance(maintenance, bool):
+        raise ConfigError(f"{where}: maintenance must be true or false")
     return AppConfig(
         name=name,
         hosts=tuple(h.lower() for h in hosts),
@@ -106,6 +145,9 @@ def parse_definition(name: str, data: object) -> AppConfig:
         policy=_policy(entry.get("policy", {}), where),
         formation=dict(formation),
         always_on=frozenset(always_on),
+        autoscale=parse_autoscale(entry.get("autoscale", {}), specs, where),
+        queues={p: parse_source(raw, f"{where} queues.{p}") for p, raw in queues.items()},
+        maintenance=maintenance,
     )
 
 
@@ -135,6 +177,7 @@ def _spec(app: str, process: str, raw: object, env: Mapping[str, str], release: 
         image=optional["image"],
         release=release,
         health_path=health if process == WEB else None,
+        size=check_size(entry.get("size"), where),
     )
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from agent.once import DEFAULT_RUN_TIMEOUT, MAX_RUN_TIMEOUT
+from kit import jsonbody
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,8 @@ def run_limit(body: bytes) -> float:
     """How long a forwarded one-off run may take: its own timeout (as the leader will bound
     it) plus a margin for the Job's start; a body the leader will refuse gets no extension."""
     try:
-        data = json.loads(body or b"null")
-    except ValueError:
+        data = jsonbody.decode(body or b"null")
+    except jsonbody.BadBody:
         return 0.0
     raw = data.get("timeout", DEFAULT_RUN_TIMEOUT) if isinstance(data, dict) else None
     if not isinstance(raw, int | float) or isinstance(raw, bool) or raw <= 0:

@@ -1,4 +1,5 @@
-"""LocalRuntime: an app's Procfile processes as child processes of this one.
+"""Long because: spawn, probe, restart, stop and pipe a child share one instance's state.
+LocalRuntime: an app's Procfile processes as child processes of this one.
 
 Each instance (``web.1``) is supervised by one task: pick a port, spawn
 ``sh -c COMMAND`` in a new process group with ``PORT`` set, probe readiness
@@ -17,23 +18,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
+import itertools
 import logging
 import os
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from agent.apps import WEB
+from agent.apps import WEB, AppConfig
 from agent.errors import RuntimeFailure, UnknownApp
-from agent.once import run_shell
+from agent.once import RELEASE_DYNO, run_shell
 from agent.output import ConsoleSink, ProcessLogSink
 from agent.runtime import Instance, OnceResult, ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
+from kit.spawn import Child, Confiner, Jail, app_env, spawn
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,13 @@ class _Incarnation:
     crashed: bool = False
     reason: str = ""
     restarts: int = 0
+    #: Wall-clock start of the current process (``ps``'s "since"); None until spawned.
+    started_at: float | None = None
     task: asyncio.Task[None] | None = None
+    #: The running process (for the dyno monitor's samples and kills); None between runs.
+    child: Child | None = None
+    #: Why the platform killed it (R15), said instead of the bare signal when it exits.
+    killed_for: str = ""
 
 
 @dataclass
@@ -70,13 +77,24 @@ class _Group:
 
 class LocalRuntime:
     def __init__(
-        self, *, settings: LocalSettings | None = None, sink: ProcessLogSink | None = None
+        self,
+        *,
+        settings: LocalSettings | None = None,
+        sink: ProcessLogSink | None = None,
+        confiner: Confiner | None = None,
     ) -> None:
         self.settings = settings or LocalSettings()
         self.sink: ProcessLogSink = sink or ConsoleSink()
+        #: How app processes are confined (kit/spawn.py); None: plain children (tests,
+        #: ``slipway serve agent`` behind its own isolation).
+        self.confiner = confiner
+        self._spawning = asyncio.Semaphore(self.settings.max_spawning)
+        self._runs = itertools.count(1)
         self._groups: dict[tuple[str, str], _Group] = {}
         self._watchers: list[asyncio.Queue[ProcessStatus | None]] = []
         self._recent_ports: collections.deque[int] = collections.deque(maxlen=RECENT_PORTS)
+        #: (app, dyno) -> the one-off process running as ``run.N`` or ``release.1``.
+        self._once: dict[tuple[str, str], tuple[ProcessSpec, Child]] = {}
         self._closed = False
 
     # -- the Runtime protocol -------------------------------------------------------------
@@ -95,6 +113,28 @@ class LocalRuntime:
             self._retire(group, index)
         self._reconcile(key)
 
+    # Nothing of LocalRuntime outlives the agent: its processes end with it (kit/spawn.py),
+    # so there is no definition or activity to keep for a next agent.
+    activity_interval: float | None = None
+
+    def describe(self, config: AppConfig) -> None:
+        pass
+
+    def last_activity(self, app: str) -> float | None:
+        return None
+
+    async def record_activity(self, app: str, process: str, at: float) -> None:
+        pass
+
+    async def restart(self, app: str, process: str) -> None:
+        """New processes for every instance of the type, as a new release gets: each is
+        retired and started again at the same replicas (requests are held meanwhile)."""
+        key = (app, process)
+        group = self._group(key)
+        for index in list(group.running):
+            self._retire(group, index)
+        self._reconcile(key)
+
     async def remove(self, app: str, process: str) -> None:
         key = (app, process)
         group = self._group(key)
@@ -109,15 +149,47 @@ class LocalRuntime:
         if self._closed:
             raise RuntimeFailure("the runtime is closed")
         key = (app, process)
-        self._group(key).desired = replicas
+        group = self._group(key)
+        others = sum(g.desired for (a, p), g in self._groups.items() if a == app and p != process)
+        allowed = max(0, self.settings.max_instances - others)
+        if replicas > allowed:
+            # The runtime's own ceiling, whatever the control plane let through: one app
+            # must not take the machine (and every other app on it) down.
+            if group.desired != allowed:
+                log.warning(
+                    "instances capped",
+                    extra={"app": app, "process_type": process, "asked": replicas, "cap": allowed},
+                )
+            replicas = allowed
+        group.desired = replicas
         self._reconcile(key)
 
     async def run_once(self, spec: ProcessSpec, command: str, *, timeout: float) -> OnceResult:
-        """A shell in the release's directory with its env (plus PATH, HOME and the locale
-        inherited), in its own process group: a timeout kills the whole group."""
+        """A shell in the release's directory with its env, confined as the app's processes
+        are, in its own process group: a timeout kills the whole group."""
         if self._closed:
             raise RuntimeFailure("the runtime is closed")
-        result = await run_shell(command, cwd=spec.cwd, env=spec.env, timeout=timeout)
+        # Heroku's names: release.1 for the release phase, run.N for one-off runs.
+        dyno = RELEASE_DYNO if spec.process == RELEASE else f"run.{next(self._runs)}"
+        jail = await self._jail(spec)
+
+        def running(child: Child | None) -> None:  # for the dyno monitor
+            if child is None:
+                self._once.pop((spec.app, dyno), None)
+            else:
+                self._once[(spec.app, dyno)] = (spec, child)
+
+        async with self._spawning:
+            result = await run_shell(
+                command,
+                cwd=spec.cwd,
+                env=spec.env,
+                timeout=timeout,
+                dyno=dyno,
+                confiner=self.confiner,
+                jail=jail,
+                running=running,
+            )
         log.info(
             "one-off process finished",
             extra={"app": spec.app, "release": spec.release, "ok": result.ok},
@@ -146,6 +218,36 @@ class LocalRuntime:
         for queue in self._watchers:
             queue.put_nowait(None)
 
+    # -- the dyno monitor's view (agent/dynolocal.py) ---------------------------------------
+
+    def running(self) -> list[tuple[ProcessSpec, str, int]]:
+        """(spec, instance name, pid) of every process running now, one-off ones included."""
+        return [
+            (group.spec, inc.name, inc.child.pid)
+            for group in self._groups.values()
+            for inc in group.running.values()
+            if inc.child is not None and inc.child.returncode is None
+        ] + [
+            (spec, dyno, child.pid)
+            for (_, dyno), (spec, child) in self._once.items()
+            if child.returncode is None
+        ]
+
+    def kill(self, app: str, name: str, pid: int, *, reason: str) -> bool:
+        """SIGKILL the instance ``name`` if ``pid`` still runs it; it restarts as a crash
+        (a one-off process ends, and its result says it was killed)."""
+        once = self._once.get((app, name))
+        if once is not None and once[1].pid == pid:
+            once[1].kill()
+            return True
+        for (owner, _), group in self._groups.items():
+            for inc in group.running.values() if owner == app else ():
+                if inc.name == name and inc.child is not None and inc.child.pid == pid:
+                    inc.killed_for = reason
+                    inc.child.kill()
+                    return True
+        return False
+
     # -- reconciling ----------------------------------------------------------------------
 
     def _group(self, key: tuple[str, str]) -> _Group:
@@ -156,9 +258,12 @@ class LocalRuntime:
 
     def _reconcile(self, key: tuple[str, str]) -> None:
         group = self._groups[key]
+        # Fewer, but not none (a scale-down, not a sleep, which drains first): out of the
+        # route table now, stopped a little later, so no request is sent to a dying process.
+        later = self.settings.retire_delay if group.desired > 0 and not self._closed else 0.0
         for index in sorted(group.running, reverse=True):
             if index > group.desired:
-                self._retire(group, index)
+                self._retire(group, index, after=later)
         for index in range(1, group.desired + 1):
             if index not in group.running:
                 inc = _Incarnation(f"{key[1]}.{index}")
@@ -169,15 +274,20 @@ class LocalRuntime:
                 inc.task.add_done_callback(_log_failure)
         self._emit(key)
 
-    def _retire(self, group: _Group, index: int) -> None:
+    def _retire(self, group: _Group, index: int, *, after: float = 0.0) -> None:
         inc = group.running.pop(index)
         inc.ready = False
-        inc.stop.set()
+        if after > 0:
+            asyncio.get_running_loop().call_later(after, inc.stop.set)
+        else:
+            inc.stop.set()
         group.stopping.add(inc)
         if inc.task is not None:
             inc.task.add_done_callback(lambda _: group.stopping.discard(inc))
 
     async def _wait_stopped(self, group: _Group) -> None:
+        for inc in group.stopping:  # a scale-down's retire delay is not waited out
+            inc.stop.set()
         tasks = [i.task for i in group.stopping if i.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.stop_grace + 5)
@@ -198,6 +308,7 @@ class LocalRuntime:
                     crashed=inc.crashed,
                     reason=inc.reason,
                     restarts=inc.restarts,
+                    started_at=inc.started_at,
                 )
                 for _, inc in sorted(group.running.items())
             ),
@@ -223,6 +334,7 @@ class LocalRuntime:
             started = loop.time()
             try:
                 proc = await self._spawn(spec, inc.name, port)
+                inc.started_at = time.time()
                 self._emit(key)  # booting, on its port
             except OSError as exc:
                 code: int | str = f"could not start: {exc.strerror or exc}"
@@ -248,6 +360,8 @@ class LocalRuntime:
             )
             inc.ready, inc.crashed = False, True
             inc.reason = code if isinstance(code, str) else _describe_exit(code)
+            if inc.killed_for:
+                inc.reason, inc.killed_for = f"{inc.killed_for}, {inc.reason}", ""
             log.warning(
                 "process crashed",
                 extra={
@@ -270,7 +384,7 @@ class LocalRuntime:
         key: tuple[str, str],
         inc: _Incarnation,
         spec: ProcessSpec,
-        proc: _Child,
+        proc: Child,
         started: float,
     ) -> tuple[float, int | None]:
         """Until the process exits (its code) or is stopped (None); and how long it was up."""
@@ -280,6 +394,7 @@ class LocalRuntime:
             for stream in (proc.stdout, proc.stderr)
             if stream is not None
         ]
+        inc.child = proc
         exited = loop.create_task(proc.wait())
         stopped = loop.create_task(inc.stop.wait())
         probe = loop.create_task(self._probe(spec, inc.port))
@@ -308,28 +423,43 @@ class LocalRuntime:
                     up_for = 0.0 if ready_at is None else loop.time() - ready_at
                     return up_for, proc.returncode if proc.returncode is not None else -1
         finally:
+            inc.child = None
             for task in (exited, stopped, probe):
                 task.cancel()
-            _kill_group(proc, signal.SIGKILL)
+            proc.kill()
             if readers:
                 await asyncio.wait(readers, timeout=1.0)
                 for reader in readers:
                     reader.cancel()
+            proc.close()
 
-    async def _spawn(self, spec: ProcessSpec, name: str, port: int | None) -> _Child:
-        env = {**os.environ, **spec.env, "DYNO": name}
+    async def _spawn(self, spec: ProcessSpec, name: str, port: int | None) -> Child:
+        platform = {"DYNO": name}
         if port is not None:
-            env["PORT"] = str(port)
-        return await _Child.spawn(
-            ["/bin/sh", "-c", shell_line(spec.command)], cwd=spec.cwd, env=env
-        )
+            platform["PORT"] = str(port)
+        jail = await self._jail(spec)
+        # A crash loop of many instances must not turn into as many forks at once.
+        async with self._spawning:
+            return await spawn(
+                ["/bin/sh", "-c", shell_line(spec.command)],
+                cwd=spec.cwd,
+                env=app_env(spec.env, home=spec.cwd, platform=platform),
+                confiner=self.confiner,
+                jail=jail,
+            )
 
-    async def _terminate(self, proc: _Child) -> None:
-        _kill_group(proc, signal.SIGTERM)
+    async def _jail(self, spec: ProcessSpec) -> Jail | None:
+        """The sandbox's view of the host (a few stats, off the loop); none unconfined."""
+        if self.confiner is None or not self.confiner.confined:
+            return None
+        return await asyncio.to_thread(jail_of, spec.app, spec.cwd)
+
+    async def _terminate(self, proc: Child) -> None:
+        proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), self.settings.stop_grace)
         except TimeoutError:
-            _kill_group(proc, signal.SIGKILL)
+            proc.kill()
             await proc.wait()
 
     async def _probe(self, spec: ProcessSpec, port: int | None) -> bool:
@@ -391,48 +521,32 @@ async def _answers(host: str, port: int, path: str | None, timeout: float) -> bo
         return False
 
 
-class _Child:
-    """A child process with asyncio pipes, spawned off the event loop.
+#: The process type of a release phase (control/releasing.py's RELEASE_COMMAND).
+RELEASE = "release"
+#: Beside a built slug's ``app/`` (control/builds/local.py writes it): the slug's own
+#: directory, with its links to dependency sets, is the app's too.
+SLUG_META = "slipway.json"
 
-    ``loop.subprocess_exec`` under uvloop forks the whole (large) parent on
-    the loop: ~8 ms during which the router in the same process stalls, on
-    every wake. ``subprocess.Popen`` uses vfork (~1-3 ms) and runs here in a
-    thread; the exit is watched with a pidfd on the loop (a thread on kernels
-    without pidfd_open).
+
+def jail_of(app: str, cwd: str | None) -> Jail:
+    """What an app's process may see of the host: its directory and what that links to.
+
+    Only the directory the release names (never a path from config vars, which the
+    app's token sets): for a built slug also the slug and its dependency sets. A
+    process with no directory (a dedicated Redis) sees the system directories only.
     """
-
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-        exited: asyncio.Future[int],
-    ) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.stdout = stdout
-        self.stderr = stderr
-        self._exited = exited
-
-    @classmethod
-    async def spawn(cls, argv: list[str], *, cwd: str | None, env: dict[str, str]) -> _Child:
-        loop = asyncio.get_running_loop()
-        popen = await loop.run_in_executor(None, functools.partial(_popen, argv, cwd, env))
-        assert popen.stdout is not None
-        assert popen.stderr is not None
-        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
-        exited: asyncio.Future[int] = loop.create_future()
-        _watch_exit(loop, popen, exited)
-        return cls(popen, stdout, stderr, exited)
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.returncode
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self._exited)
+    if cwd is None:
+        return Jail(app=app)
+    paths = [os.path.realpath(cwd)]
+    slug = os.path.dirname(paths[0])
+    if os.path.isfile(os.path.join(slug, SLUG_META)):
+        paths.append(slug)
+        for link in (os.path.join(slug, ".venv"), os.path.join(paths[0], "node_modules")):
+            if os.path.islink(link) and os.path.isdir(link):
+                paths.append(os.path.realpath(link))
+    # A parent mounted after its child would hide it: parents first.
+    unique = sorted(set(paths), key=len)
+    return Jail(app=app, read_only=tuple(unique))
 
 
 # Characters that make a Procfile line more than one simple command.
@@ -442,6 +556,9 @@ _PROGRAM = re.compile(r"^[\w./+-]+$")
 _BUILTINS = frozenset(
     {
         "exec",
+        "exit",
+        "return",
+        ":",
         "cd",
         "export",
         "if",
@@ -477,48 +594,6 @@ def shell_line(command: str) -> str:
     return f"exec {command}"
 
 
-def _popen(argv: list[str], cwd: str | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        # Its own process group: a stop reaches whatever the shell line started.
-        start_new_session=True,
-    )
-
-
-def _watch_exit(
-    loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes], exited: asyncio.Future[int]
-) -> None:
-    def reap() -> None:
-        code = popen.wait()  # it has exited: this does not block
-        if not exited.done():
-            exited.set_result(code)
-
-    try:
-        pidfd = os.pidfd_open(popen.pid)
-    except (AttributeError, OSError):
-        # No pidfd: a thread waits instead.
-        waiting = loop.run_in_executor(None, popen.wait)
-
-        def done(future: asyncio.Future[int]) -> None:
-            if not exited.done():
-                exited.set_result(future.result())
-
-        waiting.add_done_callback(done)
-        return
-
-    def readable() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        reap()
-
-    loop.add_reader(pidfd, readable)
-
-
 def _cut(line: bytes) -> list[bytes]:
     return [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)] or [b""]
 
@@ -531,11 +606,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
     """A supervisor must never die silently: its instance would look up forever."""
     if not task.cancelled() and task.exception() is not None:
         log.error("supervisor failed", exc_info=task.exception(), extra={"task": task.get_name()})
-
-
-def _kill_group(proc: _Child, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def _describe_exit(code: int) -> str:

@@ -1,7 +1,8 @@
 """One-off processes of an app's release: the release phase, postdeploy, pr-predestroy.
 
 ``run_shell`` is LocalRuntime's way: a shell line in the release's directory,
-in its own process group, killed whole on timeout. KubernetesRuntime runs a
+through the one spawner (kit/spawn.py: clean env, confined, its own process
+group), killed whole on timeout. KubernetesRuntime runs a
 Job instead (``agent/kubernetes/runtime.py``). Both report an ``OnceResult``
 whose output is the tail of the combined stdout and stderr.
 """
@@ -9,17 +10,17 @@ whose output is the tail of the combined stdout and stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from agent.runtime import OnceResult
+from kit.oneoff import WATCHER, Watcher
+from kit.spawn import Child, Confiner, Jail, app_env, spawn
 
 #: Output kept from a one-off command: enough for the error, bounded for a DB row.
 OUTPUT_TAIL = 4000
-#: Variables a one-off command inherits from the process running it; nothing else leaks in.
-INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
+
+#: Heroku's DYNO for the release phase (one-off runs are ``run.N``).
+RELEASE_DYNO = "release.1"
 
 #: Seconds a one-off process may run when the caller does not say (Heroku's release phase: 1 h).
 DEFAULT_RUN_TIMEOUT = 3600.0
@@ -32,37 +33,69 @@ def tail(text: str) -> str:
 
 
 async def run_shell(
-    command: str, *, cwd: str | None, env: Mapping[str, str], timeout: float
+    command: str,
+    *,
+    cwd: str | None,
+    env: Mapping[str, str],
+    timeout: float,
+    dyno: str = "run.1",
+    confiner: Confiner | None = None,
+    jail: Jail | None = None,
+    running: Callable[[Child | None], None] | None = None,
 ) -> OnceResult:
-    """Run ``command`` in a shell, as Heroku runs a release phase, bounded by ``timeout``."""
-    full_env = {k: os.environ[k] for k in INHERITED if k in os.environ}
-    full_env.update(env)
+    """Run ``command`` in a shell, as Heroku runs a release phase, bounded by ``timeout``.
+
+    Through the one spawner (kit/spawn.py): its config vars and the platform's own
+    (DYNO, HOME), never this process's environment; confined when ``confiner`` is.
+    ``running(child)`` is told the process once it runs and ``running(None)`` once it has
+    ended (LocalRuntime: so the dyno monitor samples one-off processes too).
+    """
+    watcher = WATCHER.get()
+    if watcher is not None:
+        # `slipway run` names its one-off (run.1234) as Heroku does: that is its DYNO.
+        dyno = watcher.dyno = watcher.name or dyno
     try:
-        proc = await asyncio.create_subprocess_shell(
-            command,
+        proc = await spawn(
+            ["/bin/sh", "-c", command],
             cwd=cwd,
-            env=full_env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+            env=app_env(env, home=cwd, platform={"DYNO": dyno}),
+            confiner=confiner,
+            jail=jail,
+            merge_stderr=True,
         )
     except OSError as exc:
         return OnceResult(ok=False, output=f"command could not start: {exc}")
+    if running is not None:
+        running(proc)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):
+            out = await _tail_of(proc.stdout, watcher)
+            code = await proc.wait()
+        if watcher is not None:
+            watcher.code = code
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
         await proc.wait()
         return OnceResult(ok=False, output=f"command timed out after {timeout:g}s")
     except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
         raise
+    finally:
+        if running is not None:
+            running(None)
+        proc.close()
     text = tail(out.decode(errors="replace"))
-    if proc.returncode != 0:
-        return OnceResult(
-            ok=False, output=f"{text}\ncommand exited with code {proc.returncode}".lstrip()
-        )
+    if code != 0:
+        return OnceResult(ok=False, output=f"{text}\ncommand exited with code {code}".lstrip())
     return OnceResult(ok=True, output=text)
+
+
+async def _tail_of(stream: asyncio.StreamReader, watcher: Watcher | None = None) -> bytes:
+    """All of the output, keeping only its end: a chatty command cannot fill memory.
+    A watcher (``slipway run``) gets every chunk as it comes."""
+    kept = b""
+    while chunk := await stream.read(65536):
+        kept = (kept + chunk)[-OUTPUT_TAIL * 4 :]
+        if watcher is not None:
+            watcher.output(chunk)
+    return kept

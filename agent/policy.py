@@ -7,17 +7,14 @@ in flight on any router. Nothing here reads a clock; the agent passes ``now``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from agent.errors import ConfigError
+from kit.wire import DEFAULT_BOOT_TIMEOUT, DEFAULT_MAX_HELD
 
 # Heroku and neetoDeploy review apps sleep after 5 minutes without traffic.
 DEFAULT_IDLE_AFTER = 300.0
-# Heroku's R10: a web process must bind $PORT within 60 s of starting.
-DEFAULT_BOOT_TIMEOUT = 60.0
-# Requests held per app while it wakes; beyond, H11. A burst bigger than this is not a
-# human clicking a review app, and each held request pins a client connection.
-DEFAULT_MAX_HELD = 100
 # A ceiling so a typo in a formation cannot fork-bomb the machine.
 DEFAULT_MAX_SCALE = 10
 
@@ -38,10 +35,16 @@ class Policy:
     """Requests a router holds for the app while it wakes; beyond, H11."""
 
     def __post_init__(self) -> None:
-        if not self.idle_after > 0:
-            raise ConfigError(f"idle_after must be above 0 seconds, not {self.idle_after}")
-        if not self.boot_timeout > 0:
-            raise ConfigError(f"boot_timeout must be above 0 seconds, not {self.boot_timeout}")
+        # Finite too: TOML's inf and nan would reach the route table, whose JSON then
+        # carries Infinity, which no JSON parser but Python's reads back.
+        if not 0 < self.idle_after < math.inf:
+            raise ConfigError(
+                f"idle_after must be above 0 seconds and finite, not {self.idle_after}"
+            )
+        if not 0 < self.boot_timeout < math.inf:
+            raise ConfigError(
+                f"boot_timeout must be above 0 seconds and finite, not {self.boot_timeout}"
+            )
         if self.min_scale < 0:
             raise ConfigError(f"min_scale must be 0 or more, not {self.min_scale}")
         if self.max_scale < 1:

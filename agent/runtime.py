@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from agent.apps import AppConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,8 @@ class ProcessSpec:
     release: int = 0
     #: HTTP path to probe for readiness; None means a TCP connect.
     health_path: str | None = None
+    #: Memory and CPU of each instance (agent/dynosize.py); None: the default size.
+    size: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,8 @@ class Instance:
     reason: str = ""
     #: Times this instance was restarted after exiting (a crash loop counts up here).
     restarts: int = 0
+    #: When its current process started (epoch seconds; ``ps``'s "since"), if known.
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,30 @@ class OnceResult:
 
 
 class Runtime(Protocol):
+    """Where processes run. Every method may raise ``RuntimeFailure`` (agent/errors.py) when
+    the runtime cannot do what it is asked; ``ConfigError`` when what it is asked is wrong.
+
+    What differs between runtimes is said here, so the Agent has one body for all: a
+    runtime that outlives the agent (Kubernetes) keeps each app's definition and its last
+    activity for the next agent, and restarts by rolling.
+    """
+
+    #: Seconds between two ``record_activity`` rounds; None where nothing outlives the agent.
+    activity_interval: float | None
+
+    def describe(self, config: AppConfig) -> None:
+        """The app's whole definition, told before its specs are applied; ConfigError if this
+        runtime cannot run it (Kubernetes: every process needs an image)."""
+
+    async def restart(self, app: str, process: str) -> None:
+        """Fresh instances of a process type, on the same spec and at the same replicas."""
+
+    def last_activity(self, app: str) -> float | None:
+        """When the app was last used (epoch seconds), as persisted by ``record_activity``."""
+
+    async def record_activity(self, app: str, process: str, at: float) -> None:
+        """Persist the app's last activity (epoch seconds) for the next agent."""
+
     async def apply(self, spec: ProcessSpec) -> None:
         """Define or update a process type; running instances restart onto the new spec."""
 

@@ -1,39 +1,14 @@
-"""The route table the agent publishes, in the router's wire form.
-
-These TypedDicts have the shape of ``router.routes.RouteTablePayload`` (the
-router must not import the agent, and the agent does not need the router's
-code to speak its format); a test checks the router parses what we build.
-"""
+"""The route table the agent publishes, in the wire form of ``kit.wire``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypedDict
 
 from agent.machine import AppMachine
+from kit.wire import AppRoutePayload, RouteTablePayload
 
 
-class EndpointWire(TypedDict):
-    host: str
-    port: int
-    dyno: str
-
-
-class AppRouteWire(TypedDict):
-    hosts: list[str]
-    endpoints: list[EndpointWire]
-    state: str
-    boot_timeout: float
-    max_held: int
-    reason: str
-
-
-class RouteTableWire(TypedDict):
-    version: int
-    apps: dict[str, AppRouteWire]
-
-
-def app_route(machine: AppMachine) -> AppRouteWire:
+def app_route(machine: AppMachine) -> AppRoutePayload:
     view = machine.view()
     policy = machine.config.policy
     return {
@@ -43,10 +18,11 @@ def app_route(machine: AppMachine) -> AppRouteWire:
         "boot_timeout": policy.boot_timeout,
         "max_held": policy.max_held,
         "reason": view.reason,
+        "maintenance": machine.config.maintenance,
     }
 
 
-def route_table(version: int, machines: Iterable[AppMachine]) -> RouteTableWire:
+def route_table(version: int, machines: Iterable[AppMachine]) -> RouteTablePayload:
     """Apps without hosts (workers only) are not routed and not listed."""
     return {
         "version": version,

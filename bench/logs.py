@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from control.kit import runner
+from kit import runner
 from logs.cli import run_service
 from logs.forward import pack_event_time
 from logs.settings import LogsSettings
@@ -46,7 +47,7 @@ TOKEN = "bench-admin"
 
 def serve(settings: LogsSettings) -> None:
     logging.disable(logging.INFO)
-    runner.run(lambda stop: run_service(settings, stop))
+    runner.run(functools.partial(run_service, settings))
 
 
 def chunk_frame(n: int, index: int) -> bytes:

@@ -1,12 +1,16 @@
 """Router throughput and latency against nginx's proxy, measured in the same run.
 
-An nginx serves a small response (the upstream). In front of it, one at a
-time: nginx proxying with an upstream keepalive pool, then the router, each
-with one worker; wrk drives each on loopback. Printed: requests/s, p50 and
-p99 for both and the ratio router/nginx; the router with 2 workers; and the
-router's RSS growth across a 1 MB upload and a 100 MB download.
+An nginx serves a small response (the upstream). In front of it: nginx
+proxying with an upstream keepalive pool, the router as installed (its hot
+modules compiled with mypyc when the build could, see setup.py) and the router
+interpreted (SLIPWAY_PURE_PYTHON=1), each with one worker; wrk drives each on
+loopback, in turns, ``--rounds`` times, so load from elsewhere on a shared
+machine falls on all three alike. Printed: medians of requests/s, p50 and p99,
+and the median of each round's ratio to nginx and p99 difference; the router
+with 2 workers; and the router's RSS growth across a 1 MB upload and a 100 MB
+download.
 
-Run: .venv/bin/python bench/router.py [--seconds 10] [--connections 50]
+Run: .venv/bin/python bench/router.py [--seconds 10] [--connections 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,10 +84,12 @@ def wrk(
         timeout=seconds + 30,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockerr = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": done,
         "p50_ms": _latency(out, "50%"),
         "p99_ms": _latency(out, "99%"),
         "non2xx": float(errors.group(1)) if errors else 0.0,
@@ -98,6 +105,31 @@ def _latency(out: str, pct: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants (nginx's workers)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def measured(port: int, pid: int, seconds: int, connections: int) -> dict[str, float]:
+    """One wrk run, plus the server's CPU microseconds per request: under load from
+    elsewhere a process gets less of the CPU, but each request costs it the same."""
+    before = cpu_seconds(pid)
+    result = wrk(port, seconds, connections)
+    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["requests"], 1.0) * 1e6
+    return result
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -106,10 +138,10 @@ def rss_kb(pid: int) -> int:
 
 
 def start_router(
-    tmp: Path, upstream_port: int, workers: int
+    tmp: Path, upstream_port: int, workers: int, *, pure: bool = False
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     port, ops = free_port(), free_port()
-    routes = tmp / f"routes-{workers}.json"
+    routes = tmp / f"routes-{workers}-{pure}.json"
     routes.write_text(
         json.dumps(
             {
@@ -142,6 +174,7 @@ def start_router(
             "WARNING",
         ],
         cwd=ROOT,
+        env={**os.environ, "SLIPWAY_PURE_PYTHON": "1" if pure else "0"},
         stderr=subprocess.DEVNULL,  # router lines are written, as in production, then dropped
     )
     wait_port(port)
@@ -180,6 +213,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None or not Path(NGINX).exists():
         print("bench/router.py needs nginx and wrk: run `make services` first", file=sys.stderr)
@@ -208,12 +242,11 @@ def main() -> int:
                 )
             )
             px = free_port()
-            procs.append(
-                start_nginx(
-                    nginx_conf(
-                        tmp,
-                        "proxy",
-                        f"""upstream app {{ server 127.0.0.1:{up}; keepalive 64; }}
+            nginx_proc = start_nginx(
+                nginx_conf(
+                    tmp,
+                    "proxy",  # nginx's proxy, the peer the router is measured against
+                    f"""upstream app {{ server 127.0.0.1:{up}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{px} reuseport backlog=4096;
         location / {{
@@ -223,18 +256,29 @@ def main() -> int:
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}""",
-                    )
                 )
             )
+            procs.append(nginx_proc)
             wait_port(up)
             wait_port(px)
             s, c = args.seconds, args.connections
-            wrk(px, 2, c)  # warm both nginx processes
-            nginx = wrk(px, s, c)
             router_proc, rport, _ = start_router(tmp, up, 1)
             procs.append(router_proc)
-            wrk(rport, 2, c)
-            router = wrk(rport, s, c)
+            pure_proc, pport, _ = start_router(tmp, up, 1, pure=True)
+            procs.append(pure_proc)
+            ports = {
+                "nginx": (px, nginx_proc.pid),
+                "router": (rport, router_proc.pid),
+                "pure": (pport, pure_proc.pid),
+            }
+            for port, _ in ports.values():
+                wrk(port, 2, c)  # warm each (and nginx's upstream pool)
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+            for _ in range(args.rounds):
+                for name, (port, pid) in ports.items():
+                    runs[name].append(measured(port, pid, s, c))
+            pure_proc.terminate()
+            pure_proc.wait(30)
             streams = stream_check(router_proc.pid, rport)
             router_proc.terminate()
             router_proc.wait(30)
@@ -251,16 +295,33 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
     cores = os.cpu_count()
-    print(f"router bench: wrk -t1 -c{args.connections} -d{args.seconds}s, loopback, {cores} cores")
-    rows = (("nginx proxy (1 worker)", nginx), ("router (1 worker)", router))
-    for name, r in (*rows, ("router (2 workers)", router2)):
+    print(
+        f"router bench: wrk -t1 -c{args.connections} -d{args.seconds}s x {args.rounds} rounds"
+        f" in turns, loopback, {cores} cores (medians)"
+    )
+    nginx, router, pure = (_median(runs[name]) for name in ("nginx", "router", "pure"))
+    rows = (
+        ("nginx proxy (1 worker)", nginx),
+        (f"router, {_build()} (1 worker)", router),
+        ("router, interpreted (1 worker)", pure),
+        ("router (2 workers)", router2),
+    )
+    for name, r in rows:
         print(
-            f"  {name:24} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+            f"  {name:32} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
             f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
+            + (f"  CPU {r['cpu_us']:5.1f} us/request" if "cpu_us" in r else "")
         )
-    print(f"  ratio router/nginx (1 worker):  {router['rps'] / nginx['rps']:.2f}")
+    for name, label in (("router", _build()), ("pure", "interpreted")):
+        pairs = list(zip(runs[name], runs["nginx"], strict=True))
+        ratios = [r["rps"] / n["rps"] for r, n in pairs]
+        deltas = [r["p99_ms"] - n["p99_ms"] for r, n in pairs]
+        print(
+            f"  router/nginx, {label:11} (1 worker): ratio {statistics.median(ratios):.2f}"
+            f" [{min(ratios):.2f}-{max(ratios):.2f}],"
+            f" p99 {statistics.median(deltas):+.2f} ms [{min(deltas):+.2f} to {max(deltas):+.2f}]"
+        )
     print(f"  ratio router/nginx (2 workers): {router2['rps'] / nginx['rps']:.2f}")
-    print(f"  p99 difference (1 worker):      {router['p99_ms'] - nginx['p99_ms']:+.2f} ms")
     mb = {k: v / 1024 for k, v in streams.items()}
     print(
         f"  streaming: RSS {mb['rss_before_kb']:.1f} MB before;"
@@ -268,6 +329,22 @@ def main() -> int:
         f" +{mb['download_peak_growth_kb']:.1f} MB peak during a 100 MB download"
     )
     return 0
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def _build() -> str:
+    """How the router under test was installed: its hot modules compiled or not."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import router.client as c; print(c.__file__)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "compiled" if out.strip().endswith(".so") else "as installed (not compiled)"
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from agent.agent import Agent
 from agent.apps import WEB
 from agent.definition import parse_definition
 from agent.errors import UnknownApp
+from agent.queues import detect as detect_queue
 from agent.runtime import Instance, ProcessStatus
 from control.errors import TargetUnavailable
 from control.models import Formation
@@ -40,6 +41,7 @@ from control.releasing import (
     PhaseResult,
     slug_layout,
 )
+from kit.oneoff import WATCHER
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class AgentLink(Protocol):
     async def status(self, app: str) -> dict[str, Any] | None:
         """``GET /v1/apps/{app}``'s JSON, or None for an app the agent does not run."""
 
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        """``GET /v1/apps/{app}/autoscale``'s JSON, or None for an app the agent does not run."""
+
     async def run_once(
         self, app: str, definition: dict[str, Any], command: str, timeout: float
     ) -> PhaseResult:
@@ -70,10 +75,15 @@ class AgentLink(Protocol):
 class LocalAgent:
     """The agent in this process (``slipway up``)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, *, idle_after: float | None = None) -> None:
+        """``idle_after``: ``slipway up --idle-after``, over what each app's formation says."""
         self.agent = agent
+        self._idle_after = idle_after
 
     async def define(self, app: str, definition: dict[str, Any]) -> None:
+        if self._idle_after is not None:
+            policy = {**definition.get("policy", {}), "idle_after": self._idle_after}
+            definition = {**definition, "policy": policy}
         await self.agent.define(parse_definition(app, definition))
 
     async def forget(self, app: str) -> None:
@@ -86,6 +96,12 @@ class LocalAgent:
     async def status(self, app: str) -> dict[str, Any] | None:
         try:
             return self.agent.status(app)
+        except UnknownApp:
+            return None
+
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        try:
+            return self.agent.autoscale(app)
         except UnknownApp:
             return None
 
@@ -148,14 +164,26 @@ class AgentClient:
         found: dict[str, Any] | None = await self._call("GET", f"/v1/apps/{app}", missing_ok=True)
         return found
 
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        path = f"/v1/apps/{app}/autoscale"
+        found: dict[str, Any] | None = await self._call("GET", path, missing_ok=True)
+        return found
+
     async def run_once(
         self, app: str, definition: dict[str, Any], command: str, timeout: float
     ) -> PhaseResult:
-        body = {"definition": definition, "command": command, "timeout": timeout}
+        body: dict[str, Any] = {"definition": definition, "command": command, "timeout": timeout}
+        watcher = WATCHER.get()
+        if watcher is not None and watcher.name:
+            # `slipway run`'s name (run.1234) is the process's DYNO there too; the agent
+            # runs it under no watcher of ours, so it must be told.
+            body["dyno"] = watcher.name
         # The agent answers when the process ends: wait longer than it may run (a Job's
         # image pull and a follower's hop to the leader included).
         total = timeout + (self._timeout.total or 0) + RUN_MARGIN
         found = await self._call("POST", f"/v1/apps/{app}/run", body, timeout=total)
+        if watcher is not None and watcher.name:
+            watcher.dyno = watcher.name
         return PhaseResult(ok=bool(found["ok"]), output=str(found["output"]))
 
     async def close(self) -> None:
@@ -191,6 +219,8 @@ def definition_of(
             "max_scale": max(1, web.max_scale, web.min_scale),
             "never_sleep": web.never_sleep,
         }
+    explicit = {f.type: f.queue for f in deployment.formation if f.queue}
+    queues = queues_of(processes, deployment.env, explicit)
     return {
         "hosts": list(deployment.hosts) if WEB in processes else [],
         "release": deployment.version,
@@ -200,6 +230,7 @@ def definition_of(
                 "command": command,
                 "cwd": (cwd or deployment.artifact) if local else None,
                 "image": None if local else deployment.artifact,
+                **({"size": formation[name].size} if name in formation else {}),
             }
             for name, command in sorted(processes.items())
         },
@@ -207,10 +238,47 @@ def definition_of(
             name: formation[name].quantity if name in formation else 0 for name in processes
         },
         "policy": policy,
+        "autoscale": {WEB: dict(web.autoscale)}
+        if web and web.autoscale and WEB in processes
+        else {},
+        # Only when there is one: an agent older than queue watching refuses the key.
+        **({"queues": queues} if queues else {}),
+        "maintenance": deployment.maintenance,
     }
 
 
-def dynos_of(status: ProcessStatus, *, quantity: int, release: int) -> list[Dyno]:
+def queues_of(
+    processes: Mapping[str, str],
+    env: Mapping[str, str],
+    explicit: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The queue each worker type works from, so its jobs wake it while the app sleeps (pure).
+
+    What its formation says (``ps:queue``) first; else what its Procfile line shows
+    (``rq worker``, ``celery ... worker``, ``sidekiq``).
+    """
+    found: dict[str, Any] = {}
+    for name, command in sorted(processes.items()):
+        if name == WEB:
+            continue
+        given = (explicit or {}).get(name)
+        if given:
+            found[name] = dict(given)
+            continue
+        source = detect_queue(command, env)
+        if source is not None:
+            found[name] = source.wire()
+    return found
+
+
+def dynos_of(
+    status: ProcessStatus,
+    *,
+    quantity: int,
+    release: int,
+    size: str = "standard-1x",
+    usage: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Dyno]:
     """The dynos one process type shows (pure).
 
     A type scaled to zero by its owner shows nothing; one the agent put to
@@ -224,6 +292,7 @@ def dynos_of(status: ProcessStatus, *, quantity: int, release: int) -> list[Dyno
                     type=status.process,
                     state=DynoState.ASLEEP,
                     release=release,
+                    size=size,
                 )
             ]
         return []
@@ -242,6 +311,9 @@ def dynos_of(status: ProcessStatus, *, quantity: int, release: int) -> list[Dyno
                 state=state,
                 release=release,
                 reason=instance.reason,
+                size=size,
+                usage=(usage or {}).get(instance.name),
+                started_at=instance.started_at,
             )
         )
     return dynos
@@ -297,6 +369,7 @@ class AgentTarget:
         if deployment is None or status is None:
             return []
         quantity = {f.type: f.quantity for f in deployment.formation}
+        sizes = {f.type: f.size for f in deployment.formation}
         found: list[Dyno] = []
         for process, view in sorted(status["processes"].items()):
             snapshot = ProcessStatus(
@@ -305,8 +378,19 @@ class AgentTarget:
                 desired=view["desired"],
                 instances=tuple(Instance(**i) for i in view["instances"]),
             )
-            found += dynos_of(snapshot, quantity=quantity.get(process, 0), release=view["release"])
+            found += dynos_of(
+                snapshot,
+                quantity=quantity.get(process, 0),
+                release=view["release"],
+                size=sizes.get(process, "standard-1x"),
+                usage=view.get("usage"),
+            )
         return found
+
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        if app not in self._deployed:
+            return None
+        return await self.link.autoscale(app)
 
     async def forget(self, app: str) -> None:
         self._deployed.pop(app, None)

@@ -35,15 +35,33 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """How the audit log names them."""
+        """How the audit log names them: a dashboard user by name, else the token's."""
+        if self.token.user is not None:
+            return f"user:{self.token.user}"
         return f"token:{self.token.name}"
 
     def may_act_on(self, app: str) -> bool:
-        return self.token.admin or self.token.app == app
+        return self.token.admin or self.token.app == app or app in self.token.apps
+
+    @property
+    def only_apps(self) -> frozenset[str] | None:
+        """The apps this principal may see, or None for all of them (an admin)."""
+        if self.token.admin:
+            return None
+        return self.token.apps | ({self.token.app} if self.token.app else set())
 
     def require_app(self, app: str) -> None:
         if not self.may_act_on(app):
             raise Forbidden(f"this token may not act on app {app!r}", id="forbidden")
+
+    def refuse_unconfined(self, reason: str | None) -> None:
+        """An app token is only as safe as its app's confinement: none, no app token."""
+        if reason is not None and not self.token.admin:
+            raise Forbidden(
+                f"app tokens are refused here: {reason}; an operator can act with the "
+                "admin token, or install bubblewrap and restart slipway",
+                id="app_tokens_refused",
+            )
 
     def require_admin(self) -> None:
         if not self.token.admin:

@@ -9,27 +9,34 @@ may take). Its output goes to the log sink (source ``build``), so the
 numbers a failed release that the build points at, and a failed build
 releases nothing, so the running release is untouched either way.
 
-Builds pending when the control plane stopped are marked failed at start
-(``Control.start``): no process is left to finish them.
+At start, ``resume`` takes the builds a stopped control plane left pending: a
+builder whose builds outlive the process (Kubernetes Jobs, ``Reattaching``)
+follows each again and finishes it as if nothing happened; any other's are
+marked failed, no process being left to finish them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import quote, urlencode
+from typing import Protocol, runtime_checkable
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
-from control.builds.errors import BuildError
+from control.builds.errors import BuildError, SourceError
 from control.builds.model import Artifact, LogSink, Source
-from control.errors import Conflict, ControlError, ReleaseFailed
+from control.builds.sources import ACCEPTED, COMMIT, Kind, classify, is_tarball
+from control.errors import Conflict, ControlError, Forbidden, ReleaseFailed, Unprocessable
 from control.models import Build, BuildStatus
-from control.rules import is_tarball, redact_url, validate_source_blob
+from control.releasing import RELEASE_COMMAND
 from control.service import Control
+from kit.oneoff import WATCHER, Lines, Watcher
+from kit.redact import mask_text, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,70 @@ OUTPUT_TAIL = 4000
 
 class Builder(Protocol):
     async def build(self, app: str, source: Source, *, build_id: str | None = None) -> Artifact: ...
+
+
+@runtime_checkable
+class Reattaching(Builder, Protocol):
+    """A builder whose builds run on without this process (Kubernetes Jobs)."""
+
+    async def attach(self, app: str, build_id: str, commit: str, *, elapsed: float) -> Artifact:
+        """Follow the build already running to its end, as ``build`` would have."""
+        ...
+
+    def detach(self) -> None:
+        """From now on, a cancelled build is left running for the next process to attach to."""
+        ...
+
+
+#: What a pending build left by a stopped control plane says when nothing can finish it.
+INTERRUPTED = "interrupted: the control plane stopped"
+
+
+def source_from_blob(blob: object, *, tenant: bool) -> tuple[Source, str, str | None]:
+    """``{url, version}`` -> (the source, its URL, its version), or the reason it is refused.
+
+    A git URL needs the commit sha to build; a tarball (``.tar``, ``.tgz``,
+    ``.tar.gz``) is a path on this machine and needs none. Nobody may name a git
+    option or a remote helper (422); only an admin may name this machine's paths
+    or a cleartext transport (403): an app token builds from https://, ssh:// or
+    user@host:path, or uploads its tarball.
+    """
+    if not isinstance(blob, dict) or not isinstance(blob.get("url"), str) or not blob["url"]:
+        raise Unprocessable(
+            "source_blob must be {url, version}: a git URL and a commit sha, or a tarball path",
+            id="invalid_source",
+        )
+    url: str = blob["url"]
+    version = blob.get("version")
+    try:
+        kind = classify(url)
+    except SourceError as exc:
+        raise Unprocessable(str(exc), id="invalid_source") from None
+    if tenant and kind is not Kind.REMOTE:
+        raise Forbidden(
+            f"this needs an admin token: an app token builds from {ACCEPTED}, "
+            "or uploads a tarball (slipway builds:create DIR)",
+            id="forbidden",
+        )
+    if is_tarball(url):
+        if kind is not Kind.LOCAL:
+            raise Unprocessable(
+                "tarball URLs are not downloaded: upload the tarball (slipway builds:create "
+                "DIR) or give a git URL and commit",
+                id="invalid_source",
+            )
+        if version is not None and not isinstance(version, str):
+            raise Unprocessable("source_blob.version must be a string", id="invalid_source")
+        # A path that is no file fails the build (with the reason in its output), as a
+        # bad URL does: the request itself was well-formed.
+        path = unquote(urlsplit(url).path) if url.startswith("file:") else url
+        return Source.archive(Path(path)), url, version
+    if not isinstance(version, str) or not COMMIT.match(version):
+        raise Unprocessable(
+            "source_blob.version must be the commit sha to build (7-64 hex digits)",
+            id="invalid_source",
+        )
+    return Source.git(url, version, tenant=tenant), url, version
 
 
 class BuildsUnavailable(Conflict):
@@ -87,17 +158,13 @@ class Builds:
             )
         return self._builder
 
-    async def create(self, app: str, source_blob: object, *, actor: str) -> Build:
-        """Store a pending build of ``source_blob`` ({url, version}) and start it."""
+    async def create(self, app: str, source_blob: object, *, actor: str, tenant: bool) -> Build:
+        """Store a pending build of ``source_blob`` ({url, version}) and start it.
+
+        ``tenant``: an app token sent it, so it may name no path on this machine.
+        """
         self._need_builder()
-        url, version = validate_source_blob(source_blob)
-        if is_tarball(url):
-            # A path that is no file fails the build (with the reason in its output), as a
-            # bad URL does: the request itself was well-formed.
-            source = Source.archive(Path(url.removeprefix("file://")))
-        else:
-            assert version is not None
-            source = Source.git(url, version)
+        source, url, version = source_from_blob(source_blob, tenant=tenant)
         return await self._start(app, source, url=url, version=version, actor=actor)
 
     async def upload(self, app: str, chunks: AsyncIterator[bytes], *, actor: str) -> Build:
@@ -117,8 +184,15 @@ class Builds:
             await asyncio.to_thread(path.unlink, missing_ok=True)
             raise
         out.close()
+        # Shown as "upload:<name>", not its path: the API and the audit log tell an app
+        # token nothing of where this machine keeps its state.
         return await self._start(
-            app, Source.archive(path), url=str(path), version=None, actor=actor, owned=path
+            app,
+            Source.archive(path),
+            url=f"upload:{path.name}",
+            version=None,
+            actor=actor,
+            owned=path,
         )
 
     async def _start(
@@ -133,12 +207,16 @@ class Builds:
     ) -> Build:
         builder = self._need_builder()
         build_id = secrets.token_hex(8)
+        # Heroku gives a build the app's config vars (collectstatic reads SECRET_KEY, and
+        # DISABLE_COLLECTSTATIC); the builder shows them only to the app's own code.
+        source = dataclasses.replace(source, config=await self.control.config(app))
         now = self._clock()
         async with self.control.store.tx() as tx:
             build = await tx.add_build(
                 await tx.get_app(app),
                 build_id=build_id,
-                source_url=url,
+                # At rest too: the row never holds the URL's credentials.
+                source_url=mask_url(url),
                 source_version=version,
                 actor=actor,
                 now=now,
@@ -147,22 +225,44 @@ class Builds:
                 actor=actor,
                 action="build.create",
                 app=app,
-                detail={"build": build_id, "source": redact_url(url), "version": version},
+                detail={"build": build_id, "source": mask_url(url), "version": version},
                 now=now,
             )
-        task = asyncio.create_task(
-            self._run(builder, build, source, owned), name=f"build-{app}-{build_id}"
-        )
-        self._running[build_id] = task
-        task.add_done_callback(lambda _: self._running.pop(build_id, None))
+        self._follow(build, functools.partial(builder.build, app, source, build_id=build_id), owned)
         return build
 
+    async def resume(self) -> int:
+        """Builds a stopped control plane left pending: followed again, or failed; how many."""
+        async with self.control.store.tx(write=False) as tx:
+            pending = await tx.pending_builds()
+        builder = self._builder
+        for build in pending:
+            if isinstance(builder, Reattaching) and build.source_version is not None:
+                elapsed = max(0.0, self._clock() - build.created_at)
+                log.info("following a build again", extra={"app": build.app, "build": build.id})
+                attach = functools.partial(
+                    builder.attach, build.app, build.id, build.source_version, elapsed=elapsed
+                )
+                self._follow(build, attach, None)
+            else:
+                await self._finish(build, BuildStatus.FAILED, output=INTERRUPTED)
+        return len(pending)
+
+    def _follow(
+        self, build: Build, produce: Callable[[], Awaitable[Artifact]], owned: Path | None
+    ) -> None:
+        task = asyncio.create_task(
+            self._run(build, produce, owned), name=f"build-{build.app}-{build.id}"
+        )
+        self._running[build.id] = task
+        task.add_done_callback(lambda _: self._running.pop(build.id, None))
+
     async def _run(
-        self, builder: Builder, build: Build, source: Source, owned: Path | None
+        self, build: Build, produce: Callable[[], Awaitable[Artifact]], owned: Path | None
     ) -> Build:
         """The background task: never leaves the row pending while this process lives."""
         try:
-            return await self._build_and_release(builder, build, source, owned)
+            return await self._build_and_release(build, produce, owned)
         except ControlError as exc:
             # The app was deleted while it built (its builds went with it), or the store
             # failed: nothing left to record.
@@ -175,23 +275,43 @@ class Builds:
             return await self._finish(build, BuildStatus.FAILED, output=f"internal error: {exc}")
 
     async def _build_and_release(
-        self, builder: Builder, build: Build, source: Source, owned: Path | None
+        self, build: Build, produce: Callable[[], Awaitable[Artifact]], owned: Path | None
     ) -> Build:
         app = build.app
         try:
-            artifact = await builder.build(app, source, build_id=build.id)
+            artifact = await produce()
         except (BuildError, OSError) as exc:
-            return await self._finish(build, BuildStatus.FAILED, output=str(exc)[-OUTPUT_TAIL:])
+            # Masked before it is cut: a cut could leave half a URL that no longer looks
+            # like one, its password included.
+            output = mask_text(str(exc))[-OUTPUT_TAIL:]
+            return await self._finish(build, BuildStatus.FAILED, output=output)
         finally:
             if owned is not None:
                 await asyncio.to_thread(owned.unlink, missing_ok=True)
         procfile = dict(artifact.process_types)
-        await self._finish(build, BuildStatus.SUCCEEDED, artifact=artifact)
+        try:
+            await self._release(build, artifact, procfile)
+        finally:
+            # Only now: a client following the build (builds:create) sees the release
+            # phase's output before the build stops being pending.
+            await self._finish(build, BuildStatus.SUCCEEDED, artifact=artifact)
+        return await self.get(app, build.id)
+
+    async def _release(self, build: Build, artifact: Artifact, procfile: dict[str, str]) -> None:
+        """Release the build; the release phase's output follows the build's lines."""
         what = (artifact.commit or build.id)[:7]
+        command = procfile.get(RELEASE_COMMAND)
         self._say(build, "-----> Releasing")
+        if command is not None:
+            self._say(build, f"-----> Running release command: {command}")
+        # The release phase's lines as it prints them (the releaser runs it in this task),
+        # after the build's: a client following the build (builds:create) sees them live.
+        lines = Lines(lambda line: self._say(build, "       " + line))
+        watcher = Watcher(on_output=lines.feed)
+        token = WATCHER.set(watcher)
         try:
             release = await self.control.release_build(
-                app,
+                build.app,
                 build_id=build.id,
                 artifact=artifact.reference,
                 procfile=procfile,
@@ -199,10 +319,24 @@ class Builds:
                 actor=build.actor,
             )
         except ReleaseFailed as exc:
+            lines.flush()
+            self._say_output(build, exc.output, watcher, ok=False)
             self._say(build, f" !     Release v{exc.version} failed: {exc}")
         else:
+            lines.flush()
+            self._say_output(build, release.output, watcher, ok=True)
             self._say(build, f"-----> Released v{release.version}")
-        return await self.get(app, build.id)
+        finally:
+            WATCHER.reset(token)
+
+    def _say_output(self, build: Build, output: str, watcher: Watcher, *, ok: bool) -> None:
+        """The release phase's output if it was not seen as printed (it ran elsewhere), else
+        only what the runner added when it failed: the exit code, or the timeout."""
+        said = output.splitlines()
+        if watcher.seen:
+            said = [] if ok else said[-1:]
+        for line in said:
+            self._say(build, "       " + line)
 
     async def _finish(
         self,
@@ -220,7 +354,7 @@ class Builds:
                 build.id,
                 status,
                 now=now,
-                output=output,
+                output=mask_text(output),
                 commit=None if artifact is None else artifact.commit,
                 artifact=None if artifact is None else artifact.reference,
                 digest=None if artifact is None else artifact.digest,
@@ -256,7 +390,9 @@ class Builds:
             return await tx.last_builds()
 
     async def close(self) -> None:
-        """Cancel builds in flight (their rows are failed at the next start)."""
+        """Stop following builds in flight; the next start resumes or fails them."""
+        if isinstance(self._builder, Reattaching):
+            self._builder.detach()  # a rolling restart must not kill the builds it outlives
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
@@ -267,4 +403,4 @@ class Builds:
             await close()
 
     def _say(self, build: Build, text: str) -> None:
-        self._sink.publish(build.app, "build", f"build.{build.id}", text, self._clock())
+        self._sink.publish(build.app, "build", f"build.{build.id}", mask_text(text), self._clock())

@@ -10,6 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,32 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CliError(f"cannot reach the slipway API at {self.base_url}: {reason}") from None
+
+    def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+        """POST ``body`` and yield each JSON line of the answer as it comes (NDJSON).
+
+        Blank lines are the server's keep-alives during a quiet stretch.
+        """
+        request = urllib.request.Request(
+            self.base_url + path, data=json.dumps(body).encode(), method="POST"
+        )
+        request.add_header("Authorization", f"Bearer {self._token}")
+        request.add_header("Accept", "application/x-ndjson")
+        request.add_header("Content-Type", "application/json")
+        try:
+            reply = urllib.request.urlopen(request, timeout=TIMEOUT)
+        except urllib.error.HTTPError as exc:
+            raise CliError(_explain(exc.code, _decode(exc.read()))) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CliError(f"cannot reach the slipway API at {self.base_url}: {reason}") from None
+        with reply:
+            try:
+                for raw in reply:
+                    if raw.strip():
+                        yield json.loads(raw)
+            except (OSError, ValueError) as exc:
+                raise CliError(f"the stream from {self.base_url} broke off: {exc}") from None
 
     def get_all(self, path: str, field: str) -> list[Any]:
         """Every page of a list, following Next-Range."""

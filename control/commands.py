@@ -1,4 +1,5 @@
-"""The ``slipway`` commands people type, with Heroku's habits.
+"""Long because: one short function per CLI command (about 40, Heroku's set).
+The ``slipway`` commands people type, with Heroku's habits.
 
 ``-a/--app`` names the app (or ``SLIPWAY_APP``); ``--json`` prints what the
 API returned; every failure is one ``Error: ...`` line and exit code 1.
@@ -25,6 +26,10 @@ from typing import Any, TypeVar
 import click
 
 from control.client import Client, CliError, find_token, login_file
+from control.cliformat import ago, columns, parse_iso, span
+from control.dashboard.cli import sign_in
+from kit.redact import mask_text, mask_url
+from kit.sse import Parser
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,11 +75,12 @@ def apps(as_json: bool) -> None:
 
 
 @click.command("apps:create")
-@click.argument("name")
+@click.argument("name", required=False)
 @json_option
-def apps_create(name: str, as_json: bool) -> None:
-    """Create an app."""
-    app = Client.from_env().call("POST", "/apps", {"name": name}).body
+def apps_create(name: str | None, as_json: bool) -> None:
+    """Create an app (NAME, or a made-up one such as calm-river-4821)."""
+    body = {} if name is None else {"name": name}
+    app = Client.from_env().call("POST", "/apps", body).body
     if as_json:
         emit(app)
     else:
@@ -96,11 +102,12 @@ def apps_rename(new_name: str, app: str | None, as_json: bool) -> None:
 
 
 @click.command("apps:destroy")
+@click.argument("target", metavar="[APP]", required=False)
 @app_option
 @click.option("--confirm", help="The app's name again, to confirm.")
-def apps_destroy(app: str | None, confirm: str | None) -> None:
+def apps_destroy(target: str | None, app: str | None, confirm: str | None) -> None:
     """Delete an app with its processes and add-ons (their data too)."""
-    name = need_app(app)
+    name = need_app(target or app)  # the argument over SLIPWAY_APP
     if confirm != name:
         raise CliError(f"this deletes {name} and its add-ons' data; confirm with --confirm {name}")
     Client.from_env().call("DELETE", f"/apps/{quote(name)}")
@@ -264,24 +271,127 @@ def deploy(directory: Path, app: str | None, as_json: bool) -> None:
 # -- processes ----------------------------------------------------------------------
 
 
+def _sleep_policy(item: dict[str, Any]) -> str:
+    return "never sleeps" if item["never_sleep"] else f"sleeps after {span(item['idle_after'])}"
+
+
+def ps_lines(
+    formation: list[dict[str, Any]],
+    dynos: list[dict[str, Any]],
+    now: float,
+    autoscale: dict[str, Any] | None = None,
+) -> list[str]:
+    """Each process type that runs or should, with its dynos: state, release and since when.
+
+    A type scaled to zero with nothing running is named once at the end, not shown as an
+    empty header. An autoscaled type shows its settings and, from ``autoscale`` (``GET
+    /apps/{app}/autoscale``), what it wants now and the last decision.
+    """
+    lines: list[str] = []
+    idle: list[str] = []
+    for item in formation:
+        mine = [d for d in dynos if d["type"] == item["type"]]
+        queue = f", queue {queue_label(item['queue'])}" if item.get("queue") else ""
+        if item["quantity"] == 0 and not mine:
+            idle.append(item["type"] + (f" ({queue.removeprefix(', ')})" if queue else ""))
+            continue
+        # The size only when it is not the default (standard-1x).
+        size = item.get("size", "standard-1x")
+        sized = "" if size == "standard-1x" else f"{size}, "
+        policy = _sleep_policy(item)
+        lines.append(f"=== {item['type']} ({item['quantity']}, {sized}{policy}{queue})")
+        if item.get("autoscale"):
+            view = autoscale if autoscale and autoscale.get("process") == item["type"] else None
+            lines += autoscale_lines(item, view, now)
+        rows = []
+        for dyno in mine:
+            state = dyno["state"] + (f" ({dyno['reason']})" if dyno.get("reason") else "")
+            since = parse_iso(dyno.get("created_at"))
+            rows.append(
+                [
+                    f"{dyno['name']}:",
+                    state,
+                    f"v{dyno['release']['version']}",
+                    ago(since, now),
+                    _usage(dyno),
+                ]
+            )
+        lines += columns(rows) if rows else ["(none running)"]
+    if idle:
+        lines.append(f"Scaled to 0: {', '.join(idle)} (ps:scale TYPE=1 runs one)")
+    return lines
+
+
+def queue_label(queue: dict[str, Any]) -> str:
+    """``rq:default,high``, ``postgres on $JOBS_DB``: a formation's queue as ps:queue takes it."""
+    label = str(queue["kind"])
+    if queue.get("names"):
+        label += ":" + ",".join(queue["names"])
+    default_var = "DATABASE_URL" if queue["kind"] == "postgres" else "REDIS_URL"
+    if queue.get("url_var", default_var) != default_var:
+        label += f" on ${queue['url_var']}"
+    if queue.get("per_worker"):
+        label += f", {queue['per_worker']} jobs per worker up to {queue.get('max_scale', 1)}"
+    return label
+
+
+def autoscale_lines(item: dict[str, Any], view: dict[str, Any] | None, now: float) -> list[str]:
+    """``autoscale: 10 in flight per process, 1-5 processes, wants 3 (avg 24.1)`` and the
+    last decision, when the agent has made one."""
+    settings = item["autoscale"]
+    line = (
+        f"autoscale: {settings['target']:g} in flight per process, "
+        f"{item['min_scale']}-{item['max_scale']} processes"
+    )
+    if view is None or not view.get("running"):
+        return [line + " (no agent runs it here)"]
+    line += f", wants {view['desired']}"
+    if view.get("avg_concurrency") is not None:
+        line += f" (avg {view['avg_concurrency']:g} in flight)"
+    if view.get("panicking"):
+        line += ", panicking"
+    decisions = view.get("decisions") or []
+    if not decisions:
+        return [line, "last decision: none yet"]
+    last = decisions[0]
+    return [
+        line,
+        f"last decision: {last['from']} -> {last['to']} ({last['reason']}) {ago(last['at'], now)}",
+    ]
+
+
+def _usage(dyno: dict[str, Any]) -> str:
+    """``mem=120MB/512MB (23%) load=0.05`` from the dyno's last sample; empty without one."""
+    memory, cpu = dyno.get("memory"), dyno.get("cpu")
+    if not memory:
+        return ""
+    used = memory["rss"] + memory["swap"]
+    mb = 1024 * 1024
+    quota = memory["quota"]
+    line = f"mem={used / mb:.0f}MB/{quota / mb:.0f}MB ({100 * used / quota:.0f}%)"
+    return line + (f" load={cpu['load']:.2f}" if cpu else "")
+
+
 @click.command("ps")
 @app_option
 @json_option
 def ps(app: str | None, as_json: bool) -> None:
-    """Processes and their state (asleep, waking, up, crashed)."""
+    """Processes and their state (asleep, waking, up, crashed), release and since when."""
     name = need_app(app)
     client = Client.from_env()
     dynos = client.call("GET", f"/apps/{quote(name)}/dynos").body
     formation = client.call("GET", f"/apps/{quote(name)}/formation").body
+    # Asked only when a type autoscales: one call fewer for every other app.
+    autoscale = (
+        client.call("GET", f"/apps/{quote(name)}/autoscale").body
+        if any(item.get("autoscale") for item in formation)
+        else None
+    )
     if as_json:
-        emit({"dynos": dynos, "formation": formation})
+        emit({"dynos": dynos, "formation": formation, "autoscale": autoscale})
         return
-    for item in formation:
-        sleep = "never sleeps" if item["never_sleep"] else f"sleeps after {item['idle_after']:g}s"
-        click.echo(f"=== {item['type']} ({item['quantity']}, {sleep})")
-        for dyno in (d for d in dynos if d["type"] == item["type"]):
-            reason = f" ({dyno['reason']})" if dyno["reason"] else ""
-            click.echo(f"{dyno['name']}: {dyno['state']}{reason} v{dyno['release']['version']}")
+    for line in ps_lines(formation, dynos, time.time(), autoscale):
+        click.echo(line)
 
 
 @click.command("ps:scale")
@@ -289,14 +399,20 @@ def ps(app: str | None, as_json: bool) -> None:
 @app_option
 @json_option
 def ps_scale(pairs: tuple[str, ...], app: str | None, as_json: bool) -> None:
-    """Scale process types: web=2 worker=1."""
+    """Scale process types: web=2 worker=1, and size them: web=2:standard-2x."""
     name = need_app(app)
     updates = []
     for pair in pairs:
-        match = re.fullmatch(r"([a-z][a-z0-9_-]*)=(\d+)", pair)
+        # Heroku's web=2:standard-2x names the size too (agent/dynosize.py has the table).
+        match = re.fullmatch(r"([a-z][a-z0-9_-]*)=(\d+)(?::([A-Za-z0-9.,-]+))?", pair)
         if match is None:
-            raise CliError(f"{pair!r} is not TYPE=QUANTITY (like web=2)")
-        updates.append({"type": match.group(1), "quantity": int(match.group(2))})
+            raise CliError(
+                f"{pair!r} is not TYPE=QUANTITY[:SIZE] (like web=2 or web=2:standard-2x)"
+            )
+        update: dict[str, Any] = {"type": match.group(1), "quantity": int(match.group(2))}
+        if match.group(3):
+            update["size"] = match.group(3)
+        updates.append(update)
     formation = (
         Client.from_env().call("PATCH", f"/apps/{quote(name)}/formation", {"updates": updates}).body
     )
@@ -353,8 +469,12 @@ def addons_create(plan: str, attachment: str | None, app: str | None, as_json: b
         return
     click.echo(
         f"Creating {addon['plan']['name']} on {name}... done: {addon['name']}, "
-        f"{addon['config_vars'][0]} set, v{addon['release']['version']}"
+        f"{', '.join(addon['config_vars'])} set, v{addon['release']['version']}"
     )
+    if addon.get("provision_message"):
+        # Said once, at creation (Heroku's provision_message): what the app must know
+        # about its add-on (e.g. that its server offers no TLS).
+        click.echo(addon["provision_message"])
     if addon["release"]["status"] != "succeeded":
         raise CliError(f"the release v{addon['release']['version']} {addon['release']['status']}")
 
@@ -429,9 +549,27 @@ def open_app(app: str | None, url_only: bool) -> None:
 
 
 @click.command("login")
-@click.option("--token", prompt=True, hide_input=True, help="A token from `slipway tokens:create`.")
-def login(token: str) -> None:
-    """Save a token in the login file (~/.config/slipway/token)."""
+@click.option("--token", default=None, help="A token from `slipway tokens:create` (asked for).")
+@click.option("--user", default=None, help="A dashboard user's name: as `slipway login:password`.")
+@click.option(
+    "--password",
+    default=None,
+    help="With --user; asked for when not given (better than on a command line).",
+)
+def login(token: str | None, user: str | None, password: str | None) -> None:
+    """Save a token in the login file (~/.config/slipway/token): one given, or a dashboard
+    user's, signed in with --user and their password."""
+    if user is not None:
+        if token is not None:
+            raise click.UsageError("give --token or --user, not both")
+        if password is None:
+            password = click.prompt("Password", hide_input=True)
+        sign_in(user, password)
+        return
+    if password is not None:
+        raise click.UsageError("--password goes with --user")
+    if token is None:
+        token = click.prompt("Token", hide_input=True)
     token = token.strip()
     url = os.environ.get("SLIPWAY_API_URL") or "http://127.0.0.1:8000"
     described = Client(base_url=url, token=token).call("GET", "/auth/verify").body
@@ -489,20 +627,28 @@ def resolve_ref(url: str, ref: str) -> str:
         return ref
     try:
         out = subprocess.run(
-            ["git", "ls-remote", url, ref],
+            # "--": the URL is never taken for an option, whatever it says.
+            ["git", "ls-remote", "--", url, ref],
             check=True,
             capture_output=True,
             text=True,
             timeout=60,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
         ).stdout
+    except subprocess.CalledProcessError as exc:
+        # git's own words ("Could not resolve host: ...", "Repository not found"), not
+        # "returned non-zero exit status 128".
+        said = " / ".join(line for line in (exc.stderr or "").splitlines() if line.strip())
+        raise CliError(
+            f"cannot resolve {ref!r} at {mask_url(url)}: {mask_text(said[-500:] or str(exc))}"
+        ) from exc
     except (OSError, subprocess.SubprocessError) as exc:
-        raise CliError(f"cannot resolve {ref!r} at {url}: {exc}") from exc
+        raise CliError(f"cannot resolve {ref!r} at {mask_url(url)}: {mask_text(str(exc))}") from exc
     for line in out.splitlines():
         sha, _, name = line.partition("\t")
         if name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
             return sha
-    raise CliError(f"{url} has no branch or tag {ref!r}")
+    raise CliError(f"{mask_url(url)} has no branch or tag {ref!r}")
 
 
 #: Lines of a build's history asked for (the logs service's most).
@@ -553,14 +699,16 @@ class BuildOutput:
 
     @staticmethod
     def _texts(response: http.client.HTTPResponse) -> Iterator[str]:
+        parser = Parser()
         for raw in response:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line.startswith("data: "):
-                try:
-                    text = json.loads(line[6:])["text"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a "dropped"/"missed" notice, not a line
-                yield str(text)
+            event = parser.feed(raw)
+            if event is None or event.event != "message":
+                continue  # a "dropped"/"missed" notice, not a line
+            try:
+                text = json.loads(event.data)["text"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            yield str(text)
 
     def _follow(self) -> None:
         try:
@@ -672,16 +820,42 @@ def builds_create(
         raise SystemExit(1)
 
 
+def build_rows(found: list[dict[str, Any]], now: float) -> list[str]:
+    """One line per build: id, status (and its release's), commit, created, duration."""
+    rows = [["ID", "STATUS", "RELEASE", "COMMIT", "CREATED", "DURATION"]]
+    for build in found:
+        created = parse_iso(build.get("created_at"))
+        finished = parse_iso(build.get("updated_at"))
+        if build["status"] == "pending":
+            took = f"{span(now - created)} so far" if created is not None else "-"
+        elif created is not None and finished is not None:
+            took = span(finished - created)
+        else:
+            took = "-"
+        release = build.get("release")
+        rows.append(
+            [
+                build["id"],
+                build["status"],
+                f"v{release['version']} {release['status']}" if release else "-",
+                build.get("commit") or "-",
+                ago(created, now),
+                took,
+            ]
+        )
+    return columns(rows)
+
+
 @click.command("builds")
 @app_option
 @json_option
 def builds(app: str | None, as_json: bool) -> None:
-    """The app's newest builds, oldest first."""
+    """The app's newest builds, oldest first: status, commit, when and how long."""
     name = need_app(app)
     found = Client.from_env().call("GET", f"/apps/{quote(name)}/builds").body
     if as_json:
         emit(found)
         return
     click.echo(f"=== {name} Builds")
-    for build in found:
-        click.echo(_describe(build))
+    for line in build_rows(found, time.time()):
+        click.echo(line)

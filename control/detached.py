@@ -14,6 +14,7 @@ artifact's directory: only right where the artifacts are local directories.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from control.models import Formation
 from control.releasing import Deployment, Dyno, PhaseResult, run_release_command
@@ -46,6 +47,9 @@ class DetachedTarget:
 
     async def dynos(self, app: str) -> list[Dyno]:
         return []
+
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        return None
 
     async def forget(self, app: str) -> None:
         return None

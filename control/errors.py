@@ -3,6 +3,7 @@
 ControlError
 ├── ApiError              carries an HTTP status and a Heroku-style ``id``; the API renders it
 │   ├── BadRequest        400 malformed JSON, bad Range header
+│   ├── TooLarge          413 a body past its endpoint's cap (JSON, an uploaded tarball)
 │   ├── Unauthorized      401 no token or an unknown one
 │   ├── Forbidden         403 a token whose scope does not cover the app
 │   ├── NotFound          404 no such app, release, add-on, process type
@@ -37,6 +38,11 @@ class ApiError(ControlError):
 class BadRequest(ApiError):
     status = 400
     default_id = "bad_request"
+
+
+class TooLarge(ApiError):
+    status = 413
+    default_id = "too_large"
 
 
 class Unauthorized(ApiError):

@@ -24,7 +24,10 @@ reference (``dsn_file``, one 0600 file per add-on under ``dsn/``, never inline)
 and ``scope = "database"``. Redis tenants may not run INFO (it is in
 @dangerous), so Redis add-ons on a shared server are visible through the
 server target only; a dedicated Redis (``redis:dedicated``) is a server
-target of its own, polled with its own URL by file reference. Files are
+target of its own, polled with its own URL by file reference. A dedicated
+Postgres (a StatefulSet on Kubernetes, ``addon-`` resource) is polled the same
+way, never through the shared server it is not on, with its plan's volume as
+the size limit. Files are
 replaced atomically (write, rename), so an exporter reloading mid-write
 never reads half a file.
 """
@@ -38,7 +41,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from control.addons.dedicated import APP_PREFIX
+from control.addons.instances import APP_PREFIX
+from control.addons.kube_dedicated import KUBE_PLANS, Kind, quantity_bytes
 from control.addons.plans import DEDICATED_REDIS_PLANS, POSTGRES_PLANS
 from control.models import Addon
 
@@ -51,6 +55,9 @@ class Servers:
 
     postgres_dsn_env: str | None = None
     redis_dsn_env: str | None = None
+    #: Dedicated add-ons are StatefulSets on Kubernetes (their limits are KUBE_PLANS'),
+    #: not the local agent's instances.
+    kubernetes: bool = False
 
     def dsn_env(self, service: str) -> str | None:
         return self.postgres_dsn_env if service == "postgres" else self.redis_dsn_env
@@ -69,10 +76,18 @@ def _labels(addon: Addon) -> str:
     return _table((("app", addon.app), ("plan", addon.plan), ("addon", addon.name)))
 
 
+def _own_dsn(addon: Addon, dsn_dir: Path | None) -> str:
+    """Where a target polled with the add-on's own URL finds it: its 0600 file, or inline
+    (``dsn_dir`` None: the whole file is a Kubernetes Secret, ``kube_targets.py``)."""
+    if dsn_dir is None:
+        return f"dsn = {_toml(addon.url)}\n"
+    return f"dsn_file = {_toml(str(dsn_dir / addon.name))}\n"
+
+
 def render(
-    addons: Iterable[Addon], *, service: str, dsn_dir: Path, servers: Servers = Servers()
+    addons: Iterable[Addon], *, service: str, dsn_dir: Path | None, servers: Servers = Servers()
 ) -> str:
-    """The targets file for one service (pure)."""
+    """The targets file for one service (pure); ``dsn_dir`` None puts each DSN inline."""
     mine = sorted((a for a in addons if a.service == service), key=lambda a: a.name)
     blocks = ["# Written by the slipway control plane; changes here are overwritten.\n"]
     server_env = servers.dsn_env(service)
@@ -83,7 +98,20 @@ def render(
             'labels = { cluster = "shared" }\n'
         )
     for addon in mine:
-        if service == "postgres":
+        if service == "postgres" and addon.resource.startswith(APP_PREFIX):
+            # A server of its own: polled with its own password, its own database only.
+            kube = KUBE_PLANS[Kind.POSTGRES].get(addon.plan)
+            limits = (
+                f"limits = {{ {_table([('size_bytes', quantity_bytes(kube.storage))])} }}\n"
+                if kube is not None
+                else ""
+            )
+            blocks.append(
+                f"[[targets]]\nname = {_toml(addon.name)}\n"
+                f'{_own_dsn(addon, dsn_dir)}scope = "database"\n'
+                f"labels = {{ {_labels(addon)} }}\n{limits}"
+            )
+        elif service == "postgres":
             plan = POSTGRES_PLANS.get(addon.plan)
             limits = (
                 f"limits = {{ {_table([('connections', plan.connection_limit)])} }}\n"
@@ -93,26 +121,26 @@ def render(
             if server_env is not None:
                 where = f"server = {_toml(server_name)}\ndatabase = {_toml(addon.resource)}\n"
             else:
-                where = f'dsn_file = {_toml(str(dsn_dir / addon.name))}\nscope = "database"\n'
+                where = f'{_own_dsn(addon, dsn_dir)}scope = "database"\n'
             blocks.append(
                 f"[[targets]]\nname = {_toml(addon.name)}\n{where}"
                 f"labels = {{ {_labels(addon)} }}\n{limits}"
             )
         elif addon.resource.startswith(APP_PREFIX):
             # A dedicated instance is a server of its own, polled with its own password.
-            dedicated = DEDICATED_REDIS_PLANS.get(addon.plan)
-            pairs: list[tuple[str, str | int]] = (
-                [
+            pairs: list[tuple[str, str | int]] = []
+            if servers.kubernetes:
+                kube = KUBE_PLANS[Kind.REDIS].get(addon.plan)
+                if kube is not None and kube.server_memory_bytes:
+                    pairs = [("memory_bytes", kube.server_memory_bytes)]
+            elif (dedicated := DEDICATED_REDIS_PLANS.get(addon.plan)) is not None:
+                pairs = [
                     ("memory_bytes", dedicated.maxmemory_bytes),
                     ("connections", dedicated.maxclients),
                 ]
-                if dedicated is not None
-                else []
-            )
-            limits = f"limits = {{ {_table(pairs)} }}\n" if dedicated is not None else ""
+            limits = f"limits = {{ {_table(pairs)} }}\n" if pairs else ""
             blocks.append(
-                f"[[targets]]\nname = {_toml(addon.name)}\n"
-                f"dsn_file = {_toml(str(dsn_dir / addon.name))}\n"
+                f"[[targets]]\nname = {_toml(addon.name)}\n{_own_dsn(addon, dsn_dir)}"
                 f"labels = {{ {_labels(addon)} }}\n{limits}"
             )
         # Shared-server Redis tenants cannot run INFO: the shared server's target covers them.
@@ -133,7 +161,11 @@ def write_sync(directory: Path, addons: list[Addon], servers: Servers = Servers(
     # DSN files only where a target refers to one: add-ons polled with their own password.
     wanted = {
         a.name for a in addons if a.service == "postgres" and servers.postgres_dsn_env is None
-    } | {a.name for a in addons if a.service == "redis" and a.resource.startswith(APP_PREFIX)}
+    } | {
+        a.name
+        for a in addons
+        if a.service in SERVICES and a.resource.startswith(APP_PREFIX)  # dedicated instances
+    }
     for addon in addons:
         if addon.name in wanted:
             _replace(dsn_dir / addon.name, addon.url, 0o600)

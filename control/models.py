@@ -20,6 +20,8 @@ class App:
     current_release: int | None
     created_at: float
     updated_at: float
+    #: The router answers H80 (a maintenance page) instead of sending requests to the app.
+    maintenance: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,13 @@ class Formation:
     max_scale: int
     never_sleep: bool
     updated_at: float
+    #: Memory and CPU of each process (agent/dynosize.py): a Heroku size name or "768MB".
+    size: str = "standard-1x"
+    #: Autoscaling by concurrency (web only): ``agent.autoscale.Autoscale``'s fields; None: off.
+    autoscale: dict[str, float] | None = None
+    #: Where this worker type's jobs wait (``agent.queues.QueueSource.wire()``), so they wake
+    #: it while the app sleeps; None: only what its Procfile line shows (``detect``).
+    queue: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,8 @@ class Addon:
     url: str
     resource: str
     created_at: float
+    #: What its creation said (Heroku's provision_message): kept only in that answer.
+    provision_message: str = ""
 
     @property
     def config_var(self) -> str:
@@ -80,6 +91,11 @@ class Token:
     #: The app a non-admin token may act on (its name now, resolved at lookup).
     app: str | None
     created_at: float
+    #: The dashboard user it speaks for (a session, or `slipway login --user`), if any.
+    user: str | None = None
+    #: A non-admin user's apps (memberships), read at lookup, so a removal takes effect
+    #: within the token cache's TTL.
+    apps: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from agent.once import run_shell
+from agent.once import RELEASE_DYNO, run_shell
 from control.models import Formation
+from kit.spawn import DEFAULT_PATH
 
 #: The Procfile entry that is a release phase, not a process type.
 RELEASE_COMMAND = "release"
@@ -41,6 +42,8 @@ class Deployment:
     formation: Sequence[Formation] = field(default_factory=tuple)
     #: Host names the router sends to the app: APP.{app domain} and its custom domains.
     hosts: Sequence[str] = ()
+    #: The router answers H80 (a maintenance page) instead of sending requests to the app.
+    maintenance: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,11 @@ class Dyno:
     state: DynoState
     release: int
     reason: str = ""
+    size: str = "standard-1x"
+    #: The agent's last sample of it (agent/dynowatch.py's ``usage``); None: not sampled.
+    usage: Mapping[str, Any] | None = None
+    #: When its process started (epoch seconds), if the runtime says.
+    started_at: float | None = None
 
 
 class ReleaseTarget(Protocol):
@@ -78,6 +86,9 @@ class ReleaseTarget(Protocol):
 
     async def restart(self, app: str, process: str | None) -> None:
         """Restart one process type, or all of the app's when None."""
+
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        """The app's autoscaling state and recent decisions where it runs; None: not running."""
 
     async def dynos(self, app: str) -> list[Dyno]:
         """What runs now, with the runtime's view of its state."""
@@ -110,7 +121,8 @@ def slug_layout(artifact: str | None) -> tuple[str | None, dict[str, str]]:
     if os.path.isdir(node_bin):
         paths.append(node_bin)
     if paths:
-        env["PATH"] = os.pathsep.join([*paths, os.environ.get("PATH", os.defpath)])
+        # The system's directories after the slug's, never slipway's own PATH (its venv).
+        env["PATH"] = os.pathsep.join([*paths, DEFAULT_PATH])
     return cwd, env
 
 
@@ -124,5 +136,5 @@ async def run_release_command(
     command: str, *, cwd: str | None, env: Mapping[str, str], timeout: float
 ) -> PhaseResult:
     """Run ``command`` here, in a shell (DetachedTarget: no agent to run it)."""
-    result = await run_shell(command, cwd=cwd, env=env, timeout=timeout)
+    result = await run_shell(command, cwd=cwd, env=env, timeout=timeout, dyno=RELEASE_DYNO)
     return PhaseResult(ok=result.ok, output=result.output)

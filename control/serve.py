@@ -7,7 +7,7 @@ from control.cli import LazyGroup
 #: component -> "module:attribute" of its click command; each package adds its own.
 COMPONENTS: dict[str, str] = {
     "router": "router.cli:serve",
-    "control": "control.server:serve",
+    "control": "control.serve_control:serve",
     "agent": "agent.cli:serve",
     "logs": "logs.cli:serve",
 }

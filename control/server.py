@@ -1,111 +1,136 @@
-"""``slipway serve control``: the control API as its own process.
+"""The control plane composed: store, add-on servers, builds, review apps, dashboard, API.
 
-Settings come from flags or ``SLIPWAY_*`` variables, once, here. Migrations
-run at start; /readyz turns ready once they did and the store answers.
+One composition for both entry points, ``slipway serve control``
+(``control/serve_control.py``) and ``slipway up`` (``EmbeddedControl``).
+Migrations run at start; /readyz turns ready once they did and the store answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
+import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-import click
 from aiohttp import web
+from kubernetes_asyncio import client as kube_client
 from prometheus_client import CollectorRegistry
 
 from control import exporter_targets
-from control.addons import Provisioner
 from control.addons.dedicated import DedicatedRedis
+from control.addons.kube_objects import KubeOrShared
+from control.addons.kube_targets import KubeExporterTargets
 from control.addons.postgres import PostgresAddons
-from control.addons.redis import RedisAddons
-from control.agent_target import AgentClient, AgentLink, AgentTarget, LocalAgent
+from control.addons.search import SearchAddons
+from control.addons.watchdog import PostgresWatchdog, registry_tenants
+from control.agent_target import AgentLink, AgentTarget, LocalAgent
 from control.api.app import build_app
-from control.building import Builder, Builds
-from control.builds.kube import KubernetesBuilder
-from control.builds.local import LocalBuilder
-from control.builds.metrics import BuildMetrics
-from control.builds.model import LogSink
-from control.builds.settings import BuildSettings
-from control.detached import DetachedTarget
-from control.errors import ControlError
-from control.kit import logfmt, runner
-from control.kit.durations import parse_duration
-from control.kit.tasks import TaskSet
+from control.attachments import TargetsWriter
+from control.backups.service import Backups, backups_for
+from control.builders import build_builds
+from control.building import Builds
+from control.builds.model import LogSink, NoSink
+from control.dashboard.addon_health import HealthSources
+from control.dashboard.app import ROOT as DASHBOARD_ROOT
+from control.dashboard.app import Dashboard, build_dashboard
+from control.dashboard.live import AgentStates
+from control.dashboard.users import Users
+from control.dashboard.web import ReviewBoard
+from control.errors import Conflict, ControlError
+from control.livelogs import upstream_from_settings
 from control.models import Addon
+from control.provisioning import backup_jobs, kube_provisioners, provisioners
 from control.releasing import ReleaseTarget
 from control.review.apply import ControlReviewApps
-from control.review.github import MemoryDeliveries
+from control.review.deliveries import DeliveryRunner
+from control.review.github import PushEvent, Repository
+from control.review.pipelines import StoredPipeline, StoredPipelines, branch_head
 from control.review.plan import Pipeline
+from control.review.records import ReviewRecords
 from control.review.source import GitAppJson
 from control.review.stale import StaleReviewApps
-from control.review.webhook import WebhookConfig, webhook_app
+from control.review.statuses import GitHubStatuses
+from control.review.webhook import WebhookConfig, WebhookSlot, slot_webhook_app
+from control.rollup.source import RequestSource
 from control.service import Control
 from control.settings import (
-    DEFAULT_DB_URL,
-    AddonServers,
     ControlSettings,
     ReviewSettings,
-    build_settings_from_env,
-    review_settings_from_env,
 )
 from control.store.db import Store, safe_url
+from kit.spawn import Confiner
+from kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 
-def provisioners(settings: ControlSettings, *, prefix: str) -> dict[str, Provisioner]:
-    servers = settings.addons
-    found: dict[str, Provisioner] = {}
-    if servers.postgres_admin_dsn:
-        found["postgres"] = PostgresAddons(
-            admin_dsn=servers.postgres_admin_dsn,
-            public_host=servers.postgres_public_host,
-            public_port=servers.postgres_public_port,
-            prefix=prefix,
-        )
-    if servers.redis_admin_url:
-        found["redis"] = RedisAddons(
-            admin_url=servers.redis_admin_url,
-            public_host=servers.redis_public_host,
-            public_port=servers.redis_public_port,
-            prefix=prefix,
-        )
-    return found
+def _both(first: TargetsWriter, second: TargetsWriter) -> TargetsWriter:
+    async def write(addons: list[Addon]) -> None:
+        await first(addons)
+        await second(addons)
+
+    return write
 
 
 def build_control(
-    settings: ControlSettings, *, target: ReleaseTarget, addon_prefix: str = "slipway_"
+    settings: ControlSettings,
+    *,
+    target: ReleaseTarget,
+    addon_prefix: str = "slipway_",
+    sink: LogSink | None = None,
+    kube_api: kube_client.ApiClient | None = None,
 ) -> Control:
     """The service as ``slipway up`` and ``serve control`` both wire it."""
     targets_dir = settings.exporter_targets_dir
-    writer = None
+    writer: TargetsWriter | None = None
     if targets_dir is not None:
         directory = Path(targets_dir)
 
         servers = exporter_targets.Servers(
             postgres_dsn_env=settings.exporter_postgres_dsn_env,
             redis_dsn_env=settings.exporter_redis_dsn_env,
+            kubernetes=settings.kube_addons is not None,
         )
 
-        async def writer(addons: list[Addon]) -> None:
+        async def to_files(addons: list[Addon]) -> None:
             await exporter_targets.write(directory, addons, servers)
+
+        writer = to_files
+    kube = settings.kube_addons
+    if kube is not None and kube.exporter_secrets and kube_api is not None:
+        secrets = KubeExporterTargets(
+            kube_api, namespace=kube.objects.platform_namespace, secrets=kube.exporter_secrets
+        )
+        writer = secrets if writer is None else _both(writer, secrets)
 
     found = provisioners(settings, prefix=addon_prefix)
     if isinstance(target, AgentTarget) and isinstance(target.link, LocalAgent):
         # Dedicated instances are redis-server processes of the local agent; on Kubernetes
         # they need an image, a Service and a NetworkPolicy (docs/control.md, design).
         found["redis"] = DedicatedRedis(target.link, shared=found.get("redis"))
+        found["search"] = SearchAddons(target.link)
+    if settings.kube_addons is not None:
+        if kube_api is None:
+            raise ControlError("dedicated add-ons on Kubernetes need an API client (kube_api)")
+        found.update(kube_provisioners(found, kube_api, settings.kube_addons))
     return Control(
         store=Store.open(settings.db_url),
         target=target,
         provisioners=found,
         targets_writer=writer,
         app_domain=settings.app_domain,
+        reserved_domains=[settings.review.domain] if settings.review else [],
+        limits=settings.limits,
+        app_tokens_refused=settings.app_tokens_refused,
+        sink=sink,  # the release phase's lines join the app's log stream
     )
+
+
+async def _to_dashboard(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(DASHBOARD_ROOT + "/")
 
 
 class ControlServer:
@@ -118,16 +143,32 @@ class ControlServer:
         *,
         registry: CollectorRegistry,
         builds: Builds | None = None,
+        sink: LogSink | None = None,
         subapps: Mapping[str, web.Application] | None = None,
+        requests: RequestSource | None = None,
+        backups: Backups | None = None,
     ) -> None:
         self.control = control
         self.settings = settings
         self.port = settings.port
+        self._builds = builds
         self._started = False
-        app = build_app(control, registry=registry, ready=self._ready, builds=builds)
+        app = build_app(
+            control,
+            registry=registry,
+            ready=self._ready,
+            builds=builds,
+            sink=sink,
+            requests=requests,
+            backups=backups,
+        )
         for prefix, subapp in (subapps or {}).items():
-            # No bearer token there: such an app checks its callers itself (a signature).
+            # No bearer token there: such an app checks its callers itself (a signature,
+            # the dashboard's session cookie).
             app.add_subapp(prefix, subapp)
+        if DASHBOARD_ROOT in (subapps or {}):
+            app.router.add_get("/", _to_dashboard)
+            app.router.add_get(DASHBOARD_ROOT, _to_dashboard)
         self._runner = web.AppRunner(app, access_log=None)
 
     def _ready(self) -> str | None:
@@ -139,7 +180,12 @@ class ControlServer:
         await site.start()
         # Port 0 (tests) binds a free one: read back which.
         self.port = self._runner.addresses[0][1]
-        await self.control.start(bootstrap_admin_token=self.settings.bootstrap_admin_token)
+        await self.control.start(
+            bootstrap_admin_token=self.settings.bootstrap_admin_token,
+            fail_builds=self._builds is None,
+        )
+        if self._builds is not None:
+            await self._builds.resume()
         self._started = True
         log.info(
             "control API listening",
@@ -172,11 +218,25 @@ class ControlPlane:
         registry: CollectorRegistry,
         addon_prefix: str = "slipway_",
         sink: LogSink | None = None,
+        tasks: TaskSet | None = None,
+        confiner: Confiner | None = None,
+        requests: RequestSource | None = None,
+        kube_api: kube_client.ApiClient | None = None,
     ) -> None:
+        """``tasks``: the process's task set (the review apps' scheduler runs there);
+        ``requests``: what the request charts read (the rollup, or Prometheus);
+        ``kube_api``: the client dedicated add-ons are made through when
+        ``settings.kube_addons`` is set (``kube_addons_client``); closed at ``stop()``."""
         self.target = target
-        self.control = build_control(settings, target=self.target, addon_prefix=addon_prefix)
-        self.builds = build_builds(self.control, settings, sink=sink, registry=registry)
+        self.kube_api = kube_api
+        self.control = build_control(
+            settings, target=self.target, addon_prefix=addon_prefix, sink=sink, kube_api=kube_api
+        )
+        self.builds = build_builds(
+            self.control, settings, sink=sink, registry=registry, confiner=confiner
+        )
         self.review: ControlReviewApps | None = None
+        self.deliveries: DeliveryRunner | None = None
         self.stale: StaleReviewApps | None = None
         subapps: dict[str, web.Application] = {}
         if settings.review is not None and self.builds is None:
@@ -184,32 +244,140 @@ class ControlPlane:
                 "review apps need a builder: set SLIPWAY_BUILD_ROOT (local builds) or "
                 "SLIPWAY_BUILDER=kubernetes, or unset SLIPWAY_GITHUB_WEBHOOK_SECRET"
             )
-        if settings.review is not None and self.builds is not None:
-            self.review, self.stale, subapps["/github"] = build_review(
-                self.builds, settings.review, sink=sink or _NoSink(), registry=registry
-            )
-        self.server = ControlServer(
-            self.control, settings, registry=registry, builds=self.builds, subapps=subapps
+        #: The connected pipeline's secret and runner, which /github/webhooks reads: the
+        #: environment's (set here), else the one connected from the dashboard (stored).
+        self.webhook = WebhookSlot()
+        self._review_sink = sink or NoSink()
+        self._pipelines = StoredPipelines(self.control.store)
+        self._started = False
+        if self.builds is not None:
+            subapps["/github"] = slot_webhook_app(self.webhook, registry=registry)
+        self.dashboard = Dashboard(
+            control=self.control,
+            users=Users(store=self.control.store),
+            logs=upstream_from_settings(settings),
+            requests=requests,
+            # The exporters' /probe, else Prometheus (docs/dashboard.md, "Add-on health").
+            addon_health=HealthSources.from_env(os.environ),
+            # The environment's pipeline wins: no form to connect another then.
+            connect=self.connect if settings.review is None and self.builds is not None else None,
         )
-        #: Its own long-lived tasks (the stale review apps' scheduler).
-        self.tasks = TaskSet()
+        if settings.review is not None:
+            self._attach(settings.review)
+        subapps[DASHBOARD_ROOT] = build_dashboard(self.dashboard)
+        #: pg:backups and its scheduler (docs/backups.md); None without a bucket.
+        self.backups = backups_for(
+            settings.backups,
+            store=self.control.store,
+            admin_dsn=settings.addons.postgres_admin_dsn,
+            sink=sink,
+            registry=registry,
+            launcher=backup_jobs(settings, kube_api),
+            # Dedicated Postgres instances are backed up as their own admin, shared or not.
+            dedicated=settings.kube_addons is not None,
+        )
+        self.dashboard.addon_health.backups = self.backups
+        if self.backups is not None:  # an add-on's schedule and CronJob go with it
+            self.control.addons.before_destroy.append(self.backups.forget_addon)
+        self.server = ControlServer(
+            self.control,
+            settings,
+            registry=registry,
+            builds=self.builds,
+            subapps=subapps,
+            sink=sink,  # detached one-off runs' output (`slipway run --detach`)
+            requests=requests,
+            backups=self.backups,
+        )
+        #: Its own long-lived tasks (the stale review apps' scheduler, the postgres watchdog),
+        #: in the process's set.
+        self.tasks = TaskSet.of(tasks)
+        self.watchdog: PostgresWatchdog | None = None
+        postgres = self.control.provisioners.get("postgres")
+        if isinstance(postgres, KubeOrShared):
+            postgres = postgres.shared  # the watchdog is the shared server's
+        if settings.addons.postgres_admin_dsn and isinstance(postgres, PostgresAddons):
+            self.watchdog = PostgresWatchdog(
+                admin_dsn=settings.addons.postgres_admin_dsn,
+                tenants=registry_tenants(self.control.store, postgres.plans),
+            )
 
     @property
     def port(self) -> int:
         return self.server.port
 
+    def _attach(self, review: ReviewSettings) -> ReviewBoard:
+        """Review apps for ``review``, whichever way it came: the webhook, board and scheduler."""
+        assert self.builds is not None
+        self.review, self.deliveries, self.stale = build_review(
+            self.builds, review, sink=self._review_sink, slot=self.webhook
+        )
+        domains = self.control.domains
+        if review.domain not in domains.reserved_domains:  # pr-N.DOMAIN is no tenant's to claim
+            domains.reserved_domains = (*domains.reserved_domains, review.domain)
+        records = ReviewRecords(self.control.store)
+        board = ReviewBoard(review, review_pipeline(review), records, self.deliveries, self.builds)
+        self.dashboard.review = board
+        return board
+
+    async def connect(self, stored: StoredPipeline, actor: str) -> None:
+        """Connect a repository from the dashboard: store it, attach its review apps, and
+        deploy its branch's head to the staging app as a push to it would.
+
+        The branch is asked for first (Unprocessable when it cannot be read), so nothing is
+        stored for a repository this control plane cannot build from.
+        """
+        if self.dashboard.review is not None:
+            raise Conflict("a repository is connected already", id="conflict")
+        head = await branch_head(stored.repo_url, stored.branch)
+        await self._pipelines.add(stored)
+        self._attach(stored.settings())
+        assert self.deliveries is not None
+        assert self.stale is not None
+        if self._started:
+            self.tasks.start("review-stale", self.stale.run())
+        with contextlib.suppress(Conflict):  # an app of that name already: it becomes staging
+            await self.control.create_app(stored.staging_app, actor=actor)
+        push = PushEvent(
+            branch=stored.branch,
+            after=head,
+            repository=Repository(stored.name, stored.repo_url, default_branch=stored.branch),
+        )
+        await self.deliveries.accept(f"connect-{uuid.uuid4()}", "push", push)
+
     async def start(self) -> None:
-        await self.server.start()
+        started = time.time()
+        await self.server.start()  # the store is migrated from here on
+        if self.builds is not None and self.dashboard.review is None:
+            stored = await self._pipelines.get()
+            if stored is not None:
+                self._attach(stored.settings())
+        self._started = True
+        if self.deliveries is not None:
+            await self.deliveries.start(since=started)
         if self.stale is not None:
             self.tasks.start("review-stale", self.stale.run())
+        if self.watchdog is not None:
+            self.tasks.start("postgres-watchdog", self.watchdog.run())
+        if self.backups is not None:
+            self.tasks.start("pg-backups", self.backups.run())
 
     async def stop(self) -> None:
         await self.tasks.stop()
+        search = self.control.provisioners.get("search")
+        if isinstance(search, SearchAddons):
+            await search.close()  # its proxies listen in this process
+        if self.backups is not None:
+            await self.backups.close()
         if self.review is not None:
             await self.review.close()
+        if self.deliveries is not None:
+            await self.deliveries.close()
         if self.builds is not None:
             await self.builds.close()
         await self.server.stop()
+        if self.kube_api is not None:
+            await self.kube_api.close()
 
 
 class EmbeddedControl(ControlPlane):
@@ -223,6 +391,9 @@ class EmbeddedControl(ControlPlane):
         registry: CollectorRegistry,
         addon_prefix: str = "slipway_",
         sink: LogSink | None = None,
+        tasks: TaskSet | None = None,
+        confiner: Confiner | None = None,
+        requests: RequestSource | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -230,71 +401,29 @@ class EmbeddedControl(ControlPlane):
             registry=registry,
             addon_prefix=addon_prefix,
             sink=sink,
+            tasks=tasks,
+            confiner=confiner,  # builds run confined as their app's processes do
+            requests=requests,
         )
-
-
-class _NoSink:
-    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
-        pass
-
-
-class LoggedLines:
-    """Build lines into this process's own log, where no logs service runs beside it."""
-
-    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
-        log.info("build output", extra={"app": app, "line": text})
-
-
-def build_builds(
-    control: Control,
-    settings: ControlSettings,
-    *,
-    sink: LogSink | None,
-    registry: CollectorRegistry,
-) -> Builds | None:
-    """The builder behind POST /apps/{app}/builds: local with a build root, or CNB Jobs."""
-    if settings.builds is None:
-        return None
-    root = Path(settings.builds.root).resolve() if settings.builds.root else None
-    sink = sink or _NoSink()
-    builder: Builder
-    if settings.builds.cnb is not None:
-        builder = KubernetesBuilder(
-            settings.builds.cnb,
-            sink=sink,
-            metrics=BuildMetrics(registry),
-            timeout=settings.builds.timeout,
-            buildpacks=lambda app: buildpacks_of(control, app),
+        self.dashboard.live = (
+            AgentStates(link.agent) if isinstance(link, LocalAgent) else (self.dashboard.live)
         )
-    else:
-        assert root is not None, "the local builder needs a build root"
-        builder = LocalBuilder(
-            BuildSettings(
-                root=root,
-                concurrency=settings.builds.concurrency,
-                timeout=settings.builds.timeout,
-            ),
-            sink=sink,
-            metrics=BuildMetrics(registry),
-        )
-    return Builds(
-        control,
-        builder=builder,
-        sink=sink,
-        logs_url=settings.builds.logs_url,
-        # Uploads are unpacked by the local builder; a Job fetches its source with git.
-        uploads=root / "uploads" if root is not None and settings.builds.cnb is None else None,
+        #: The first admin's password when this start made them (shown once by `slipway up`).
+        self.first_admin_password: str | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        self.first_admin_password = await self.dashboard.users.ensure_first_admin()
+
+
+def review_pipeline(settings: ReviewSettings) -> Pipeline:
+    return Pipeline(
+        name=settings.pipeline,
+        domain=settings.domain,
+        staging_app=settings.staging_app,
+        stale_after_days=settings.stale_after_days,
+        branch=settings.branch,
     )
-
-
-#: The app's config var naming its buildpacks, in order (``id`` or ``id@version``, separated
-#: by commas or spaces); unset, the builder image's own detection chooses.
-BUILDPACKS_VAR = "BUILDPACKS"
-
-
-async def buildpacks_of(control: Control, app: str) -> tuple[str, ...]:
-    config = await control.config(app)
-    return tuple(config.get(BUILDPACKS_VAR, "").replace(",", " ").split())
 
 
 def build_review(
@@ -302,173 +431,27 @@ def build_review(
     settings: ReviewSettings,
     *,
     sink: LogSink,
-    registry: CollectorRegistry,
-) -> tuple[ControlReviewApps, StaleReviewApps, web.Application]:
-    """Review apps: their ReviewApps, the stale-app task, and the webhook app for /github."""
-    pipeline = Pipeline(
-        name=settings.pipeline,
-        domain=settings.domain,
-        staging_app=settings.staging_app,
-        stale_after_days=settings.stale_after_days,
-    )
+    slot: WebhookSlot,
+) -> tuple[ControlReviewApps, DeliveryRunner, StaleReviewApps]:
+    """Review apps: the plans' runner, the deliveries', the stale-app task; ``slot`` (what
+    /github/webhooks reads) gets the secret and the deliveries' runner. One path for the
+    environment's pipeline and a stored one (``StoredPipeline.settings``)."""
+    pipeline = review_pipeline(settings)
     review = ControlReviewApps(builds.control, builds, sink=sink)
-    stale = StaleReviewApps(builds, review, pipeline=pipeline)
-    webhook = webhook_app(
-        WebhookConfig(secret=settings.webhook_secret.encode(), pipeline=pipeline),
-        deliveries=MemoryDeliveries(),
-        review_apps=review,
+    records = ReviewRecords(builds.control.store)
+    deliveries = DeliveryRunner(
+        review,
+        records,
+        pipeline=pipeline,
         app_json=GitAppJson(),
-        registry=registry,
-    )
-    return review, stale, webhook
-
-
-@click.command("control")
-@click.option(
-    "--db",
-    "db_url",
-    envvar="SLIPWAY_DB_URL",
-    default=DEFAULT_DB_URL,
-    show_default=True,
-    help="State store: sqlite+aiosqlite:///FILE or postgresql+psycopg://...",
-)
-@click.option("--host", envvar="SLIPWAY_CONTROL_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="SLIPWAY_CONTROL_PORT", default=8000, show_default=True, type=int)
-@click.option(
-    "--postgres-admin-dsn",
-    envvar="SLIPWAY_ADDON_POSTGRES_DSN",
-    default=None,
-    help="Admin DSN of the shared PostgreSQL for add-ons.",
-)
-@click.option("--postgres-public-host", envvar="SLIPWAY_ADDON_POSTGRES_HOST", default="127.0.0.1")
-@click.option(
-    "--postgres-public-port", envvar="SLIPWAY_ADDON_POSTGRES_PORT", default=5432, type=int
-)
-@click.option(
-    "--redis-admin-url",
-    envvar="SLIPWAY_ADDON_REDIS_URL",
-    default=None,
-    help="Admin URL of the shared Redis for add-ons.",
-)
-@click.option("--redis-public-host", envvar="SLIPWAY_ADDON_REDIS_HOST", default="127.0.0.1")
-@click.option("--redis-public-port", envvar="SLIPWAY_ADDON_REDIS_PORT", default=6379, type=int)
-@click.option(
-    "--addon-prefix",
-    envvar="SLIPWAY_ADDON_PREFIX",
-    default="slipway_",
-    show_default=True,
-    help="Prefix of add-on role, database and ACL user names on the shared servers.",
-)
-@click.option(
-    "--exporter-targets-dir",
-    envvar="SLIPWAY_EXPORTER_TARGETS_DIR",
-    default=None,
-    help="Where to write the exporters' targets files.",
-)
-@click.option(
-    "--exporter-postgres-dsn-env",
-    envvar="SLIPWAY_EXPORTER_POSTGRES_DSN_ENV",
-    default=None,
-    help="Variable holding a monitoring DSN of the shared PostgreSQL in the exporter's env.",
-)
-@click.option(
-    "--exporter-redis-dsn-env",
-    envvar="SLIPWAY_EXPORTER_REDIS_DSN_ENV",
-    default=None,
-    help="Variable holding a monitoring URL of the shared Redis in the exporter's env.",
-)
-@click.option(
-    "--app-domain",
-    envvar="SLIPWAY_APP_DOMAIN",
-    default=None,
-    help="Every app answers at APP.DOMAIN (e.g. apps.example.com), besides its custom domains.",
-)
-@click.option(
-    "--agent-url",
-    envvar="SLIPWAY_AGENT_URL",
-    default=None,
-    help="The agent that runs the apps (http://agent:9081); without it releases are recorded only.",
-)
-@click.option(
-    "--release-timeout",
-    envvar="SLIPWAY_RELEASE_TIMEOUT",
-    default="5m",
-    show_default=True,
-    help="How long a release command may run.",
-)
-@click.option("--log-level", envvar="SLIPWAY_LOG_LEVEL", default="info", show_default=True)
-def serve(
-    *, db_url: str, host: str, port: int, postgres_admin_dsn: str | None,
-    postgres_public_host: str, postgres_public_port: int, redis_admin_url: str | None,
-    redis_public_host: str, redis_public_port: int, addon_prefix: str,
-    exporter_targets_dir: str | None, exporter_postgres_dsn_env: str | None,
-    exporter_redis_dsn_env: str | None, app_domain: str | None, agent_url: str | None,
-    release_timeout: str, log_level: str,
-) -> None:  # fmt: skip
-    """The control plane's HTTP API (the admin token comes from SLIPWAY_ADMIN_TOKEN)."""
-    try:
-        timeout = parse_duration(release_timeout)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--release-timeout") from exc
-    settings = ControlSettings(
-        db_url=db_url,
-        host=host,
-        port=port,
-        bootstrap_admin_token=os.environ.get("SLIPWAY_ADMIN_TOKEN") or None,
-        addons=AddonServers(
-            postgres_admin_dsn=postgres_admin_dsn,
-            postgres_public_host=postgres_public_host,
-            postgres_public_port=postgres_public_port,
-            redis_admin_url=redis_admin_url,
-            redis_public_host=redis_public_host,
-            redis_public_port=redis_public_port,
-        ),
-        exporter_targets_dir=exporter_targets_dir,
-        exporter_postgres_dsn_env=exporter_postgres_dsn_env,
-        exporter_redis_dsn_env=exporter_redis_dsn_env,
-        release_timeout=timeout,
-        app_domain=app_domain,
-        agent_url=agent_url,
-        builds=build_settings_from_env(os.environ),
-        review=review_settings_from_env(os.environ),
-    )
-    logfmt.configure(log_level)
-
-    async def main(stop: asyncio.Event) -> int:
-        client = (
-            AgentClient(settings.agent_url, token=os.environ.get("SLIPWAY_AGENT_TOKEN") or None)
-            if settings.agent_url
+        sink=sink,
+        statuses=(
+            GitHubStatuses(settings.github_token, api_url=settings.github_api_url)
+            if settings.github_token
             else None
-        )
-        target: ReleaseTarget = (
-            AgentTarget(client, release_timeout=settings.release_timeout)
-            if client is not None
-            else DetachedTarget(release_timeout=settings.release_timeout)
-        )
-        # No logs service in this process: build lines go to this process's own log (on a
-        # cluster, Fluent Bit brings a build Job's pod output to the logs service).
-        try:
-            plane = ControlPlane(
-                settings,
-                target=target,
-                registry=CollectorRegistry(),
-                addon_prefix=addon_prefix,
-                sink=LoggedLines(),
-            )
-        except ControlError as exc:
-            log.error("control plane cannot start", extra={"error": str(exc)})
-            return 1
-        try:
-            await plane.start()
-            await stop.wait()
-        except ControlError as exc:
-            log.error("control plane failed", extra={"error": str(exc)})
-            return 1
-        finally:
-            await plane.stop()
-            if client is not None:
-                await client.close()
-        return 0
-
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(runner.run(main))
+        ),
+    )
+    stale = StaleReviewApps(builds, deliveries, pipeline=pipeline, records=records)
+    slot.config = WebhookConfig(secret=settings.webhook_secret.encode(), branch=settings.branch)
+    slot.deliveries = deliveries
+    return review, deliveries, stale

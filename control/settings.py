@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as default_field
 
+from control.addons.kube_dedicated import Kind, KubeAddonSettings
+from control.backups.settings import BackupSettings
 from control.builds.settings import CNBSettings
-from control.kit.durations import parse_duration
+from control.rules import MAX_QUANTITY
+from kit.durations import parse_duration
 
 #: The embedded default: one file beside where slipway runs.
 DEFAULT_DB_URL = "sqlite+aiosqlite:///slipway.db"
@@ -27,6 +31,69 @@ class AddonServers:
     redis_admin_url: str | None = None
     redis_public_host: str = "127.0.0.1"
     redis_public_port: int = 6379
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one app may ask of the platform through the API, by token kind.
+
+    An app token is a tenant's: its ceilings keep one app from taking the
+    machine; an admin's are higher, but still bounded.
+    """
+
+    #: Processes one app may run with an app token: the sum over its process types of
+    #: quantity (or min_scale, when higher), and any max_scale (SLIPWAY_MAX_PROCESSES_PER_APP).
+    processes_per_app: int = 10
+    #: The same ceiling for an admin token (SLIPWAY_MAX_PROCESSES_PER_APP_ADMIN), at most
+    #: MAX_QUANTITY.
+    processes_per_app_admin: int = MAX_QUANTITY
+    #: Bytes of a source tarball uploaded with an app token (SLIPWAY_MAX_UPLOAD_BYTES):
+    #: 500 MiB is Heroku's slug limit, far past any source worth building.
+    upload_bytes: int = 500 * 1024**2
+    #: The same for an admin token (SLIPWAY_MAX_UPLOAD_BYTES_ADMIN).
+    upload_bytes_admin: int = 2 * 1024**3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.processes_per_app <= self.processes_per_app_admin <= MAX_QUANTITY:
+            raise ValueError(
+                "process ceilings must be 1 <= SLIPWAY_MAX_PROCESSES_PER_APP <= "
+                f"SLIPWAY_MAX_PROCESSES_PER_APP_ADMIN <= {MAX_QUANTITY}, not "
+                f"{self.processes_per_app} and {self.processes_per_app_admin}"
+            )
+        if not 1 <= self.upload_bytes <= self.upload_bytes_admin:
+            raise ValueError(
+                "upload caps must be 1 <= SLIPWAY_MAX_UPLOAD_BYTES <= "
+                "SLIPWAY_MAX_UPLOAD_BYTES_ADMIN"
+            )
+
+    def processes(self, *, admin: bool) -> tuple[int, str]:
+        """The process ceiling for a token kind, and the variable that raises it."""
+        if admin:
+            return self.processes_per_app_admin, "SLIPWAY_MAX_PROCESSES_PER_APP_ADMIN"
+        return self.processes_per_app, "SLIPWAY_MAX_PROCESSES_PER_APP"
+
+    def upload(self, *, admin: bool) -> tuple[int, str]:
+        """The upload cap for a token kind, and the variable that raises it."""
+        if admin:
+            return self.upload_bytes_admin, "SLIPWAY_MAX_UPLOAD_BYTES_ADMIN"
+        return self.upload_bytes, "SLIPWAY_MAX_UPLOAD_BYTES"
+
+
+def limits_from_env(environ: Mapping[str, str]) -> Limits:
+    """Limits as ``SLIPWAY_MAX_*`` set them; unset ones keep the defaults."""
+    defaults = Limits()
+    values: dict[str, int] = {}
+    for field, variable in (
+        ("processes_per_app", "SLIPWAY_MAX_PROCESSES_PER_APP"),
+        ("processes_per_app_admin", "SLIPWAY_MAX_PROCESSES_PER_APP_ADMIN"),
+        ("upload_bytes", "SLIPWAY_MAX_UPLOAD_BYTES"),
+        ("upload_bytes_admin", "SLIPWAY_MAX_UPLOAD_BYTES_ADMIN"),
+    ):
+        raw = environ.get(variable) or str(getattr(defaults, field))
+        if not raw.isascii() or not raw.isdigit():
+            raise ValueError(f"{variable} must be a whole number, not {raw!r}")
+        values[field] = int(raw)
+    return Limits(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +125,30 @@ class ControlSettings:
     builds: BuildServerSettings | None = None
     #: Review apps from a GitHub webhook (needs builds); None: no /github/webhooks.
     review: ReviewSettings | None = None
+    #: Ceilings on what one app may ask for, by token kind.
+    limits: Limits = Limits()
+    #: Why app tokens are refused (their app's processes would run unconfined, see
+    #: kit/spawn.py); None: they work. The admin token works either way.
+    app_tokens_refused: str | None = None
+    #: Postgres backups (docs/backups.md); None: off, the pg:backups routes answer 503.
+    backups: BackupSettings | None = None
+    #: Dedicated add-ons as StatefulSets on Kubernetes; None: off (the chart's
+    #: ``control.addons.kubernetes``).
+    kube_addons: KubeAddons | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KubeAddons:
+    """Dedicated add-ons on Kubernetes (docs/control.md, "Dedicated instances on Kubernetes")."""
+
+    #: Where they run and who may reach them.
+    objects: KubeAddonSettings
+    #: A kubeconfig to reach the API with; None: the pod's service account (or $KUBECONFIG
+    #: outside a pod).
+    kubeconfig: str | None = None
+    #: Service (postgres, redis) -> the Secret in the platform's namespace its exporter
+    #: mounts as its add-on targets (addons/kube_targets.py); a service absent: not written.
+    exporter_secrets: Mapping[str, str] = default_field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +166,13 @@ class ReviewSettings:
     staging_app: str
     #: A review app with no push for this many days is destroyed (SLIPWAY_REVIEW_STALE_DAYS).
     stale_after_days: float = 5.0
+    #: A token that may write commit statuses (SLIPWAY_GITHUB_TOKEN); None: no statuses sent.
+    github_token: str | None = None
+    #: GitHub's REST API (SLIPWAY_GITHUB_API_URL), for GitHub Enterprise Server.
+    github_api_url: str = "https://api.github.com"
+    #: The branch whose pushes deploy staging; None: the repository's default branch
+    #: (a repository connected from the dashboard names it).
+    branch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +205,8 @@ def review_settings_from_env(environ: Mapping[str, str]) -> ReviewSettings | Non
         domain=domain,
         staging_app=environ.get("SLIPWAY_REVIEW_STAGING_APP") or f"{pipeline}-staging",
         stale_after_days=float(environ.get("SLIPWAY_REVIEW_STALE_DAYS") or 5.0),
+        github_token=environ.get("SLIPWAY_GITHUB_TOKEN") or None,
+        github_api_url=environ.get("SLIPWAY_GITHUB_API_URL") or "https://api.github.com",
     )
 
 
@@ -132,6 +232,13 @@ def build_settings_from_env(environ: Mapping[str, str]) -> BuildServerSettings |
     )
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    value = (environ.get(name) or "false").lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value == "true"
+
+
 def cnb_settings_from_env(environ: Mapping[str, str], *, timeout: float) -> CNBSettings:
     """The build Jobs' settings from ``SLIPWAY_CNB_*``; unset ones keep CNBSettings' defaults."""
     defaults = CNBSettings()
@@ -139,11 +246,68 @@ def cnb_settings_from_env(environ: Mapping[str, str], *, timeout: float) -> CNBS
         namespace=environ.get("SLIPWAY_CNB_NAMESPACE") or defaults.namespace,
         builder_image=environ.get("SLIPWAY_CNB_BUILDER_IMAGE") or defaults.builder_image,
         registry=environ.get("SLIPWAY_CNB_REGISTRY") or defaults.registry,
-        registry_secret=environ.get("SLIPWAY_CNB_REGISTRY_SECRET") or defaults.registry_secret,
+        pull_registry=environ.get("SLIPWAY_CNB_PULL_REGISTRY") or None,
+        insecure_registry=_flag(environ, "SLIPWAY_CNB_INSECURE_REGISTRY"),
+        # Set and empty: a registry without credentials (unset keeps the default Secret).
+        registry_secret=environ.get("SLIPWAY_CNB_REGISTRY_SECRET", defaults.registry_secret)
+        or None,
         run_image=environ.get("SLIPWAY_CNB_RUN_IMAGE") or None,
         git_image=environ.get("SLIPWAY_CNB_GIT_IMAGE") or defaults.git_image,
         service_account=environ.get("SLIPWAY_CNB_SERVICE_ACCOUNT") or defaults.service_account,
         # Kubernetes' own deadline backs up the builder's: a control plane that died
         # mid-build still leaves no build running for ever.
         active_deadline=max(1, int(timeout)),
+    )
+
+
+#: The exporters that scrape dedicated add-ons, by the variable holding their pod labels.
+_EXPORTER_LABELS = {
+    Kind.POSTGRES: "SLIPWAY_ADDON_KUBE_EXPORTER_LABELS_POSTGRES",
+    Kind.REDIS: "SLIPWAY_ADDON_KUBE_EXPORTER_LABELS_REDIS",
+}
+_EXPORTER_SECRETS = {
+    Kind.POSTGRES: "SLIPWAY_ADDON_KUBE_EXPORTER_SECRET_POSTGRES",
+    Kind.REDIS: "SLIPWAY_ADDON_KUBE_EXPORTER_SECRET_REDIS",
+}
+
+
+def _labels(environ: Mapping[str, str], name: str) -> dict[str, str]:
+    """``k=v,k=v`` (as ``kubectl -l`` takes a selector) into labels."""
+    out: dict[str, str] = {}
+    for pair in filter(None, (environ.get(name) or "").split(",")):
+        key, sep, value = pair.strip().partition("=")
+        if not sep or not key:
+            raise ValueError(f"{name} must be key=value pairs separated by commas, not {pair!r}")
+        out[key] = value
+    return out
+
+
+def kube_addons_from_env(environ: Mapping[str, str]) -> KubeAddons | None:
+    """Dedicated add-ons on Kubernetes from ``SLIPWAY_ADDON_KUBE*``; None unless switched on."""
+    if not _flag(environ, "SLIPWAY_ADDON_KUBERNETES"):
+        return None
+    namespace = environ.get("SLIPWAY_ADDON_KUBE_NAMESPACE") or ""
+    platform = environ.get("SLIPWAY_ADDON_KUBE_PLATFORM_NAMESPACE") or ""
+    if not namespace or not platform:
+        raise ValueError(
+            "SLIPWAY_ADDON_KUBERNETES=true needs SLIPWAY_ADDON_KUBE_NAMESPACE (the apps' "
+            "namespace) and SLIPWAY_ADDON_KUBE_PLATFORM_NAMESPACE (the exporters' namespace)"
+        )
+    return KubeAddons(
+        objects=KubeAddonSettings(
+            namespace=namespace,
+            platform_namespace=platform,
+            exporter_labels={
+                kind: labels
+                for kind, name in _EXPORTER_LABELS.items()
+                if (labels := _labels(environ, name))
+            },
+            storage_class=environ.get("SLIPWAY_ADDON_KUBE_STORAGE_CLASS") or None,
+        ),
+        kubeconfig=environ.get("SLIPWAY_ADDON_KUBECONFIG") or None,
+        exporter_secrets={
+            kind.value: secret
+            for kind, name in _EXPORTER_SECRETS.items()
+            if (secret := environ.get(name, "").strip())
+        },
     )

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from control.kit import logfmt, runner
-from control.kit.durations import parse_duration
 from exporters.service import Exporter
 from exporters.settings import DEFAULT_PORTS, ExporterSettings
 from exporters.targets import Kind
+from kit import logfmt, runner
+from kit.durations import parse_duration
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -40,6 +40,14 @@ def _options(kind: Kind) -> list[click.Option]:
             required=True,
             type=click.Path(dir_okay=False, path_type=Path),
             help="TOML targets file (re-read on change and on SIGHUP).",
+        ),
+        click.Option(
+            ["--addon-targets", "addon_targets_file"],
+            envvar=f"{env}_ADDON_TARGETS",
+            default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A second targets file, written by the control plane (dedicated add-ons on "
+            "Kubernetes); missing means none yet. Re-read on change like --targets.",
         ),
         click.Option(["--host"], envvar=f"{env}_HOST", default="127.0.0.1", show_default=True),
         click.Option(
@@ -101,9 +109,9 @@ def _options(kind: Kind) -> list[click.Option]:
             click.Option(
                 ["--command-stats/--no-command-stats"],
                 envvar=f"{env}_COMMAND_STATS",
-                default=False,
+                default=True,
                 show_default=True,
-                help="Export redis_commands_total{cmd} and durations.",
+                help="Export redis_commands_total{cmd} and durations (redis_exporter's default).",
             )
         )
     return opts

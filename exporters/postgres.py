@@ -6,6 +6,11 @@ database targets that claim a database on it (the add-on model: one database
 per add-on on a shared server). Names and labels follow prometheus-community
 postgres_exporter so its dashboards (9628, 14114) work; the ``slipway_pg_*``
 health series are Heroku-style ``pg:diagnose`` checks no community exporter has.
+
+Server-wide series (``pg_static``, every ``pg_settings_*``, ``pg_stat_bgwriter_*``;
+the last two from :mod:`exporters.pg_server`) are built once per poll and
+repeated on every database target of the server: each add-on is its own
+``instance`` on the dashboards, as it would be with an exporter of its own.
 """
 
 from __future__ import annotations
@@ -15,8 +20,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from exporters import pg_server
 from exporters.errors import ErrorKind
-from exporters.samples import Family, Labels, Outcome, Sample, down, gauge, untyped_counter
+from exporters.samples import (
+    Family,
+    Labels,
+    Outcome,
+    Sample,
+    ScrapeNames,
+    SharedSamples,
+    counter,
+    down,
+    gauge,
+)
 from exporters.targets import Scope, Target
 
 SERVER_QUERY = """
@@ -29,11 +45,6 @@ SELECT version(),
             ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))
        END::float8,
        current_database()
-"""
-
-SETTINGS_QUERY = """
-SELECT name, setting, unit FROM pg_settings
-WHERE name IN ('max_connections', 'superuser_reserved_connections', 'shared_buffers')
 """
 
 # pg_database_size() needs CONNECT on the database (or pg_read_all_stats); asking
@@ -120,12 +131,6 @@ class ServerRow(NamedTuple):
     current_database: str
 
 
-class SettingRow(NamedTuple):
-    name: str
-    setting: str
-    unit: str | None
-
-
 class DatabaseRow(NamedTuple):
     datname: str
     connlimit: int
@@ -170,7 +175,8 @@ class PgRaw:
     """Everything one poll of one server read, as rows."""
 
     server: ServerRow
-    settings: Sequence[SettingRow]
+    settings: Sequence[pg_server.SettingRow]
+    bgwriter: pg_server.BgwriterRow | None
     databases: Sequence[DatabaseRow]
     activity: Sequence[ActivityRow]
     locks: Sequence[LockRow]
@@ -201,11 +207,12 @@ FAMILIES: dict[str, Family] = {
         "Number of backends currently connected to this database."
     ),
     **{
-        f"pg_stat_database_{column}": untyped_counter(
+        f"pg_stat_database_{column}": counter(
             f"pg_stat_database.{column}: cumulative since the last statistics reset."
         )
         for column in STAT_COUNTERS
     },
+    **pg_server.BGWRITER_FAMILIES,
     "pg_stat_activity_count": gauge("number of connections in this state"),
     "pg_stat_activity_max_tx_duration": gauge(
         "max duration in seconds any active transaction has been running"
@@ -231,6 +238,13 @@ FAMILIES: dict[str, Family] = {
     ),
 }
 
+#: postgres_exporter's series about its own scrape.
+SCRAPE_NAMES = ScrapeNames(
+    duration="pg_exporter_last_scrape_duration_seconds",
+    scrapes="pg_exporter_scrapes_total",
+    error="pg_exporter_last_scrape_error",
+)
+
 _SHORT_VERSION = re.compile(r"PostgreSQL (\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -242,12 +256,6 @@ def short_version(version: str) -> str:
     return f"{match.group(1)}.{match.group(2)}.{match.group(3) or 0}"
 
 
-def _setting_value(row: SettingRow) -> float:
-    value = float(row.setting)
-    units = {"8kB": 8192.0, "kB": 1024.0, "MB": 1048576.0, "B": 1.0}
-    return value * units.get(row.unit or "", 1.0)
-
-
 @dataclass
 class _Out:
     samples: list[Sample] = field(default_factory=list)
@@ -257,8 +265,17 @@ class _Out:
             self.samples.append(Sample(name, labels, float(value)))
 
 
-def _server_level(raw: PgRaw, out: _Out) -> tuple[float, float]:
-    """Series about the server; returns (max_connections, superuser_reserved)."""
+class ServerLevel(NamedTuple):
+    shared: SharedSamples
+    """The same on every target of the server."""
+    families: dict[str, Family]
+    """One per pg_settings row."""
+    max_connections: float
+    superuser_reserved: float
+
+
+def _server_level(raw: PgRaw) -> ServerLevel:
+    out = _Out()
     out.add(
         "pg_static",
         1,
@@ -267,11 +284,23 @@ def _server_level(raw: PgRaw, out: _Out) -> tuple[float, float]:
     out.add("pg_postmaster_start_time_seconds", raw.server.start_time)
     out.add("pg_replication_is_replica", 1 if raw.server.in_recovery else 0)
     out.add("pg_replication_lag_seconds", raw.server.lag_seconds)
-    settings = {row.name: _setting_value(row) for row in raw.settings}
-    for name in ("max_connections", "superuser_reserved_connections"):
-        out.add(f"pg_settings_{name}", settings.get(name))
-    out.add("pg_settings_shared_buffers_bytes", settings.get("shared_buffers"))
-    return settings.get("max_connections", 0.0), settings.get("superuser_reserved_connections", 0.0)
+    families: dict[str, Family] = {}
+    values: dict[str, float] = {}
+    for row in raw.settings:
+        parsed = pg_server.setting(row)
+        if parsed is None:
+            continue
+        out.add(parsed.name, parsed.value)
+        families[parsed.name] = parsed.family
+        values[row.name] = parsed.value
+    if raw.bgwriter is not None:
+        out.samples.extend(pg_server.bgwriter_samples(raw.bgwriter, raw.server.version_num))
+    return ServerLevel(
+        SharedSamples(tuple(out.samples)),
+        families,
+        values.get("max_connections", 0.0),
+        values.get("superuser_reserved_connections", 0.0),
+    )
 
 
 def _database_level(
@@ -317,6 +346,27 @@ def _database_level(
         out.add("slipway_pg_database_size_plan_ratio", db.size / plan_size, labels)
 
 
+def _server_ratio(
+    server: Target, raw: PgRaw, by_name: dict[str, DatabaseRow], available: float
+) -> float:
+    """Connections used on a server target, against what limits them.
+
+    An add-on polled with its own DSN (``scope = "database"``, control's targets without
+    a monitoring DSN) is on a shared server: its plan's ``connections`` (else its
+    database's CONNECTION LIMIT) is what runs out, not the server's max_connections, and
+    only its own database's backends count against it. The exporter's own kept
+    connection is one of them: it is one of the role's connections, so the ratio says
+    what the app can still open.
+    """
+    own = by_name.get(raw.server.current_database)
+    if server.scope is Scope.DATABASE and own is not None:
+        limit = server.limits.connections or (own.connlimit if own.connlimit > 0 else 0)
+        if limit > 0:
+            return (own.numbackends or 0) / limit
+    total_backends = sum(db.numbackends or 0 for db in raw.databases)
+    return total_backends / available
+
+
 def outcomes(server: Target, raw: PgRaw, members: Iterable[Target]) -> dict[str, Outcome]:
     """Split one server poll into the outcome of the server and of each database target."""
     activity = {(row.datname, row.state): row for row in raw.activity}
@@ -325,18 +375,21 @@ def outcomes(server: Target, raw: PgRaw, members: Iterable[Target]) -> dict[str,
     members = list(members)
     claimed = {m.database for m in members}
 
+    level = _server_level(raw)
     server_out = _Out([Sample("pg_up", (), 1.0)])
-    max_conn, reserved = _server_level(raw, server_out)
-    available = max(max_conn - reserved, 1.0)
-    total_backends = sum(db.numbackends or 0 for db in raw.databases)
-    server_out.add("slipway_pg_connections_used_ratio", total_backends / available)
+    available = max(level.max_connections - level.superuser_reserved, 1.0)
+    server_out.add(
+        "slipway_pg_connections_used_ratio", _server_ratio(server, raw, by_name, available)
+    )
     for db in raw.databases:
         if db.datname in claimed:
             continue
         if server.scope is Scope.DATABASE and db.datname != raw.server.current_database:
             continue
         _database_level(db, activity, locks, server_out, plan_size=server.limits.size_bytes)
-    result = {server.name: Outcome(server_out.samples)}
+    result = {
+        server.name: Outcome(server_out.samples, families=level.families, shared=level.shared)
+    }
 
     for member in members:
         db_row = by_name.get(member.database or "")
@@ -344,11 +397,10 @@ def outcomes(server: Target, raw: PgRaw, members: Iterable[Target]) -> dict[str,
             result[member.name] = down("pg_up", ErrorKind.NOT_FOUND)
             continue
         out = _Out([Sample("pg_up", (), 1.0)])
-        _server_level(raw, out)
         limit = float(
             member.limits.connections or (db_row.connlimit if db_row.connlimit > 0 else available)
         )
         out.add("slipway_pg_connections_used_ratio", (db_row.numbackends or 0) / limit)
         _database_level(db_row, activity, locks, out, plan_size=member.limits.size_bytes)
-        result[member.name] = Outcome(out.samples)
+        result[member.name] = Outcome(out.samples, families=level.families, shared=level.shared)
     return result

@@ -1,7 +1,9 @@
 """Redis: parse ``INFO`` and map it to samples, purely.
 
-One ``INFO server clients memory stats replication keyspace`` round trip gives
-everything (``commandstats`` is added when per-command series are asked for).
+One ``INFO server clients memory stats replication keyspace commandstats``
+round trip gives everything (``--no-command-stats`` leaves the last section out:
+redis_exporter exports the per-command series by default, and dashboard 763
+draws two panels from them).
 Redis 7 reports ``maxclients`` and ``maxmemory`` in INFO itself, so the exporter
 needs no ``CONFIG GET``: its ACL user needs only ``+info +ping +client|setname``
 (see docs/exporters.md). Names follow oliver006 redis_exporter, so dashboard 763
@@ -11,10 +13,20 @@ works unchanged.
 from __future__ import annotations
 
 from exporters.errors import ErrorKind, PollError
-from exporters.samples import Family, Labels, Outcome, Sample, counter, gauge
+from exporters.samples import Family, Labels, Outcome, Sample, ScrapeNames, counter, gauge
 from exporters.targets import Target
 
 SECTIONS = ("server", "clients", "memory", "stats", "replication", "keyspace")
+#: The per-command section: one pair of series per command the server has run.
+COMMAND_SECTION = "commandstats"
+
+#: redis_exporter's series about its own scrape, ``err`` labelled as it does.
+SCRAPE_NAMES = ScrapeNames(
+    duration="redis_exporter_last_scrape_duration_seconds",
+    scrapes="redis_exporter_scrapes_total",
+    error="redis_exporter_last_scrape_error",
+    error_label="err",
+)
 
 #: INFO field -> (exported name); gauges.
 GAUGES = {

@@ -5,18 +5,22 @@ the ``target`` label and the user's labels, groups samples into families and
 hands them to prometheus_client. Every family name a core may emit is declared
 once here, with its exposition type and help.
 
-Counters whose community name has no ``_total`` (postgres_exporter's
-``pg_stat_database_*``) are declared ``unknown``: prometheus_client renders a
-``counter`` family as ``NAME_total`` in its TYPE line, so a counter type would
-either rename the series or give a TYPE line that does not match them. The text
-format calls ``unknown`` ``untyped``, which Prometheus stores exactly as it stores
-postgres_exporter's series (rate() works the same), and the names stay identical.
+Families are keyed by their sample name, and the text exposition prints that
+name in its HELP and TYPE lines, as the Go client of the community exporters
+does. So a counter keeps the community name whether or not it ends in
+``_total``: postgres_exporter's ``pg_stat_database_xact_commit`` is a counter
+named exactly that, and its old ``pg_stat_bgwriter_buffers_alloc`` and new
+``pg_stat_bgwriter_buffers_alloc_total`` are two counters side by side (the text
+format 0.0.4 allows both; OpenMetrics would not, which is why /metrics serves
+0.0.4). Families a poll discovers (one per ``pg_settings`` row) travel with its
+:class:`Outcome`.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from exporters.errors import ErrorKind
@@ -32,8 +36,7 @@ class Sample(NamedTuple):
 
 class MetricType(enum.StrEnum):
     GAUGE = "gauge"
-    COUNTER = "counter"  # the family name is the sample name without ``_total``
-    UNTYPED = "unknown"
+    COUNTER = "counter"
 
 
 @dataclass(frozen=True)
@@ -48,16 +51,6 @@ def gauge(help_text: str) -> Family:
 
 def counter(help_text: str) -> Family:
     return Family(MetricType.COUNTER, help_text)
-
-
-def untyped_counter(help_text: str) -> Family:
-    return Family(MetricType.UNTYPED, help_text)
-
-
-def family_name(sample_name: str, family: Family) -> str:
-    if family.type is MetricType.COUNTER:
-        return sample_name.removesuffix("_total")
-    return sample_name
 
 
 #: The exporter's own series, the same for both kinds.
@@ -78,18 +71,65 @@ EXPORTER_FAMILIES: dict[str, Family] = {
 }
 
 
+@dataclass(eq=False)
+class SharedSamples:
+    """Samples that are the same on every target of one server poll (``pg_settings_*``...).
+
+    One object per poll, referenced by every target's outcome, so they are built and
+    rendered once per server rather than once per add-on; compared by identity.
+    """
+
+    samples: tuple[Sample, ...]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a poll means for one target: its samples, or why it is down."""
 
     samples: list[Sample]
+    """This target's own samples."""
     error: ErrorKind | None = None
+    families: Mapping[str, Family] = field(default_factory=dict)
+    """Families only this poll knows of (``pg_settings_*``: whatever the server has)."""
+    shared: SharedSamples | None = None
+    """The server's samples this target carries too."""
 
     @property
     def up(self) -> bool:
         return self.error is None
 
+    def every_sample(self) -> list[Sample]:
+        if self.shared is None:
+            return list(self.samples)
+        return [*self.samples, *self.shared.samples]
+
 
 def down(up_name: str, error: ErrorKind) -> Outcome:
     """A failed target: only ``<kind>_up 0``; stale values would be worse than none."""
     return Outcome([Sample(up_name, (), 0.0)], error)
+
+
+@dataclass(frozen=True)
+class ScrapeNames:
+    """The community exporter's series about its own scrape, here one set per target.
+
+    A community exporter scrapes one server when Prometheus scrapes it; ours polls
+    in the background, so these describe the target's last poll, and ``scrapes``
+    counts polls.
+    """
+
+    duration: str
+    scrapes: str
+    error: str
+    error_label: str | None = None
+    """redis_exporter labels its error gauge with the error (``err``; "" when none)."""
+
+    def families(self, server: str) -> dict[str, Family]:
+        return {
+            self.duration: gauge(f"Duration of the last poll of {server} for this target."),
+            self.scrapes: counter(f"Total number of times {server} was polled for this target."),
+            self.error: gauge(
+                f"Whether the last poll of {server} for this target resulted in an error "
+                "(1 for error, 0 for success)."
+            ),
+        }

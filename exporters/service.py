@@ -2,7 +2,10 @@
 
 The targets file is re-read when its mtime changes (checked every poll round)
 and on SIGHUP. A file that no longer parses is logged and ignored: the exporter
-keeps polling the last good target list rather than going blind.
+keeps polling the last good target list rather than going blind. The control
+plane's file of dedicated add-ons (``addon_targets_file``, a Secret it writes
+on a cluster) is read the same way and joined to it; until it exists it lists
+nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from control.kit.tasks import TaskSet
 from exporters import postgres, redis_info
 from exporters.app import Exposition, exporter_app
 from exporters.collector import SnapshotCollector, SnapshotStore
@@ -23,7 +25,8 @@ from exporters.errors import TargetsFileError
 from exporters.poller import Poller
 from exporters.settings import ExporterSettings
 from exporters.sources import PostgresSource, RedisSource, Source
-from exporters.targets import Kind, load_targets
+from exporters.targets import Kind, Target, load_targets
+from kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +46,20 @@ class Exporter:
         source: Source | None = None,
     ) -> None:
         self.settings = settings
-        families = postgres.FAMILIES if settings.kind is Kind.POSTGRES else redis_info.FAMILIES
-        self.store = SnapshotStore(kind=settings.kind, families=families)
+        if settings.kind is Kind.POSTGRES:
+            families, names = postgres.FAMILIES, postgres.SCRAPE_NAMES
+        else:
+            families, names = redis_info.FAMILIES, redis_info.SCRAPE_NAMES
+        self.store = SnapshotStore(kind=settings.kind, families=families, scrape_names=names)
         self.registry = registry or CollectorRegistry(auto_describe=False)
         self.registry.register(SnapshotCollector(self.store))
-        self.live = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self.live)
+        self.process = ProcessCollector(registry=None)
         self.source = source or make_source(settings)
         self.poller = Poller(source=self.source, store=self.store, settings=settings)
-        self.exposition = Exposition(store=self.store, live=self.live)
+        self.exposition = Exposition(store=self.store, process=self.process)
         self.first_round = asyncio.Event()
         self.reload_requested = asyncio.Event()
-        self._mtime: float | None = None
+        self._mtime: tuple[float | None, ...] | None = None
         self.loaded = False
 
     def ready(self) -> str | None:
@@ -67,17 +72,35 @@ class Exporter:
     def app(self) -> web.Application:
         return exporter_app(exposition=self.exposition, ready=self.ready)
 
-    def _file_mtime(self) -> float | None:
-        try:
-            return Path(self.settings.targets_file).stat().st_mtime_ns / 1e9
-        except OSError:
-            return None
+    def _file_mtime(self) -> tuple[float | None, ...]:
+        found: list[float | None] = []
+        for path in (self.settings.targets_file, self.settings.addon_targets_file):
+            try:
+                found.append(Path(path).stat().st_mtime_ns / 1e9 if path else None)
+            except OSError:
+                found.append(None)
+        return tuple(found)
+
+    def _load(self) -> list[Target]:
+        """Both files' targets; TargetsFileError if one does not parse or a name repeats."""
+        targets = load_targets(self.settings.targets_file, kind=self.settings.kind)
+        extra = self.settings.addon_targets_file
+        if extra is not None and Path(extra).exists():
+            added = load_targets(extra, kind=self.settings.kind)
+            taken = {t.name for t in targets} & {t.name for t in added}
+            if taken:
+                raise TargetsFileError(
+                    f"{extra}: targets named as in {self.settings.targets_file}: "
+                    + ", ".join(sorted(taken))
+                )
+            targets += added
+        return targets
 
     async def reload(self) -> bool:
-        """Re-read the targets file; on an error keep the current targets. True if adopted."""
+        """Re-read the targets files; on an error keep the current targets. True if adopted."""
         mtime = self._file_mtime()
         try:
-            targets = load_targets(self.settings.targets_file, kind=self.settings.kind)
+            targets = self._load()
         except TargetsFileError as exc:
             self._mtime = mtime
             log.error(
@@ -92,21 +115,24 @@ class Exporter:
         )
         return True
 
-    async def _watch(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _watch(self) -> None:
+        """Poll every ``interval`` (sooner on SIGHUP), forever: ``stop`` cancels it."""
+        while True:
             if self.reload_requested.is_set() or self._file_mtime() != self._mtime:
                 self.reload_requested.clear()
                 await self.reload()
             await self.poller.poll_once()
+            # the store only changes in this task, so the thread renders a steady snapshot
+            await asyncio.to_thread(self.exposition.refresh)
             self.first_round.set()
             try:
                 async with asyncio.timeout(self.settings.interval):
-                    await _first(stop, self.reload_requested)
+                    await self.reload_requested.wait()
             except TimeoutError:
                 pass
 
-    async def serve(self, stop: asyncio.Event) -> int:
-        """Run until ``stop`` (or a task failure); the entry point's main."""
+    async def serve(self, tasks: TaskSet, stop: asyncio.Event) -> int:
+        """Run until ``stop`` (a signal, or the poll task failed); the entry point's main."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
         await self.reload()
@@ -122,23 +148,14 @@ class Exporter:
                 "port": self.settings.port,
             },
         )
-        tasks = TaskSet()
-        tasks.start(f"exporter-{self.settings.kind.value}-poll", self._watch(stop))
+        self.exposition.background = True
+        own = tasks.child()
+        own.start(f"exporter-{self.settings.kind.value}-poll", self._watch())
         try:
-            await _first(stop, tasks.failed)
+            await stop.wait()
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
-            await tasks.stop()
+            await own.stop()
             await runner.cleanup()
             await self.source.close()
-        return 1 if tasks.failed.is_set() else 0
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+        return 0

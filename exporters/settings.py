@@ -17,6 +17,10 @@ class ExporterSettings:
     """Which exporter this process is: postgres or redis."""
     targets_file: Path
     """TOML file listing the targets; re-read when its mtime changes and on SIGHUP."""
+    addon_targets_file: Path | None = None
+    """A second targets file, the control plane's (its dedicated add-ons on Kubernetes, in a
+    Secret it writes); read like ``targets_file``, a missing one lists no targets. Names
+    must not repeat across the two files."""
     host: str = "127.0.0.1"
     """Address /metrics listens on."""
     port: int = 9187
@@ -31,8 +35,9 @@ class ExporterSettings:
     """Longest wait between attempts on a target that keeps failing."""
     long_query_seconds: float = 300.0
     """Postgres: an active query older than this is long-running (pg:diagnose uses 5 min)."""
-    command_stats: bool = False
-    """Redis: also export per-command counters (INFO commandstats), a pair per command."""
+    command_stats: bool = True
+    """Redis: export per-command counters (INFO commandstats), a pair per command, as
+    redis_exporter does by default; off saves a little on servers with many commands."""
 
     def __post_init__(self) -> None:
         if self.interval <= 0:

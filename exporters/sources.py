@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 import psycopg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
-from redis.retry import Retry
 
-from exporters import postgres, redis_info
+from exporters import pg_server, postgres, redis_info
 from exporters.errors import ErrorKind, PollError, classify
 from exporters.samples import Outcome
 from exporters.settings import ExporterSettings
@@ -74,8 +74,11 @@ class PostgresSource:
                 if server_row is None:
                     raise PollError(ErrorKind.PROTOCOL)
                 server = postgres.ServerRow(*server_row)
-                await cur.execute(postgres.SETTINGS_QUERY)
-                settings = [postgres.SettingRow(*r) for r in await cur.fetchall()]
+                await cur.execute(pg_server.SETTINGS_QUERY)
+                settings = [pg_server.SettingRow(*r) for r in await cur.fetchall()]
+                await cur.execute(pg_server.bgwriter_query(server.version_num))
+                bgwriter_row = await cur.fetchone()
+                bgwriter = pg_server.BgwriterRow(*bgwriter_row) if bgwriter_row else None
                 await cur.execute(postgres.DATABASES_QUERY)
                 databases = [postgres.DatabaseRow(*r) for r in await cur.fetchall()]
                 await cur.execute(postgres.ACTIVITY_QUERY, (self._settings.long_query_seconds,))
@@ -86,7 +89,7 @@ class PostgresSource:
             raise
         except (psycopg.Error, OSError, TypeError) as exc:
             raise PollError(classify(exc)) from exc
-        raw = postgres.PgRaw(server, settings, databases, activity, locks)
+        raw = postgres.PgRaw(server, settings, bgwriter, databases, activity, locks)
         # Pure but ~50 ms for hundreds of databases: off the loop, so scrapes stay quick.
         return await asyncio.to_thread(postgres.outcomes, target, raw, members)
 
@@ -107,7 +110,9 @@ class RedisSource:
     def __init__(self, settings: ExporterSettings) -> None:
         self._settings = settings
         self._clients: dict[str, aioredis.Redis] = {}
-        self._sections = redis_info.SECTIONS + (("commandstats",) if settings.command_stats else ())
+        self._sections = redis_info.SECTIONS + (
+            (redis_info.COMMAND_SECTION,) if settings.command_stats else ()
+        )
 
     def _client(self, target: Target) -> aioredis.Redis:
         client = self._clients.get(target.name)
@@ -123,7 +128,8 @@ class RedisSource:
                 socket_timeout=self._settings.timeout,
                 max_connections=1,
                 # The poll loop owns retrying (with backoff); redis-py's own retries
-                # would multiply connection attempts on a server that is down.
+                # would multiply connection attempts on a server that is down. The asyncio
+                # Retry: redis 8 warns about (and converts) a synchronous one.
                 retry=Retry(NoBackoff(), 0),
                 **kwargs,
             )

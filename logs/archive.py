@@ -31,15 +31,22 @@ from typing import IO, Protocol
 
 from logs.errors import ArchiveError
 from logs.metrics import LogsMetrics
-from logs.model import LogLine, WireLine
+from logs.model import LogLine, Source, WireLine
 
 log = logging.getLogger(__name__)
 
 _OPEN = ".open"
 _READY = ".ready"
+#: Journals open at once (each an open file): past this the oldest opened is sealed, so
+#: a thousand review apps logging once do not hold a thousand file descriptors.
+DEFAULT_MAX_OPEN = 256
+#: With no object store, sealed journals are deleted oldest first past this share of
+#: ``max_bytes``: the room left keeps forward chunks acked while the next ones seal.
+PRUNE_TO = 0.8
 
 
 _HOURS: dict[int, str] = {}
+_SOURCES = {source.value: source for source in Source}
 
 
 def hour_of(t: float) -> str:
@@ -106,12 +113,14 @@ class Spool:
         flush_bytes: int,
         flush_age: float,
         fsync: bool = False,
+        max_open: int = DEFAULT_MAX_OPEN,
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.flush_bytes = flush_bytes
         self.flush_age = flush_age
         self.fsync = fsync
+        self.max_open = max_open
         self._open: dict[tuple[str, str], _Journal] = {}
         directory.mkdir(parents=True, exist_ok=True)
         self.bytes = sum(p.stat().st_size for p in directory.glob("*/*") if p.is_file())
@@ -136,6 +145,8 @@ class Spool:
     def _write(self, app: str, hour: str, lines: list[LogLine], now: float, flush: bool) -> int:
         journal = self._open.get((app, hour))
         if journal is None:
+            if len(self._open) >= self.max_open:
+                self._seal(next(iter(self._open.values())))
             folder = self.directory / app
             folder.mkdir(exist_ok=True)
             path = folder / f"{hour}-{lines[0].seq:020d}{_OPEN}"
@@ -193,6 +204,46 @@ class Spool:
             count += 1
         return count
 
+    def recent(self, lines: int, *, apps: int) -> dict[str, list[LogLine]]:
+        """The last ``lines`` kept lines of each app, oldest first, from sealed journals.
+
+        What a restart puts back into the rings: everything acked is in a journal until
+        S3 took it. Call after ``recover()``. Only the tails of the newest journals are
+        read, and only the ``apps`` apps written most recently.
+        """
+        found: dict[str, list[LogLine]] = {}
+        newest: dict[str, int] = {}
+        journals: dict[str, list[tuple[int, Path]]] = {}
+        for path in self.ready():
+            try:
+                last = int(path.name[: -len(_READY)].rsplit("-", 1)[1])
+            except (ValueError, IndexError):
+                continue  # not a journal of ours
+            journals.setdefault(path.parent.name, []).append((last, path))
+            newest[path.parent.name] = max(newest.get(path.parent.name, 0), last)
+        for app in sorted(newest, key=newest.__getitem__)[-apps:]:
+            kept: list[LogLine] = []
+            for last, path in sorted(journals[app], reverse=True):
+                if len(kept) >= lines and last < kept[-lines].seq:
+                    break  # everything older than what is already kept
+                kept.extend(_tail(path, lines))
+                kept.sort(key=lambda line: line.seq)
+            if kept:
+                found[app] = kept[-lines:]
+        return found
+
+    def prune(self, limit: int) -> int:
+        """Delete sealed journals, oldest hour first, until at most ``limit`` bytes remain."""
+        removed = 0
+        if self.bytes <= limit:
+            return removed  # the usual case, every tick: no directory listing
+        for path in self.ready():
+            if self.bytes <= limit:
+                break
+            self.remove(path)
+            removed += 1
+        return removed
+
     def ready(self) -> list[Path]:
         """Sealed journals, oldest first within each app (name order is hour, then seq)."""
         return sorted(self.directory.glob(f"*/*{_READY}"), key=lambda p: (p.name, p.parent.name))
@@ -204,15 +255,44 @@ class Spool:
 
 
 def _last_seq(path: Path) -> int | None:
-    last = None
+    """The seq of the last whole line; a torn last line from a crash mid-write is skipped.
+
+    Read from the end: parsing a whole journal per file made a restart cost seconds.
+    """
+    last = _tail(path, 1)
+    return last[0].seq if last else None
+
+
+def _tail(path: Path, lines: int) -> list[LogLine]:
+    """The last ``lines`` whole lines of a journal, read from its end (journals can be big)."""
+    block = 64 * 1024
     with path.open("rb") as f:
-        for raw in f:
-            try:
-                last = int(json.loads(raw)["seq"])
-            except (ValueError, KeyError, TypeError):
-                # A torn last line from a crash mid-write: the lines before it are whole.
-                continue
-    return last
+        end = f.seek(0, os.SEEK_END)
+        data = b""
+        start = end
+        while start > 0 and data.count(b"\n") <= lines:
+            start = max(0, start - block)
+            f.seek(start)
+            data = f.read(end - start)
+    raws = data.split(b"\n")
+    if start > 0:
+        raws = raws[1:]  # the first piece may be the end of a line that began earlier
+    out: list[LogLine] = []
+    for raw in raws[-lines - 1 :]:
+        try:
+            wire = json.loads(raw)
+            out.append(
+                LogLine(
+                    int(wire["seq"]),
+                    float(wire["time"]),
+                    _SOURCES[wire["source"]],
+                    str(wire["process"]),
+                    str(wire["text"]),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line from a crash mid-write, or the empty piece after "\n"
+    return out[-lines:]
 
 
 def read_journal(path: Path) -> tuple[str, int, int, bytes]:
@@ -227,12 +307,16 @@ def read_journal(path: Path) -> tuple[str, int, int, bytes]:
 
 
 class Uploader:
-    """Moves sealed journals to the object store, in order, retrying while it fails."""
+    """Moves sealed journals to the object store, in order, retrying while it fails.
+
+    Without a store (``slipway up`` has no S3) it still flushes and seals every tick:
+    lines from in-process producers reach the disk within a tick either way.
+    """
 
     def __init__(
         self,
         spool: Spool,
-        store: ObjectStore,
+        store: ObjectStore | None,
         *,
         metrics: LogsMetrics,
         clock: Callable[[], float] = time.time,
@@ -247,6 +331,10 @@ class Uploader:
 
     async def upload_ready(self) -> bool:
         """Upload every sealed journal; False (and stop) at the first failure."""
+        if self.store is None:
+            # The spool is the only copy: keep the newest, so the service never stops acking.
+            self.spool.prune(int(self.spool.max_bytes * PRUNE_TO))
+            return True
         for path in self.spool.ready():
             hour, first, last, body = read_journal(path)
             key = object_key(path.parent.name, hour, first, last)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import click
 
-from control.kit import logfmt, runner
+from kit import logfmt, runner
+from kit.sse import Event, Parser
+from kit.tasks import TaskSet
 from logs.component import LogsComponent
 from logs.errors import LogsClientError
 from logs.model import WireLine, heroku_format
@@ -21,25 +24,47 @@ from logs.settings import LogsSettings
 
 log = logging.getLogger(__name__)
 
-_COLOURS = {"app": "cyan", "router": "magenta", "build": "yellow", "release": "green"}
+_COLOURS = {
+    "app": "cyan",
+    "router": "magenta",
+    "build": "yellow",
+    "release": "green",
+    "dyno": "red",
+}
 
 
 # --- slipway logs -------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("app")
+@click.argument("target", metavar="[APP]", required=False)
+@click.option("-a", "--app", "app", envvar="SLIPWAY_APP", help="The app (or SLIPWAY_APP).")
 @click.option("-t", "--tail", is_flag=True, help="Keep streaming new lines.")
 @click.option("-n", "--num", "lines", type=click.IntRange(0, 1500), default=100, show_default=True)
-@click.option("-s", "--source", type=click.Choice(["app", "router", "build", "release"]))
-@click.option("-p", "--process", "--dyno", help="Only this process type or dyno (web, web.1).")
+@click.option("-s", "--source", type=click.Choice(["app", "router", "build", "release", "dyno"]))
+@click.option(
+    "-p", "-d", "--process", "--dyno", help="Only this process type or dyno (web, web.1, run.1234)."
+)
 @click.option(
     "--url", envvar="SLIPWAY_LOGS_URL", default="http://127.0.0.1:8082", show_default=True
 )
 def logs(
-    *, app: str, tail: bool, lines: int, source: str | None, process: str | None, url: str
+    *,
+    target: str | None,
+    app: str | None,
+    tail: bool,
+    lines: int,
+    source: str | None,
+    process: str | None,
+    url: str,
 ) -> None:
-    """Show APP's recent log lines (Heroku's format); --tail keeps following."""
+    """Show APP's recent log lines (Heroku's format); --tail keeps following.
+
+    The app is named as by every other command (-a APP, or SLIPWAY_APP), or as an argument.
+    """
+    app = target or app  # the argument over SLIPWAY_APP, as an explicit name should
+    if not app:
+        raise click.UsageError("no app given: use -a APP (or set SLIPWAY_APP)")
     token = os.environ.get("SLIPWAY_TOKEN", "")
     colour = sys.stdout.isatty()
     params = {"lines": str(lines), "tail": "1" if tail else "0"}
@@ -71,11 +96,11 @@ async def _follow(url: str, app: str, token: str, params: dict[str, str], colour
                 ) as r:
                     if r.status != 200:
                         raise LogsClientError(f"{r.status}: {(await r.text()).strip()}")
-                    async for event, ident, data in _events(r.content):
+                    async for event in _events(r.content):
                         failures = 0
-                        if ident is not None:
-                            last_id = ident
-                        _show(event, data, colour)
+                        if event.id is not None:
+                            last_id = event.id
+                        _show(event.event, event.data, colour)
                 return
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failures += 1
@@ -84,27 +109,12 @@ async def _follow(url: str, app: str, token: str, params: dict[str, str], colour
                 await asyncio.sleep(min(2**failures, 10))
 
 
-async def _events(content: aiohttp.StreamReader) -> Any:
-    event: str = "message"
-    ident: str | None = None
-    data: list[str] = []
+async def _events(content: aiohttp.StreamReader) -> AsyncIterator[Event]:
+    parser = Parser()
     async for raw in content:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                yield event, ident, "\n".join(data)
-            event, ident, data = "message", None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "data":
-                data.append(value)
-            elif name == "id":
-                ident = value
-            elif name == "event":
-                event = value
+        event = parser.feed(raw)
+        if event is not None:
+            yield event
 
 
 def _show(event: str, data: str, colour: bool) -> None:
@@ -160,8 +170,8 @@ def serve(
 ) -> None:
     """The logs service: Fluent forward on 24224, SSE/archive HTTP API on 8082.
 
-    Secrets come only from the environment: SLIPWAY_LOGS_ADMIN_TOKEN and
-    SLIPWAY_LOGS_SHARED_KEY.
+    Secrets come only from the environment: SLIPWAY_LOGS_ADMIN_TOKEN,
+    SLIPWAY_LOGS_PLATFORM_TOKEN and SLIPWAY_LOGS_SHARED_KEY.
     """
     settings = LogsSettings(
         http_host=http_host,
@@ -170,6 +180,7 @@ def serve(
         forward_port=forward_port,
         shared_key=_env("SHARED_KEY"),
         admin_token=_env("ADMIN_TOKEN"),
+        platform_token=_env("PLATFORM_TOKEN"),
         tokens_file=tokens_file,
         control_url=control_url or None,
         spool_dir=spool_dir,
@@ -179,17 +190,13 @@ def serve(
         heartbeat=heartbeat,
     )
     logfmt.configure(os.environ.get("SLIPWAY_LOG_LEVEL", "INFO"))
-    sys.exit(runner.run(lambda stop: run_service(settings, stop)))
+    sys.exit(runner.run(functools.partial(run_service, settings)))
 
 
-async def run_service(settings: LogsSettings, stop: asyncio.Event) -> int:
-    """Everything ``slipway serve logs`` runs, until ``stop`` is set or a task fails."""
-    component = LogsComponent(settings)
+async def run_service(settings: LogsSettings, tasks: TaskSet, stop: asyncio.Event) -> int:
+    """Everything ``slipway serve logs`` runs, until ``stop`` (a signal, or a failed task)."""
+    component = LogsComponent(settings, tasks=tasks)
     await component.start()
-    stopper = asyncio.ensure_future(stop.wait())
-    failer = asyncio.ensure_future(component.failed.wait())
-    await asyncio.wait({stopper, failer}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    failer.cancel()
+    await stop.wait()
     await component.stop()
-    return 1 if component.failed.is_set() else 0
+    return 0

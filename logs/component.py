@@ -15,8 +15,8 @@ import time
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control.kit.ops import bound_port
-from control.kit.tasks import TaskSet
+from kit.ops import bound_port
+from kit.tasks import TaskSet
 from logs.archive import Spool, Uploader
 from logs.auth import (
     AnyOf,
@@ -44,7 +44,10 @@ class LogsComponent:
         *,
         registry: CollectorRegistry | None = None,
         verifier: TokenVerifier | None = None,
+        tasks: TaskSet | None = None,
     ) -> None:
+        """``tasks``: the process's task set; a dead archive uploader (a spool that only
+        grows until forward chunks are refused) stops the process."""
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = LogsMetrics(self.registry)
@@ -54,6 +57,7 @@ class LogsComponent:
             seq_base=int(time.time() * 1_000_000),
             lines=settings.ring_lines,
             queue=settings.subscriber_queue,
+            apps=settings.ring_apps,
             on_drop=self.metrics.dropped.labels("slow_subscriber").inc,
         )
         self.spool: Spool | None = None
@@ -91,6 +95,8 @@ class LogsComponent:
             ready=self._ready,
             store=self.store,
             heartbeat=settings.heartbeat,
+            ingest=self.service,
+            platform_token=settings.platform_token,
         )
         self.forward = ForwardServer(
             service=self.service,
@@ -98,7 +104,7 @@ class LogsComponent:
             shared_key=settings.shared_key,
             hostname=settings.server_hostname,
         )
-        self._tasks = TaskSet()
+        self._tasks = TaskSet.of(tasks)
         self._runner: web.AppRunner | None = None
 
     def _ready(self) -> str | None:
@@ -115,14 +121,21 @@ class LogsComponent:
     async def start(self) -> None:
         if self.spool is not None:
             recovered = self.spool.recover()
-            log.info("spool opened", extra={"recovered": recovered, "bytes": self.spool.bytes})
+            # Acked lines are readable again (tail, resume) after a crash, not only archived.
+            recent = self.spool.recent(self.settings.ring_lines, apps=self.settings.ring_apps)
+            for app, lines in recent.items():
+                self.hub.restore(app, lines)
+            log.info(
+                "spool opened",
+                extra={"recovered": recovered, "bytes": self.spool.bytes, "apps": len(recent)},
+            )
         self._runner = web.AppRunner(self.app, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
         await site.start()
         self.http_port = bound_port(site)
         await self.forward.start(self.settings.forward_host, self.settings.forward_port)
-        if self.spool is not None and self.store is not None:
+        if self.spool is not None:  # without a store it still flushes and seals
             uploader = Uploader(self.spool, self.store, metrics=self.metrics)
             self._tasks.start("archive-uploader", uploader.run())
         log.info("logs service started", extra={"http_port": self.http_port})

@@ -22,6 +22,8 @@ class FrameError(LogsError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        #: The frame's ``chunk`` option when it could be read: the client waits for an answer.
+        self.chunk: str | None = None
 
 
 class HandshakeError(LogsError):

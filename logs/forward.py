@@ -11,7 +11,17 @@ Modes (spec: fluent/fluentd wiki, Forward Protocol Specification v1):
 - Forward: ``[tag, [[time, record], ...], option?]``
 - PackedForward: ``[tag, bin(msgpack stream of entries), option?]``
 - CompressedPackedForward: the same with ``option.compressed == "gzip"``; the
-  bin may hold several gzip members back to back (Fluent Bit appends them).
+  bin may hold several gzip members back to back (Fluent Bit appends them), or
+  with ``"zstd"`` (Fluentd's ``compress zstd``), one or more zstd frames.
+
+The packed entries may come as bin (Fluent Bit) or as str: Fluentd's
+out_forward always writes them as str32 (see its ``send_data_actual``). So the
+top level is unpacked with ``surrogateescape``, which turns any bytes into a str
+and back without loss; only the tag and records met at the top level (Message
+and Forward modes) are then held to UTF-8, with U+FFFD for what is not.
+
+``fluent_signal`` 1 (metrics) and 2 (traces) frames are Fluent Bit's cmetrics
+and ctraces payloads, not entries: they are not decoded at all, only acked.
 
 Time is an integer, a float, or EventTime (ext type 0: uint32 seconds,
 uint32 nanoseconds, big-endian). An entry is ``[time, record]`` or, from
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import math
 import struct
 import zlib
@@ -30,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import zstandard
 
 from logs.errors import FrameError, HandshakeError
 
@@ -59,10 +71,10 @@ def pack_event_time(t: float) -> msgpack.ExtType:
     return msgpack.ExtType(0, _EVENT_TIME.pack(sec, round((t - sec) * 1e9) % 1_000_000_000))
 
 
-def _unpacker(max_buffer: int) -> msgpack.Unpacker:
+def _unpacker(max_buffer: int, *, unicode_errors: str = "replace") -> msgpack.Unpacker:
     return msgpack.Unpacker(
         raw=False,
-        unicode_errors="replace",
+        unicode_errors=unicode_errors,
         strict_map_key=False,
         ext_hook=_ext_hook,
         max_buffer_size=max_buffer,
@@ -88,7 +100,8 @@ class ForwardDecoder:
     _unpacker: msgpack.Unpacker = field(init=False)
 
     def __post_init__(self) -> None:
-        self._unpacker = _unpacker(self.max_frame)
+        # Lossless for str32 packed entries (Fluentd); ``decode_frame`` cleans the rest.
+        self._unpacker = _unpacker(self.max_frame, unicode_errors="surrogateescape")
 
     def feed(self, data: bytes) -> list[Batch]:
         try:
@@ -107,33 +120,61 @@ class ForwardDecoder:
 
 
 def decode_frame(obj: Any) -> Batch:
-    """One top-level msgpack object of the data phase -> a Batch."""
+    """One top-level msgpack object of the data phase -> a Batch.
+
+    ``obj`` comes from an unpacker with ``surrogateescape``: strings met here may
+    hold escaped bytes, which are restored (packed entries) or replaced (the rest).
+    """
     if not isinstance(obj, list) or len(obj) < 2:
         raise FrameError("bad_frame", f"expected an array [tag, ...], got {_kind(obj)}")
     tag = obj[0]
     if not isinstance(tag, str):
         raise FrameError("bad_tag", f"tag must be a string, got {_kind(tag)}")
+    if not _is_utf8(tag):
+        raise FrameError("bad_tag", "tag is not valid UTF-8")
     second = obj[1]
-    if isinstance(second, int | float) and not isinstance(second, bool):
-        if len(obj) not in (3, 4):
-            raise FrameError("bad_frame", f"Message mode has 3 or 4 items, got {len(obj)}")
-        options = _options(obj[3] if len(obj) == 4 else None)
+    message = isinstance(second, int | float) and not isinstance(second, bool)
+    if message and len(obj) not in (3, 4):
+        raise FrameError("bad_frame", f"Message mode has 3 or 4 items, got {len(obj)}")
+    if not message and len(obj) not in (2, 3):
+        raise FrameError("bad_frame", f"Forward modes have 2 or 3 items, got {len(obj)}")
+    options = _options(obj[-1] if len(obj) == (4 if message else 3) else None)
+    chunk = options.get("chunk")
+    if chunk is not None and not isinstance(chunk, str):
+        raise FrameError("bad_option", f"chunk must be a string, got {_kind(chunk)}")
+    try:
+        signal = options.get("fluent_signal", 0)
+        if not isinstance(signal, int) or isinstance(signal, bool):
+            raise FrameError("bad_option", f"fluent_signal must be an integer, got {_kind(signal)}")
+        if signal != 0:
+            # Metrics and traces: acked, never kept, so their payload is not read at all.
+            return Batch(tag, [], chunk, signal)
+        return Batch(tag, _entries(obj, second, message, options), chunk)
+    except FrameError as exc:
+        exc.chunk = chunk
+        raise
+
+
+def _entries(
+    obj: list[Any], second: Any, message: bool, options: dict[str, Any]
+) -> list[tuple[float, dict[Any, Any]]]:
+    if message:
         record = obj[2]
         if not isinstance(record, dict):
             raise FrameError("bad_record", f"record must be a map, got {_kind(record)}")
         if not math.isfinite(second):
             raise FrameError("bad_time", f"time must be finite, got {second!r}")
-        return _batch(tag, [(float(second), record)], options)
-    if len(obj) not in (2, 3):
-        raise FrameError("bad_frame", f"Forward modes have 2 or 3 items, got {len(obj)}")
-    options = _options(obj[2] if len(obj) == 3 else None)
+        return [(float(second), _clean(record))]
     if isinstance(second, list):
-        entries = [_entry(e) for e in second]
+        entries = [_entry(_clean(e)) for e in second]
     elif isinstance(second, bytes | str):
-        payload = second.encode() if isinstance(second, str) else second
+        # str: Fluentd's str32; surrogateescape gives back exactly the bytes it sent.
+        payload = second.encode("utf-8", "surrogateescape") if isinstance(second, str) else second
         compressed = options.get("compressed")
         if compressed == "gzip":
             payload = gunzip(payload)
+        elif compressed == "zstd":
+            payload = unzstd(payload)
         elif compressed not in (None, "text"):
             raise FrameError("bad_option", f"unknown compression {compressed!r}")
         entries = list(_packed_entries(payload))
@@ -144,17 +185,31 @@ def decode_frame(obj: Any) -> Batch:
     size = options.get("size")
     if size is not None and size != len(entries):
         raise FrameError("bad_size", f"option size={size!r} but {len(entries)} entries")
-    return _batch(tag, entries, options)
+    return entries
 
 
-def _batch(tag: str, entries: list[tuple[float, dict[Any, Any]]], options: dict[str, Any]) -> Batch:
-    chunk = options.get("chunk")
-    if chunk is not None and not isinstance(chunk, str):
-        raise FrameError("bad_option", f"chunk must be a string, got {_kind(chunk)}")
-    signal = options.get("fluent_signal", 0)
-    if not isinstance(signal, int):
-        raise FrameError("bad_option", f"fluent_signal must be an integer, got {_kind(signal)}")
-    return Batch(tag, entries, chunk, signal)
+def _is_utf8(text: str) -> bool:
+    """False when ``text`` holds bytes escaped by ``surrogateescape``."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clean(obj: Any) -> Any:
+    """``obj`` with escaped bytes in its strings replaced by U+FFFD, as in packed entries."""
+    if type(obj) is str:
+        if _is_utf8(obj):
+            return obj
+        return obj.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if type(obj) is dict:
+        return {_clean(k): _clean(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_clean(v) for v in obj]
+    return obj
 
 
 def _options(obj: Any) -> dict[str, Any]:
@@ -219,6 +274,24 @@ def gunzip(payload: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
     except zlib.error as exc:
         raise FrameError("bad_gzip", str(exc)) from exc
     return bytes(out)
+
+
+def unzstd(payload: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """Every zstd frame of ``payload`` concatenated, at most ``limit`` bytes.
+
+    Read as a stream across frames, so a frame that claims no content size (streaming
+    compressors write none) or a bomb that claims a small one is still cut at ``limit``.
+    """
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(payload), read_across_frames=True
+        )
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise FrameError("bad_zstd", str(exc)) from exc
+    if len(out) > limit:
+        raise FrameError("too_large", f"decompressed payload over {limit} bytes")
+    return out
 
 
 def _kind(obj: Any) -> str:
@@ -292,5 +365,17 @@ def handshake_unpacker() -> msgpack.Unpacker:
 
 
 def ack(chunk: str) -> bytes:
-    packed: bytes = msgpack.packb({"ack": chunk}, use_bin_type=True)
+    """``{"ack": chunk}``, the chunk byte for byte as the client sent it."""
+    packed: bytes = msgpack.packb(
+        {"ack": chunk}, use_bin_type=True, unicode_errors="surrogateescape"
+    )
     return packed
+
+
+def refusal(reason: str, detail: str) -> bytes:
+    """An ack that does not match the chunk: the one way to tell a forward client why.
+
+    Fluentd logs ``ack in response and chunk id in sent data are different`` with this
+    text as ``ack``, and Fluent Bit an ack mismatch; both keep the chunk and retry.
+    """
+    return ack(f"refused by slipway: {reason}: {detail}"[:300])

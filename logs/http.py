@@ -17,13 +17,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control.kit.ops import ReadyCheck, add_ops_routes
+from kit.ops import ReadyCheck, add_ops_routes
 from logs.archive import ObjectStore, hour_prefixes, lines_in, ndjson
 from logs.auth import TokenVerifier
 from logs.errors import ArchiveError, VerifierError
 from logs.metrics import LogsMetrics
 from logs.model import LogLine, Source, WireLine, heroku_format, valid_app
+from logs.platform import add_platform_route
 from logs.ring import Filter, Gap, Hub, Missed
+from logs.service import LogService
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ def build_app(
     ready: ReadyCheck,
     store: ObjectStore | None = None,
     heartbeat: float = 15.0,
+    ingest: LogService | None = None,
+    platform_token: str | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[HUB] = hub
@@ -59,6 +63,8 @@ def build_app(
     if store is not None:
         app[STORE] = store
     app.router.add_get("/apps/{app}/logs", logs_handler)
+    if ingest is not None:
+        add_platform_route(app, ingest, platform_token)
     add_ops_routes(app, registry=registry, ready=ready)
     return app
 
@@ -112,12 +118,21 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     return value
 
 
+#: 9999-12-31T23:59:59Z, the last second a datetime holds.
+_LAST_SECOND = 253402300799
+
+
 def parse_time(raw: str, name: str) -> float:
     """Unix seconds or ISO 8601 (``2026-11-23T10:00:00Z``; naive means UTC)."""
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        # NaN, inf and 1e20 pass float() but no datetime holds them (a 500 in the archive).
+        if not 0 <= seconds <= _LAST_SECOND:
+            raise _bad(f"{name} must be unix seconds from 0 to {_LAST_SECOND}, got {raw!r}")
+        return seconds
     try:
         parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

@@ -7,10 +7,21 @@ thing to Heroku's ``web.1`` a Deployment has. An optional ``slipway.dev/source``
 label (``build`` for build pods) sets the source; a build pod's ``slipway.dev/build``
 label makes its process ``build.<id>``, as the control plane names one build's lines.
 
-Anything else is named by its tag: ``slipway.{app}.{process}[.{n}]`` for app
-lines (``slipway.shop.web.1`` -> app ``shop``, ``web.1``), and
-``slipway.{app}.router`` / ``.build`` / ``.release`` for those sources — a
-router in another process sends its lines with tag ``slipway.{app}.router``.
+Anything else is named by its tag: ``slipway.{app}.{process}[.{n}]``
+(``slipway.shop.web.1`` -> app ``shop``, ``web.1``).
+
+Who may claim a platform source. Everything here arrives on the forward port,
+whose senders (with the shared key) are log shippers: they carry what app and
+build containers print. The router's lines enter in process, never through the
+port. So a forwarded record is an app line, or a build or release line when its
+pod carries the platform's ``slipway.dev/source=build`` or ``=release`` label
+(the platform labels its build and release-phase Jobs; tenants create no pods);
+a tag ``slipway.shop.router`` or a ``router`` label is relabelled to an
+app line of process ``router`` (``app[router]``, never ``slipway[router]``) and
+counted. Relabelled, not refused: the line is real output of something the
+shipper saw (a Procfile may even have a ``router`` type), and dropping it would
+lose it; only the platform's name is taken away. ``Target.claimed`` keeps what
+was claimed, for the count.
 """
 
 from __future__ import annotations
@@ -32,11 +43,19 @@ _SOURCES = {s.value: s for s in Source}
 _TEXT_KEYS = ("log", "message", "msg")
 
 
+#: Sources a forwarded record may carry: from pod labels the platform sets on its own
+#: pods (build Jobs, and release-phase Jobs on Kubernetes); router lines come only in
+#: process, so a record claiming them is relabelled.
+FORWARDED_SOURCES = frozenset({Source.APP, Source.BUILD, Source.RELEASE})
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     app: str
     source: Source
     process: str
+    #: A platform source the sender claimed and was not given (relabelled to app).
+    claimed: Source | None = None
 
 
 def target_from_tag(tag: str) -> Target | None:
@@ -46,10 +65,9 @@ def target_from_tag(tag: str) -> Target | None:
     if len(parts) != 2 or not valid_app(parts[0]) or not parts[1]:
         return None
     app, rest = parts
-    source = _SOURCES.get(rest)
-    if source is not None and source is not Source.APP:
-        return Target(app, source, rest)
-    return Target(app, Source.APP, rest)
+    claimed = _SOURCES.get(rest)
+    # A tag is the shipper's own setting: it names an app's process, never a source.
+    return Target(app, Source.APP, rest, claimed if claimed not in (None, Source.APP) else None)
 
 
 def target_from_kubernetes(record: dict[Any, Any]) -> Target | None:
@@ -65,6 +83,9 @@ def target_from_kubernetes(record: dict[Any, Any]) -> Target | None:
     process = labels.get(PROCESS_LABEL)
     process = process if isinstance(process, str) and process else "app"
     source = _SOURCES.get(str(labels.get(SOURCE_LABEL, "app")), Source.APP)
+    if source not in FORWARDED_SOURCES:
+        # No platform pod is labelled router: relabel as the app's own.
+        return Target(app, Source.APP, process, claimed=source)
     build = labels.get(BUILD_LABEL)
     if source is Source.BUILD and isinstance(build, str) and build:
         return Target(app, source, f"build.{build}")

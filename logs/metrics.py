@@ -21,8 +21,22 @@ class LogsMetrics:
         self.dropped = Counter(
             "slipway_logs_lines_dropped_total",
             "Lines not delivered somewhere, by reason (slow_subscriber, unknown_app, "
-            "spool_full, not_logs).",
+            "spool_full, bad_source, error).",
             ["reason"],
+            registry=registry,
+        )
+        self.relabelled = Counter(
+            "slipway_logs_lines_relabelled_total",
+            "Forwarded lines that claimed a platform source (router, release) and were "
+            "kept as app lines instead, by the source claimed.",
+            ["claimed"],
+            registry=registry,
+        )
+        self.signals_dropped = Counter(
+            "slipway_logs_forward_signals_dropped_total",
+            "Forward frames of another signal than logs (Fluent Bit's metrics, traces): "
+            "acked and not kept, by signal.",
+            ["signal"],
             registry=registry,
         )
         self.connections = Gauge(

@@ -13,6 +13,8 @@ class Source(enum.StrEnum):
     ROUTER = "router"
     BUILD = "build"
     RELEASE = "release"
+    #: The platform's lines about an app's process: R14/R15, runtime metrics (agent/dynowatch.py).
+    DYNO = "dyno"
 
 
 #: App names are S3 key parts and URL path parts; the control plane uses the same rule.
@@ -20,7 +22,7 @@ APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def valid_app(name: str) -> bool:
-    return APP_NAME.match(name) is not None
+    return APP_NAME.fullmatch(name) is not None
 
 
 class LogLine(NamedTuple):

@@ -20,6 +20,9 @@ DEFAULT_LINES = 1500
 #: Lines a subscriber may have queued before further lines are counted as dropped.
 #: 1000 lines is a few hundred KB: bounded, and a burst longer than the history window.
 DEFAULT_QUEUE = 1000
+#: Rings kept at once. Review apps come and go by the hundred; 1000 full rings of
+#: 1500 lines of ~200 bytes is ~300 MB at worst, and idle rings go first.
+DEFAULT_APPS = 1000
 
 
 @dataclass(slots=True)
@@ -102,21 +105,68 @@ class Subscriber:
 
 @dataclass(slots=True)
 class Ring:
-    """One app's recent lines; ``base`` is the first sequence number this process gave."""
+    """One app's recent lines; ``base`` is the first sequence number this process gives.
+
+    ``floor`` is the oldest id this ring can account for (``base``, or the first line
+    restored from the spool); ``holes`` are open intervals ``(lo, hi)`` of ids that
+    no kept line has: where an earlier process stopped (its unflushed tail, if it
+    crashed) and the next one started numbering. Both keep ``Missed`` honest.
+    """
 
     base: int
     size: int
     next_seq: int = 0
+    floor: int = 0
+    holes: list[tuple[int, int]] = field(default_factory=list)
     lines: deque[LogLine] = field(default_factory=deque)
     subscribers: set[Subscriber] = field(default_factory=set)
+    #: The hub's write counter at this ring's last line: the least recent is evicted first.
+    touched: int = 0
 
     def __post_init__(self) -> None:
         self.next_seq = self.base
+        self.floor = self.base
         self.lines = deque(maxlen=self.size)
+
+    def restore(self, lines: list[LogLine]) -> None:
+        """Lines an earlier process kept, oldest first, before this process adds any."""
+        if not lines or self.lines:
+            return
+        self.floor = lines[0].seq
+        previous = lines[0].seq - 1
+        for line in lines:
+            if line.seq > previous + 1:
+                self.holes.append((previous, line.seq))
+            previous = line.seq
+        self.lines.extend(lines[-self.size :])
+        if previous + 1 < self.base:
+            self.holes.append((previous, self.base))
+        self.next_seq = max(self.base, previous + 1)
+
+    def missed(self, after: int) -> Missed | None:
+        """What a client whose last id is ``after`` lost before the oldest line kept."""
+        if after < self.floor - 1 or any(lo < after < hi for lo, hi in self.holes):
+            # From before anything this ring knows, or an id only a crashed process gave.
+            return Missed(None)
+        oldest = self.lines[0].seq if self.lines else self.next_seq
+        if after + 1 >= oldest:
+            return None
+        count = oldest - after - 1
+        for lo, hi in self.holes:
+            overlap = min(hi, oldest) - max(lo, after) - 1
+            if overlap > 0:
+                count -= overlap
+        return Missed(count) if count > 0 else None
 
 
 class Hub:
-    """Every app's ring. ``seq_base`` makes numbers grow across restarts (see docs/logs.md)."""
+    """Every app's ring. ``seq_base`` makes numbers grow across restarts (see docs/logs.md).
+
+    At most ``apps`` rings are kept: past that, the ring written least recently that
+    nobody follows is dropped, so memory stays bounded however many apps come and go.
+    A dropped app that logs again starts a new ring numbered above every dropped one,
+    so its ids still only grow and an old Last-Event-ID reads as "some may be missing".
+    """
 
     def __init__(
         self,
@@ -124,25 +174,48 @@ class Hub:
         seq_base: int = 1,
         lines: int = DEFAULT_LINES,
         queue: int = DEFAULT_QUEUE,
+        apps: int = DEFAULT_APPS,
         on_drop: Callable[[int], None] = lambda n: None,
     ) -> None:
         self._rings: dict[str, Ring] = {}
         self._seq_base = seq_base
         self._lines = lines
         self._queue = queue
+        self._apps = apps
         self._on_drop = on_drop
+        self._writes = 0
 
     def _ring(self, app: str) -> Ring:
         ring = self._rings.get(app)
         if ring is None:
+            if len(self._rings) >= self._apps:
+                self._evict()
             ring = self._rings[app] = Ring(base=self._seq_base, size=self._lines)
         return ring
+
+    def _evict(self) -> None:
+        idle = [(r.touched, app) for app, r in self._rings.items() if not r.subscribers]
+        if not idle:
+            return  # every ring has a follower: bounded by the subscribers themselves
+        _, app = min(idle)
+        ring = self._rings.pop(app)
+        # Whatever ring this app gets later numbers above every id this one gave.
+        self._seq_base = max(self._seq_base, ring.next_seq)
+
+    def ring_count(self) -> int:
+        return len(self._rings)
+
+    def restore(self, app: str, lines: list[LogLine]) -> None:
+        """Put ``lines`` (from the spool, oldest first) back before this process adds any."""
+        self._ring(app).restore(lines)
 
     def append(self, app: str, time: float, source: Source, process: str, text: str) -> LogLine:
         ring = self._ring(app)
         line = LogLine(ring.next_seq, time, source, process, text)
         ring.next_seq += 1
         ring.lines.append(line)
+        self._writes += 1
+        ring.touched = self._writes
         for sub in ring.subscribers:
             sub.push(line)
         return line
@@ -156,18 +229,17 @@ class Hub:
         self, app: str, flt: Filter, *, lines: int, after: int | None = None
     ) -> tuple[list[LogLine], Missed | None]:
         """The last ``lines`` matching lines, or with ``after`` every one newer than it."""
-        ring = self._ring(app)
+        ring = self._rings.get(app)
+        if ring is None:
+            # Never seen or dropped: asking must not make a ring (readers are not writers).
+            stale = after is not None and after < self._seq_base - 1
+            return [], Missed(None) if stale else None
         if after is None:
             matching = [line for line in ring.lines if flt.matches(line)]
             return (matching[-lines:] if lines > 0 else []), None
-        missed: Missed | None = None
-        if after < ring.base - 1:
-            missed = Missed(None)
-        else:
-            oldest = ring.lines[0].seq if ring.lines else ring.next_seq
-            if after + 1 < oldest:
-                missed = Missed(oldest - after - 1)
-        return [line for line in ring.lines if line.seq > after and flt.matches(line)], missed
+        return [line for line in ring.lines if line.seq > after and flt.matches(line)], ring.missed(
+            after
+        )
 
     def subscribe(self, app: str, flt: Filter) -> Subscriber:
         sub = Subscriber(flt, self._queue, self._on_drop)
@@ -175,7 +247,9 @@ class Hub:
         return sub
 
     def unsubscribe(self, app: str, sub: Subscriber) -> None:
-        self._ring(app).subscribers.discard(sub)
+        ring = self._rings.get(app)
+        if ring is not None:
+            ring.subscribers.discard(sub)
 
     def subscriber_count(self) -> int:
         return sum(len(r.subscribers) for r in self._rings.values())

@@ -6,6 +6,8 @@ botocore's errors are translated to ``ArchiveError`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -18,6 +20,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+#: Where a bucket lives when nothing says: what the AWS CLI assumes too.
+DEFAULT_REGION = "us-east-1"
+
+
+def region_of(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """The region to sign for: the setting, else the pod's AWS_REGION (what IRSA and the
+    chart set), else AWS_DEFAULT_REGION. A wrong one makes every put fail with a 301."""
+    return (
+        explicit or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    )
 
 
 class S3Store:
@@ -26,7 +38,7 @@ class S3Store:
         *,
         bucket: str,
         endpoint_url: str | None = None,
-        region: str = "us-east-1",
+        region: str | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.bucket = bucket
@@ -38,7 +50,10 @@ class S3Store:
             retries={"max_attempts": 2, "mode": "standard"},
         )
         self._client: S3Client = boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region_of(region, os.environ),
+            config=config,
         )
 
     async def _call(self, what: str, fn: Any, /, **kwargs: Any) -> Any:

@@ -3,8 +3,9 @@
 Decoding is in ``logs.forward``; this only moves bytes. A malformed frame or a
 failed handshake closes that one connection, logs why and counts it; other
 connections and the records they sent are untouched. Heartbeats: Fluent Bit
-sends none over TCP, and fluentd's UDP heartbeat is not served (out_forward
-falls back to TCP connect checks with ``heartbeat_type transport``).
+sends none; Fluentd's ``heartbeat_type transport`` (its default) is a TCP
+connect and close, and its ``udp`` one is answered as in_forward does, with one
+NUL byte on the same port number over UDP (never more than what came in).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class ForwardProtocol(asyncio.Protocol):
                     assert self.transport is not None
                     self.transport.write(forward.ack(batch.chunk))
         except FrameError as exc:
+            if exc.chunk is not None and self.transport is not None:
+                self.transport.write(forward.refusal(exc.reason, exc.detail))
             self._refuse(exc.reason, exc.detail)
         except HandshakeError as exc:
             self._refuse("handshake", str(exc))
@@ -99,6 +102,23 @@ class ForwardProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+#: in_forward's ``HEARTBEAT_UDP_PAYLOAD``; a datagram longer than its 128 bytes is ignored.
+HEARTBEAT = b"\0"
+_HEARTBEAT_MAX = 128
+
+
+class HeartbeatProtocol(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.transport is not None and len(data) <= _HEARTBEAT_MAX:
+            self.transport.sendto(HEARTBEAT, addr)
+
+
 class ForwardServer:
     def __init__(
         self,
@@ -114,15 +134,27 @@ class ForwardServer:
         self.hostname = hostname
         self.connections: set[ForwardProtocol] = set()
         self._server: asyncio.Server | None = None
+        self._heartbeat: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: ForwardProtocol(self), host, port)
         bound: int = self._server.sockets[0].getsockname()[1]
+        try:
+            self._heartbeat, _ = await loop.create_datagram_endpoint(
+                HeartbeatProtocol, local_addr=(host, bound)
+            )
+        except OSError as exc:  # only Fluentd's udp heartbeat needs it; data flows anyway
+            log.warning(
+                "udp heartbeat not served; use heartbeat_type transport",
+                extra={"port": bound, "error": str(exc)},
+            )
         log.info("forward receiver listening", extra={"host": host, "port": bound})
         return bound
 
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close()
         if self._server is not None:
             self._server.close()
             for conn in list(self.connections):

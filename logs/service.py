@@ -21,6 +21,9 @@ from logs.ring import Hub
 
 log = logging.getLogger(__name__)
 
+#: Fluent Bit's ``fluent_signal`` values (FLB_EVENT_TYPE_*) other than logs (0).
+_SIGNALS = {1: "metrics", 2: "traces"}
+
 
 class LogService:
     """Also the router's ``LogSink`` (``emit``), structurally: logs never imports router."""
@@ -37,7 +40,6 @@ class LogService:
         self.metrics = metrics
         self.spool = spool
         self.clock = clock
-        self._targets: dict[str, Target | None] = {}
         self._received = {s: metrics.received.labels(s.value) for s in Source}
 
     def publish(
@@ -82,7 +84,7 @@ class LogService:
     def accept(self, batch: Batch) -> bool:
         """Take a forward batch; False means refused (spool full) and must not be acked."""
         if batch.signal != 0:
-            self.metrics.dropped.labels("not_logs").inc(len(batch.entries))
+            self.metrics.signals_dropped.labels(_SIGNALS.get(batch.signal, "other")).inc()
             return True
         if batch.chunk is not None and self.spool is not None and not self.spool.has_room():
             self.metrics.dropped.labels("spool_full").inc(len(batch.entries))
@@ -91,14 +93,19 @@ class LogService:
         counts: dict[Source, int] = defaultdict(int)
         unknown = 0
         append = self.hub.append
+        # Per batch, not per service: a tag is looked up once per frame, and nothing
+        # outlives it (a cache across frames grows with every app that ever logged).
+        targets: dict[str, Target | None] = {}
         for time, record in batch.entries:
-            target = resolve(batch.tag, record, self._targets)
+            target = resolve(batch.tag, record, targets)
             if target is None:
                 unknown += 1
                 continue
             line = append(target.app, time, target.source, target.process, text_of(record))
             per_app[target.app].append(line)
             counts[target.source] += 1
+            if target.claimed is not None:
+                self.metrics.relabelled.labels(target.claimed.value).inc()
         if unknown:
             self.metrics.dropped.labels("unknown_app").inc(unknown)
         for source, n in counts.items():

@@ -22,12 +22,17 @@ class LogsSettings:
     """Our name in PONG replies."""
     ring_lines: int = 1500
     """Lines kept per app for history and resume (Logplex keeps 1500)."""
+    ring_apps: int = 1000
+    """Rings kept at once; past this the least recently written idle one is dropped."""
     subscriber_queue: int = 1000
     """Lines a slow subscriber may lag before it gets a ``dropped`` event instead."""
     heartbeat: float = 15.0
     """Seconds between SSE keep-alive comments (proxies close idle streams at 30-60 s)."""
     admin_token: str | None = None
     """Bearer token that may read every app's logs."""
+    platform_token: str | None = None
+    """Bearer token platform components post their lines with (``POST /platform/lines``:
+    R14/R15 from the agent on Kubernetes); None turns that route off."""
     tokens_file: Path | None = None
     """File of ``app token`` lines: per-app read tokens."""
     control_url: str | None = None
@@ -40,8 +45,8 @@ class LogsSettings:
     """Bucket of the archive; with a spool but no bucket, lines only spool."""
     s3_endpoint: str | None = None
     """S3 endpoint URL (MinIO, moto, ...); AWS when unset."""
-    s3_region: str = "us-east-1"
-    """S3 region."""
+    s3_region: str | None = None
+    """S3 region; None: AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1."""
     flush_bytes: int = 4 * 1024 * 1024
     """An app's journal is uploaded once it holds this many bytes..."""
     flush_age: float = 60.0

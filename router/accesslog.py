@@ -11,7 +11,7 @@ import contextlib
 import sys
 from typing import Protocol, TextIO
 
-from control.kit.logfmt import quote
+from kit.logfmt import quote
 
 
 class LogSink(Protocol):

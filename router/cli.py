@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 from prometheus_client import CollectorRegistry
 
-from control.kit import logfmt
-from control.kit.durations import duration_option
-from control.kit.runner import run
+from kit import logfmt
+from kit.durations import duration_option
+from kit.runner import run
+from kit.tasks import TaskSet
 from router.errors import RouteTableError
 from router.feed import AgentClient
 from router.routes import Routes, load_file
@@ -68,6 +69,13 @@ log = logging.getLogger(__name__)
     envvar="SLIPWAY_AGENT_URL",
     help="The agent's API (http://agent:9081): route feed, activity reports, wakes.",
 )
+@click.option(
+    "--underscores-in-headers/--no-underscores-in-headers",
+    default=False,
+    show_default=True,
+    envvar="SLIPWAY_ROUTER_UNDERSCORES_IN_HEADERS",
+    help="Forward request headers with '_' in their names (dropped by default, as nginx does).",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="SLIPWAY_LOG_LEVEL")
 def serve(
     host: str,
@@ -79,6 +87,7 @@ def serve(
     upstream_timeout: float | None,
     drain_grace: float | None,
     agent_url: str | None,
+    underscores_in_headers: bool,
     log_level: str,
 ) -> None:
     """Run the router: the host-based reverse proxy in front of every app."""
@@ -91,6 +100,7 @@ def serve(
         workers=workers,
         reuse_port=workers > 1,
         routes_file=routes_file,
+        underscores_in_headers=underscores_in_headers,
     )
     if upstream_timeout is not None:
         settings = replace(settings, upstream_timeout=upstream_timeout)
@@ -110,11 +120,15 @@ def serve(
 
 
 async def _serve(
-    settings: RouterSettings, routes: Routes, agent_url: str | None, stop: asyncio.Event
+    settings: RouterSettings,
+    routes: Routes,
+    agent_url: str | None,
+    tasks: TaskSet,
+    stop: asyncio.Event,
 ) -> int:
     token = os.environ.get("SLIPWAY_AGENT_TOKEN") or None
-    agent = AgentClient(agent_url, routes=routes, token=token) if agent_url else None
-    router = Router(settings, routes=routes, registry=CollectorRegistry(), waker=agent)
+    agent = AgentClient(agent_url, routes=routes, token=token, tasks=tasks) if agent_url else None
+    router = Router(settings, routes=routes, registry=CollectorRegistry(), waker=agent, tasks=tasks)
     if agent is not None:
         agent.activity = router.activity
         await agent.start()
@@ -128,7 +142,7 @@ async def _serve(
         if agent is not None:
             await agent.stop()
         return 1
-    await stop.wait()
+    await stop.wait()  # a signal, or a dead feed, report loop or sweeper (kit.runner)
     log.info("draining", extra={"grace": settings.drain_grace})
     await router.stop()
     if agent is not None:

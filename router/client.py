@@ -1,10 +1,10 @@
-"""A client connection (usually from the ingress): parse, queue, serve in order, answer errors."""
+"""Long because: one connection's state machine; parse, hold, proxy and tunnel share its buffers.
+A client connection (usually from the ingress): parse, queue, serve in order, answer errors."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
@@ -13,7 +13,7 @@ import httptools
 
 from router import pages
 from router.accesslog import router_line
-from router.exchange import LAST_CHUNK, REPLAY_LIMIT, Exchange, why
+from router.exchange import LAST_CHUNK, REPLAY_LIMIT, Exchange, Phase, new_request_id, why
 from router.routes import AppRoute, AppState, Endpoint
 from router.upstream import UpstreamConnection
 
@@ -33,7 +33,11 @@ LINGER = 5.0
 
 
 class ClientConnection(asyncio.Protocol):
-    """One client connection (usually from the ingress): parse, queue, serve in order."""
+    """One client connection (usually from the ingress): parse, queue, serve in order.
+
+    Each request's ``Exchange`` answers through this connection as its
+    ``Downstream`` (router/exchange.py).
+    """
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -45,8 +49,8 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.active: Exchange | None = None
         self.closed = False
-        self.broken: pages.RouterError | None = None
-        self.limit_error: pages.RouterError | None = None
+        self.broken: pages.ErrorPage | None = None
+        self.limit_error: pages.ErrorPage | None = None
         self.head_bytes = 0
         self.last_active = proxy.loop.time()
         self.upgrading: list[bytes] | None = None
@@ -82,7 +86,7 @@ class ClientConnection(asyncio.Protocol):
             tunnel.close()
             self._end_tunnel()
         ex = self.active
-        if ex is not None and not ex.finished:
+        if ex is not None and ex.phase is not Phase.DONE:
             ex.status = 499
             ex.error = pages.CLIENT_INTERRUPTED
             self.finish(ex, abort=True)
@@ -223,7 +227,8 @@ class ClientConnection(asyncio.Protocol):
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive()
         ex.upgrade = parser.should_upgrade()
-        ex.prepare(self.peer, self.local_port, self.proxy)
+        ex.prepare(self.peer, self.local_port, self.proxy.settings)
+        ex.phase = Phase.QUEUED
         self.head_bytes = 0
         self.queue.append(ex)
         if len(self.queue) > PIPELINE_LIMIT:
@@ -233,7 +238,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.parsing
         assert ex is not None
         ex.bytes_in += len(body)
-        if ex.finished:
+        if ex.phase is Phase.DONE:
             return
         framed = ex.frame(body)
         if ex.replay is not None:
@@ -257,7 +262,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         if ex.sent_at is not None:  # the app's 30 s start once it has the whole request
             ex.sent_at = self.proxy.loop.time()
-        if ex.chunked_in and not ex.finished:
+        if ex.chunked_in and ex.phase is not Phase.DONE:
             if ex.replay is not None:
                 ex.replay.append(LAST_CHUNK)
             up = ex.upstream
@@ -270,6 +275,7 @@ class ClientConnection(asyncio.Protocol):
 
     def serve_next(self) -> None:
         ex = self.queue.popleft()
+        ex.phase = Phase.SERVING
         self.active = ex
         if len(self.queue) <= PIPELINE_LIMIT:
             self.flow("pipeline", True)
@@ -281,17 +287,21 @@ class ClientConnection(asyncio.Protocol):
         ex.route = route
         ex.app = route.name
         proxy.activity.begin(route.name, proxy.loop.time())
+        if route.maintenance:
+            # Heroku's H80: the router answers, nothing is woken or forwarded.
+            self.fail(ex, pages.MAINTENANCE)
+            return
         endpoints = route.endpoints
         if endpoints:
-            # The hot path: any endpoint with an idle pooled connection, round robin.
-            n = len(endpoints)
+            # The hot path: the round robin's endpoint, on an idle pooled connection. Only
+            # its own (nginx's way): taking any warm one would keep a steady load on the
+            # endpoints it first warmed, and a process added by a scale-up would get none.
             start = ex.rr_start = proxy.next_index(route.name)
-            for i in range(n):
-                endpoint = endpoints[(start + i) % n]
-                conn = proxy.pool.take(endpoint)
-                if conn is not None:
-                    self.attach(ex, conn, endpoint)
-                    return
+            endpoint = endpoints[start % len(endpoints)]
+            conn = proxy.pool.take(endpoint)
+            if conn is not None:
+                self.attach(ex, conn, endpoint)
+                return
         self.start_task(ex, self.connect_and_attach(ex, route))
 
     def start_task(self, ex: Exchange, coro: Coroutine[Any, Any, None]) -> None:
@@ -311,7 +321,7 @@ class ClientConnection(asyncio.Protocol):
             if woken is None:
                 return
             endpoint, conn, refused = await self.open(ex, woken)
-        if ex.finished:
+        if ex.phase is Phase.DONE:
             if conn is not None:
                 conn.close()
             return
@@ -354,11 +364,9 @@ class ClientConnection(asyncio.Protocol):
         if proxy.waker is None:
             self.fail(ex, pages.NO_WEB_PROCESSES)
             return None
-        held = proxy.stats.held
-        if held.get(app, 0) >= route.max_held:
+        if not proxy.holder.admit(app, route.max_held):
             self.fail(ex, pages.BACKLOG_TOO_DEEP)
             return None
-        held[app] = held.get(app, 0) + 1
         if ex.hold_start is None:
             ex.hold_start = proxy.loop.time()
         try:
@@ -368,17 +376,22 @@ class ClientConnection(asyncio.Protocol):
             self.fail(ex, pages.BOOT_TIMEOUT)
             return None
         finally:
-            held[app] -= 1
+            proxy.holder.release(app)
         if woken.state is AppState.CRASHED or not woken.endpoints:
             self.fail(ex, pages.APP_CRASHED, detail=woken.reason)
             return None
         return woken
 
-    async def retry(self, ex: Exchange) -> None:
+    def retry(self, ex: Exchange) -> None:
+        """Send ``ex`` again on a fresh connection (the app closed a reused one under it)."""
+        ex.phase = Phase.SERVING
+        self.start_task(ex, self._retry(ex))
+
+    async def _retry(self, ex: Exchange) -> None:
         assert ex.route is not None
         assert ex.replay is not None
         endpoint, conn, refused = await self.open(ex, ex.route)
-        if ex.finished:
+        if ex.phase is Phase.DONE:
             if conn is not None:
                 conn.close()
             return
@@ -389,6 +402,7 @@ class ClientConnection(asyncio.Protocol):
         self.attach(ex, conn, endpoint)
 
     def attach(self, ex: Exchange, conn: UpstreamConnection, endpoint: Endpoint) -> None:
+        ex.phase = Phase.FORWARDED
         ex.upstream = conn
         ex.endpoint = endpoint
         ex.dyno = endpoint.dyno
@@ -408,7 +422,7 @@ class ClientConnection(asyncio.Protocol):
         """101 Switching Protocols: from here on, bytes pass both ways untouched."""
         proxy = self.proxy
         self.tunnel = conn
-        ex.tunnel = True
+        ex.phase = Phase.TUNNEL
         conn.tunnel = self.write
         conn.handler = _TunnelEnd(self)
         if rest:
@@ -428,8 +442,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _end_tunnel(self) -> None:
         ex = self.active
-        if ex is not None and ex.tunnel and not ex.finished:
-            ex.finished = True
+        if ex is not None and ex.phase is Phase.TUNNEL:
+            ex.phase = Phase.DONE
             self.active = None
             self.proxy.stats.websockets -= 1
             if ex.app:
@@ -437,15 +451,35 @@ class ClientConnection(asyncio.Protocol):
 
     # -- ends --------------------------------------------------------------------------------------
 
-    def fail(self, ex: Exchange, error: pages.RouterError, detail: str = "") -> None:
+    @property
+    def draining(self) -> bool:
+        return self.proxy.draining
+
+    def held_header(self, ex: Exchange) -> bytes:
+        proxy = self.proxy
+        if ex.wake_ms is None:
+            assert ex.hold_start is not None
+            ex.wake_ms = round((proxy.loop.time() - ex.hold_start) * 1000)
+            proxy.stats.wake(ex.app, ex.wake_ms / 1000)
+        return b"Slipway-Wake: %dms\r\n" % ex.wake_ms if proxy.settings.wake_header else b""
+
+    def complete(self, ex: Exchange, conn: UpstreamConnection, reusable: bool) -> None:
+        proxy = self.proxy
+        if reusable:
+            proxy.pool.give_back(conn, proxy.loop.time())
+        else:
+            conn.close()
+        self.finish(ex)
+
+    def fail(self, ex: Exchange, error: pages.ErrorPage, detail: str = "") -> None:
         """Answer ``ex`` with the router's own error page."""
-        if ex.finished:
+        if ex.phase is Phase.DONE:
             return
         ex.error = error
         if ex.upstream is not None:
             ex.upstream.abort()
             ex.upstream = None
-        if ex.response_started:  # too late for a page: cut the response
+        if ex.phase >= Phase.RESPONDING:  # too late for a page: cut the response
             ex.close_after = True
             self.finish(ex, abort=True)
             return
@@ -455,7 +489,7 @@ class ClientConnection(asyncio.Protocol):
         if error.status != 499:
             body = pages.render(
                 error,
-                ex.request_id or os.urandom(16).hex(),
+                ex.request_id or new_request_id(),
                 json_body=ex.accept_json,
                 close=ex.close_after,
                 detail=detail,
@@ -465,9 +499,10 @@ class ClientConnection(asyncio.Protocol):
         self.finish(ex)
 
     def finish(self, ex: Exchange, *, abort: bool = False) -> None:
-        if ex.finished:
+        if ex.phase is Phase.DONE:
             return
-        ex.finished = True
+        tunneled = ex.phase is Phase.TUNNEL
+        ex.phase = Phase.DONE
         ex.sent_at = None
         if ex.task is not None and not ex.task.done() and ex.task is not asyncio.current_task():
             ex.task.cancel()
@@ -475,9 +510,9 @@ class ClientConnection(asyncio.Protocol):
             ex.upstream.abort()
             ex.upstream = None
         proxy = self.proxy
-        if ex.app and not ex.tunnel:
+        if ex.app and not tunneled:
             proxy.activity.end(ex.app, proxy.loop.time())
-        if not ex.tunnel:
+        if not tunneled:
             self.log_exchange(ex)
         if self.active is ex:
             self.active = None
@@ -526,18 +561,20 @@ class ClientConnection(asyncio.Protocol):
             ),
         )
 
-    def reject(self, error: pages.RouterError, reason: str) -> None:
+    def reject(self, error: pages.ErrorPage, reason: str) -> None:
         """A malformed request: answer, close, forward nothing."""
         bad, self.parsing = self.parsing, None
         if bad is not None:
             if bad in self.queue:  # its head parsed, its body did not: never forwarded
                 self.queue.remove(bad)
-            elif bad is self.active and not bad.finished:
+            elif bad is self.active and bad.phase is not Phase.DONE:
                 # Its body turned malformed mid-stream: the app is cut off before the end.
                 bad.close_after = True
+                if bad.phase >= Phase.FORWARDED and error is pages.BAD_REQUEST:
+                    error = pages.BAD_REQUEST_BODY  # the page must not say it was not sent
                 self.fail(bad, error, detail=reason)
                 return
-        if self.queue or (self.active is not None and not self.active.finished):
+        if self.queue or (self.active is not None and self.active.phase is not Phase.DONE):
             # Answer in order: after the requests before it.
             self.broken = error
             self.flow("broken", False)
@@ -547,7 +584,7 @@ class ClientConnection(asyncio.Protocol):
             extra={"peer": self.peer, "status": error.status, "reason": reason},
         )
         self.proxy.stats.error("", error.code)
-        self.write(pages.render(error, os.urandom(16).hex(), json_body=False, close=True))
+        self.write(pages.render(error, new_request_id(), json_body=False, close=True))
         self.close()
         self.broken = error
 

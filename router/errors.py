@@ -1,9 +1,11 @@
-"""The router's errors.
+"""The router's errors: the one tree of exceptions it raises on purpose.
 
 RouterError
 ├── AgentUnavailable     the agent (route feed, activity reports, wakes) cannot be reached
-├── RouteTableError      a route table (file or feed) is malformed or inconsistent
-└── UpstreamError        an upstream could not be used; carries the Heroku code
+└── RouteTableError      a route table (file or feed) is malformed or inconsistent
+
+What a client gets when the router answers for an app (H10, H11, a 400, ...)
+is not an exception but an ``ErrorPage`` (router/pages.py).
 """
 
 from __future__ import annotations
@@ -14,14 +16,7 @@ class RouterError(Exception):
 
 
 class RouteTableError(RouterError):
-    pass
-
-
-class UpstreamError(RouterError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+    """A route table (file or feed) is malformed or inconsistent; the message says where."""
 
 
 class AgentUnavailable(RouterError):

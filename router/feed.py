@@ -17,14 +17,14 @@ import asyncio
 import logging
 import os
 import socket
-from typing import TypedDict
 
 import aiohttp
 
-from control.kit.tasks import TaskSet
-from router.activity import Activity, ActivityReport
+from kit.tasks import TaskSet
+from kit.wire import ActivityPost, RouteTablePayload
+from router.activity import Activity
 from router.errors import AgentUnavailable, RouteTableError
-from router.routes import Routes, RouteTable, RouteTablePayload
+from router.routes import Routes, RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,6 @@ RETRY_MAX = 5.0
 WAKE_TIMEOUT = 5.0
 
 
-class ActivityPost(TypedDict):
-    router: str
-    version: int
-    apps: dict[str, ActivityReport]
-
-
 class AgentClient:
     def __init__(
         self,
@@ -55,7 +49,10 @@ class AgentClient:
         name: str | None = None,
         report_interval: float = REPORT_INTERVAL,
         token: str | None = None,
+        tasks: TaskSet | None = None,
     ) -> None:
+        """``tasks``: the process's task set: a dead feed (a frozen table) or a dead report
+        loop (apps put to sleep under live traffic) stops the process."""
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.routes = routes
@@ -66,7 +63,7 @@ class AgentClient:
         self.report_interval = report_interval
         self.synced = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
-        self._tasks = TaskSet()
+        self._tasks = TaskSet.of(tasks)
 
     @property
     def session(self) -> aiohttp.ClientSession:

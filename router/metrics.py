@@ -1,15 +1,13 @@
-"""Request metrics: plain counters on the hot path, a collector that reads them.
+"""Request metrics: the collector that reads the hot path's counters at scrape time.
 
-The proxy bumps ints in dicts (no locks, no label look-ups per request); the
+The proxy bumps ints in dicts (router/counters.py, compiled with it); this
 collector turns them into families at scrape time, as client_python's custom
 collectors do. Every family name starts ``slipway_router_``.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,95 +17,45 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-# Seconds; from a fast cached page to Heroku's 30 s limit.
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# Seconds; a process boot takes from a few hundred ms to the 60 s boot limit.
-WAKE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
-
-_METHOD_CLASSES = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-
-
-def method_class(method: str) -> str:
-    return method if method in _METHOD_CLASSES else "other"
-
-
-@dataclass(slots=True)
-class Histogram:
-    buckets: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * (len(self.buckets) + 1)
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.total += value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return out
+from router.counters import Counters, Histogram
 
 
 class RouterStats(Collector):
-    def __init__(self, in_flight: Callable[[], dict[str, int]]) -> None:
-        self._in_flight = in_flight
-        #: (app, method class, status class) -> count
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.durations: dict[str, Histogram] = {}
-        self.wakes: dict[str, Histogram] = {}
-        self.held: dict[str, int] = {}
-        #: (app, code) -> count, e.g. ("hello", "H21")
-        self.errors: dict[tuple[str, str], int] = {}
-        self.connect_errors: dict[str, int] = {}
-        self.bytes_in: dict[str, int] = {}
-        self.bytes_out: dict[str, int] = {}
-        self.connections = 0
-        self.websockets = 0
+    """The router's counters, and the collector that reads them at scrape time.
 
-    def request(
-        self, app: str, method: str, status: int, seconds: float, bytes_in: int, bytes_out: int
+    ``in_flight`` and ``held`` are read from their owners (``Activity``,
+    ``Holder``) at scrape time: the stats never keep a second copy.
+    """
+
+    def __init__(
+        self,
+        in_flight: Callable[[], dict[str, int]],
+        held: Callable[[], dict[str, int]],
+        counters: Counters,
     ) -> None:
-        key = (app, method_class(method), f"{status // 100}xx")
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.durations.get(app)
-        if hist is None:
-            hist = self.durations[app] = Histogram(DURATION_BUCKETS)
-        hist.observe(seconds)
-        self.bytes_in[app] = self.bytes_in.get(app, 0) + bytes_in
-        self.bytes_out[app] = self.bytes_out.get(app, 0) + bytes_out
-
-    def error(self, app: str, code: str) -> None:
-        self.errors[(app, code)] = self.errors.get((app, code), 0) + 1
-
-    def wake(self, app: str, seconds: float) -> None:
-        hist = self.wakes.get(app)
-        if hist is None:
-            hist = self.wakes[app] = Histogram(WAKE_BUCKETS)
-        hist.observe(seconds)
+        self._in_flight = in_flight
+        self._held = held
+        self.counters = counters
 
     def collect(self) -> Iterator[Metric]:
+        c = self.counters
         requests = CounterMetricFamily(
             "slipway_router_requests",
             "Requests answered, by app, method class and status class.",
             labels=["app", "method", "status_class"],
         )
-        for (app, method, status), count in self.requests.items():
+        for (app, method, status), count in c.requests.items():
             requests.add_metric([app, method, status], count)
         yield requests
         yield self._histograms(
             "slipway_router_request_duration_seconds",
             "Time from request head to the end of the response, by app.",
-            self.durations,
+            c.durations,
         )
         yield self._histograms(
             "slipway_router_wake_duration_seconds",
             "Time a woken request waited: arrival to the upstream's first byte, by app.",
-            self.wakes,
+            c.wakes,
         )
         in_flight = GaugeMetricFamily(
             "slipway_router_in_flight", "Requests in flight (incl. held), by app.", labels=["app"]
@@ -118,7 +66,7 @@ class RouterStats(Collector):
         held = GaugeMetricFamily(
             "slipway_router_held_requests", "Requests held while their app wakes.", labels=["app"]
         )
-        for app, count in self.held.items():
+        for app, count in self._held().items():
             held.add_metric([app], count)
         yield held
         errors = CounterMetricFamily(
@@ -126,25 +74,25 @@ class RouterStats(Collector):
             "Requests answered by the router with an error code (H10, H12, ...).",
             labels=["app", "code"],
         )
-        for (app, code), count in self.errors.items():
+        for (app, code), count in c.errors.items():
             errors.add_metric([app, code], count)
         yield errors
         yield self._counter(
             "slipway_router_upstream_connect_errors",
             "Failed connects to app endpoints.",
-            self.connect_errors,
+            c.connect_errors,
         )
         yield self._counter(
-            "slipway_router_received_bytes", "Request body bytes from clients.", self.bytes_in
+            "slipway_router_received_bytes", "Request body bytes from clients.", c.bytes_in
         )
         yield self._counter(
-            "slipway_router_sent_bytes", "Response body bytes to clients.", self.bytes_out
+            "slipway_router_sent_bytes", "Response body bytes to clients.", c.bytes_out
         )
         yield GaugeMetricFamily(
-            "slipway_router_client_connections", "Open client connections.", value=self.connections
+            "slipway_router_client_connections", "Open client connections.", value=c.connections
         )
         yield GaugeMetricFamily(
-            "slipway_router_websockets", "Open upgraded (WebSocket) tunnels.", value=self.websockets
+            "slipway_router_websockets", "Open upgraded (WebSocket) tunnels.", value=c.websockets
         )
 
     @staticmethod

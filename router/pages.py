@@ -3,7 +3,7 @@
 Codes follow Heroku's router where one exists, so people can look them up:
 H10 app crashed, H11 backlog too deep, H12 request timeout, H13 connection
 closed without response, H14 no web processes running, H20 app boot timeout,
-H21 backend connection refused, H27 client request interrupted. Unknown hosts
+H21 backend connection refused, H27 client request interrupted, H80 maintenance mode. Unknown hosts
 and malformed requests have slipway codes of their own.
 """
 
@@ -15,51 +15,70 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class RouterError:
+class ErrorPage:
+    """An answer the router gives itself instead of an app's: status, code and words.
+
+    Not an exception: a page is data a connection renders (``render``). The
+    router's exceptions are in router/errors.py.
+    """
+
     status: int
     code: str
     desc: str
     hint: str
 
 
-NO_SUCH_APP = RouterError(404, "no_such_app", "No such app", "No app is routed at this host.")
-APP_CRASHED = RouterError(
+NO_SUCH_APP = ErrorPage(404, "no_such_app", "No such app", "No app is routed at this host.")
+APP_CRASHED = ErrorPage(
     503, "H10", "App crashed", "The app's web process exited; `slipway logs` shows why."
 )
-BACKLOG_TOO_DEEP = RouterError(
+BACKLOG_TOO_DEEP = ErrorPage(
     503, "H11", "Backlog too deep", "Too many requests are waiting for the app to wake."
 )
-REQUEST_TIMEOUT = RouterError(
+REQUEST_TIMEOUT = ErrorPage(
     504, "H12", "Request timeout", "The app sent no response within 30 seconds."
 )
-CLOSED_WITHOUT_RESPONSE = RouterError(
+CLOSED_WITHOUT_RESPONSE = ErrorPage(
     503, "H13", "Connection closed without response", "The app closed the connection."
 )
-NO_WEB_PROCESSES = RouterError(
+NO_WEB_PROCESSES = ErrorPage(
     503, "H14", "No web processes running", "The app has no running web process."
 )
-BOOT_TIMEOUT = RouterError(
+BOOT_TIMEOUT = ErrorPage(
     503, "H20", "App boot timeout", "The app did not start listening within its boot timeout."
 )
-CONNECTION_REFUSED = RouterError(
+CONNECTION_REFUSED = ErrorPage(
     503, "H21", "Backend connection refused", "No endpoint of the app accepted a connection."
 )
-CLIENT_INTERRUPTED = RouterError(
+CLIENT_INTERRUPTED = ErrorPage(
     499, "H27", "Client request interrupted", "The client closed the connection first."
 )
-BAD_REQUEST = RouterError(
+MAINTENANCE = ErrorPage(
+    503,
+    "H80",
+    "Maintenance mode",
+    "The app is down for maintenance; please try again in a little while.",
+)
+BAD_REQUEST = ErrorPage(
     400, "bad_request", "Bad request", "The request is not valid HTTP/1.1; it was not forwarded."
 )
-URI_TOO_LONG = RouterError(
+BAD_REQUEST_BODY = ErrorPage(
+    400,
+    "bad_request",
+    "Bad request",
+    "The request body is not valid HTTP/1.1; the app got the head and part of the body, "
+    "then its connection was cut.",
+)
+URI_TOO_LONG = ErrorPage(
     414, "uri_too_long", "URI too long", "The request line is over the router's limit."
 )
-HEADERS_TOO_LARGE = RouterError(
+HEADERS_TOO_LARGE = ErrorPage(
     431,
     "headers_too_large",
     "Request header fields too large",
     "The request headers are over the router's limit.",
 )
-DRAINING = RouterError(
+DRAINING = ErrorPage(
     503, "draining", "Router shutting down", "This router is draining; retry on another."
 )
 
@@ -75,7 +94,7 @@ _REASONS = {
 
 
 def render(
-    error: RouterError, request_id: str, *, json_body: bool, close: bool, detail: str = ""
+    error: ErrorPage, request_id: str, *, json_body: bool, close: bool, detail: str = ""
 ) -> bytes:
     """A whole HTTP/1.1 response for ``error``."""
     if json_body:

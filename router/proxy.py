@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from router.accesslog import LogSink
     from router.activity import Activity
     from router.client import ClientConnection
-    from router.metrics import RouterStats
+    from router.counters import Counters
+    from router.holder import Holder
     from router.routes import Routes
     from router.settings import RouterSettings
     from router.waking import Waker
@@ -41,15 +42,16 @@ log = logging.getLogger(__name__)
 
 
 class Proxy:
-    """What every connection shares: settings, routes, pool, stats, sink, waker."""
+    """What every connection shares: settings, routes, pool, stats, holder, sink, waker."""
 
     def __init__(
         self,
         settings: RouterSettings,
         *,
         routes: Routes,
-        stats: RouterStats,
+        stats: Counters,
         activity: Activity,
+        holder: Holder,
         sink: LogSink,
         waker: Waker | None,
     ) -> None:
@@ -57,6 +59,7 @@ class Proxy:
         self.routes = routes
         self.stats = stats
         self.activity = activity
+        self.holder = holder
         self.sink = sink
         self.waker = waker
         self.loop = asyncio.get_running_loop()
@@ -77,12 +80,14 @@ class Proxy:
         return start
 
     def order(self, route: AppRoute, start: int) -> list[Endpoint]:
-        """Endpoints to try from ``start`` (round robin), those with an idle connection first."""
+        """Endpoints to try from ``start`` (round robin): its own first, connected anew if need
+        be, so every endpoint gets its turn; then, past a failure, idle connections first."""
         endpoints = route.endpoints
         n = len(endpoints)
         ordered = [endpoints[(start + i) % n] for i in range(n)]
-        warm = [e for e in ordered if self.pool.has_idle(e)]
-        return warm + [e for e in ordered if e not in warm] if warm else ordered
+        rest = ordered[1:]
+        warm = [e for e in rest if self.pool.has_idle(e)]
+        return [ordered[0], *warm, *(e for e in rest if e not in warm)]
 
     async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
         async with asyncio.timeout(self.settings.connect_timeout):

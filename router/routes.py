@@ -14,8 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import TypeGuard
 
+from kit.wire import (
+    DEFAULT_BOOT_TIMEOUT,
+    DEFAULT_MAX_HELD,
+    RouteTablePayload,
+)
 from router.errors import RouteTableError
 
 
@@ -24,12 +29,6 @@ class AppState(StrEnum):
     WAKING = "waking"
     AWAKE = "awake"
     CRASHED = "crashed"
-
-
-# Heroku's defaults: 30 s router timeout is per request; 60 s to bind is the boot limit.
-DEFAULT_BOOT_TIMEOUT = 60.0
-# Held requests per app while it wakes; past it, H11 (backlog too deep).
-DEFAULT_MAX_HELD = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +49,8 @@ class AppRoute:
     max_held: int = DEFAULT_MAX_HELD
     #: Why the app is crashed (shown in the error page and the log line).
     reason: str = ""
-
-
-class EndpointPayload(TypedDict):
-    host: str
-    port: int
-    dyno: NotRequired[str]
-
-
-class AppRoutePayload(TypedDict):
-    hosts: list[str]
-    endpoints: NotRequired[list[EndpointPayload]]
-    state: NotRequired[str]
-    boot_timeout: NotRequired[float]
-    max_held: NotRequired[int]
-    reason: NotRequired[str]
-
-
-class RouteTablePayload(TypedDict):
-    version: int
-    apps: dict[str, AppRoutePayload]
+    #: Maintenance mode: every request gets H80, none reaches (or wakes) the app.
+    maintenance: bool = False
 
 
 def normalize_host(host: str) -> str:
@@ -129,30 +110,22 @@ class RouteTable:
         return self.apps[app]
 
     @classmethod
-    def from_payload(cls, payload: RouteTablePayload) -> RouteTable:
-        try:
-            for name, entry in payload["apps"].items():
-                hosts = entry["hosts"]
-                if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-                    raise TypeError(f"app {name!r}: hosts must be a list of host names")
-            apps = [
-                AppRoute(
-                    name=name,
-                    hosts=tuple(entry["hosts"]),
-                    endpoints=tuple(
-                        Endpoint(e["host"], int(e["port"]), e.get("dyno", "web.1"))
-                        for e in entry.get("endpoints", [])
-                    ),
-                    state=AppState(entry.get("state", AppState.AWAKE)),
-                    boot_timeout=float(entry.get("boot_timeout", DEFAULT_BOOT_TIMEOUT)),
-                    max_held=int(entry.get("max_held", DEFAULT_MAX_HELD)),
-                    reason=entry.get("reason", ""),
-                )
-                for name, entry in payload["apps"].items()
-            ]
-            return cls.build(int(payload["version"]), apps)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RouteTableError(f"malformed route table: {exc!r}") from exc
+    def from_payload(cls, payload: object) -> RouteTable:
+        """A table from its wire form (``RouteTablePayload``), every field checked first.
+
+        The payload comes from a file or the network, so it is read as plain
+        JSON and checked before any typed object is built: a compiled router
+        enforces annotations at run time, and the error must say what to fix.
+        """
+        if not isinstance(payload, dict):
+            raise _malformed("the table must be a JSON object")
+        version = payload.get("version")
+        if not _is_int(version):
+            raise _malformed("version must be an integer")
+        apps = payload.get("apps")
+        if not isinstance(apps, dict):
+            raise _malformed("apps must be an object of app name to route")
+        return cls.build(version, [_app_route(name, entry) for name, entry in apps.items()])
 
     def to_payload(self) -> RouteTablePayload:
         return {
@@ -167,10 +140,75 @@ class RouteTable:
                     "boot_timeout": app.boot_timeout,
                     "max_held": app.max_held,
                     "reason": app.reason,
+                    "maintenance": app.maintenance,
                 }
                 for app in self.apps.values()
             },
         }
+
+
+def _malformed(reason: str) -> RouteTableError:
+    return RouteTableError(f"malformed route table: {reason}")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    """An integer, and not a bool (JSON's true is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _app_route(name: str, entry: object) -> AppRoute:
+    """One app of a wire-form table, checked field by field (see ``AppRoutePayload``)."""
+    if not isinstance(entry, dict):
+        raise _malformed(f"app {name!r} must be an object")
+    hosts = entry.get("hosts")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise _malformed(f"app {name!r}: hosts must be a list of host names")
+    endpoints = entry.get("endpoints", [])
+    if not isinstance(endpoints, list):
+        raise _malformed(f"app {name!r}: endpoints must be a list")
+    state = entry.get("state", AppState.AWAKE.value)
+    if state not in _STATES:
+        raise _malformed(f"app {name!r}: state must be one of {', '.join(_STATES)}")
+    boot_timeout = entry.get("boot_timeout", DEFAULT_BOOT_TIMEOUT)
+    if not isinstance(boot_timeout, int | float) or isinstance(boot_timeout, bool):
+        raise _malformed(f"app {name!r}: boot_timeout must be a number of seconds")
+    if not 0 <= boot_timeout < float("inf"):
+        raise _malformed(f"app {name!r}: boot_timeout must be 0 or more, and finite")
+    max_held = entry.get("max_held", DEFAULT_MAX_HELD)
+    if not _is_int(max_held) or max_held < 0:
+        raise _malformed(f"app {name!r}: max_held must be an integer, 0 or more")
+    reason = entry.get("reason", "")
+    if not isinstance(reason, str):
+        raise _malformed(f"app {name!r}: reason must be a string")
+    maintenance = entry.get("maintenance", False)
+    if not isinstance(maintenance, bool):
+        raise _malformed(f"app {name!r}: maintenance must be true or false")
+    return AppRoute(
+        name=name,
+        hosts=tuple(hosts),
+        endpoints=tuple(_endpoint(name, e) for e in endpoints),
+        state=AppState(state),
+        boot_timeout=float(boot_timeout),
+        max_held=max_held,
+        reason=reason,
+        maintenance=maintenance,
+    )
+
+
+def _endpoint(app: str, entry: object) -> Endpoint:
+    if not isinstance(entry, dict):
+        raise _malformed(f"app {app!r}: each endpoint must be an object")
+    host, port, dyno = entry.get("host"), entry.get("port"), entry.get("dyno", "web.1")
+    if not isinstance(host, str) or not host:
+        raise _malformed(f"app {app!r}: an endpoint's host must be a host name or address")
+    if not _is_int(port) or not 0 < port < 65536:
+        raise _malformed(f"app {app!r}: an endpoint's port must be an integer from 1 to 65535")
+    if not isinstance(dyno, str):
+        raise _malformed(f"app {app!r}: an endpoint's dyno must be a string")
+    return Endpoint(host, port, dyno)
+
+
+_STATES = tuple(s.value for s in AppState)
 
 
 def load_file(path: Path) -> RouteTable:
@@ -191,10 +229,12 @@ class Routes:
 
     def __init__(self, table: RouteTable | None = None) -> None:
         self.table = table or RouteTable()
+        #: A table was given or fed: until then every host would be a 404, so not ready.
+        self.synced = table is not None
         self._waiters: dict[str, list[tuple[asyncio.Future[AppRoute], frozenset[Endpoint]]]] = {}
 
     def replace(self, table: RouteTable) -> None:
-        self.table = table
+        self.table, self.synced = table, True
         for name in list(self._waiters):
             route = table.apps.get(name)
             if route is None:
@@ -217,6 +257,7 @@ class Routes:
             boot_timeout=route.boot_timeout,
             max_held=route.max_held,
             reason=reason,
+            maintenance=route.maintenance,
         )
         for fut, _ in self._waiters.pop(app, []):
             if not fut.done():

@@ -9,11 +9,13 @@ import logging
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control.kit.ops import bound_port, ops_app
-from control.kit.tasks import TaskSet
+from kit.ops import bound_port, ops_app
+from kit.tasks import TaskSet
 from router.accesslog import LogSink, StreamSink
 from router.activity import Activity
 from router.client import ClientConnection
+from router.counters import Counters
+from router.holder import Holder
 from router.metrics import RouterStats
 from router.proxy import Proxy
 from router.routes import Routes
@@ -36,15 +38,22 @@ class Router:
         registry: CollectorRegistry,
         sink: LogSink | None = None,
         waker: Waker | None = None,
+        tasks: TaskSet | None = None,
     ) -> None:
+        """``tasks``: the process's task set (the sweeper runs in it, so its death stops the
+        process); None only when a test drives the router alone."""
         self.settings = settings
         self.routes = routes
         self.registry = registry
         self.sink = sink or StreamSink()
         self.waker = waker
         self.activity = Activity()
+        self.holder = Holder()
+        self.counters = Counters()
         self.stats = RouterStats(
-            lambda: {app: a.in_flight for app, a in self.activity.apps.items()}
+            lambda: {app: a.in_flight for app, a in self.activity.apps.items()},
+            self.holder.counts,
+            self.counters,
         )
         registry.register(self.stats)
         self.port = settings.port
@@ -52,7 +61,7 @@ class Router:
         self._proxy: Proxy | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ops: web.AppRunner | None = None
-        self._tasks = TaskSet()
+        self._tasks = TaskSet.of(tasks)
         self._draining = False
 
     @property
@@ -65,6 +74,9 @@ class Router:
             return "not listening yet"
         if self._draining:
             return "draining"
+        if self.waker is not None and not self.routes.synced:
+            # Fed by an agent: before its first table every host would answer 404.
+            return "no route table yet"
         return None
 
     async def start(self) -> None:
@@ -73,8 +85,9 @@ class Router:
         self._proxy = proxy = Proxy(
             settings,
             routes=self.routes,
-            stats=self.stats,
+            stats=self.counters,
             activity=self.activity,
+            holder=self.holder,
             sink=self.sink,
             waker=self.waker,
         )

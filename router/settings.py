@@ -46,3 +46,5 @@ class RouterSettings:
     """Add ``Slipway-Wake: Nms`` to responses of requests that waited for a wake."""
     protocol: str = "http"
     """X-Forwarded-Proto when the ingress did not set one."""
+    underscores_in_headers: bool = False
+    """Forward request headers whose names hold ``_``; off, they are dropped (as nginx does)."""

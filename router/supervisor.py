@@ -13,6 +13,11 @@ The parent forks N workers that share the proxy port (SO_REUSEPORT). Worker
 
 A worker that exits on its own takes the parent down with its exit code, so
 the pod (or systemd) restarts the whole group: no home-made process manager.
+A worker whose background task dies (its feed, report loop or sweeper) exits 1
+under its own runner, naming the task; the parent then names the worker and
+exits 1 too. Restarting just that worker was the alternative; it was not
+chosen because the death is a bug, and a restart loop inside one pod would
+hide it from the orchestrator that counts restarts and alerts on them.
 SIGTERM/SIGINT go to every worker, which drain; the parent waits for them,
 bounded by the drain grace.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -35,8 +41,9 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from control.kit.ops import add_health_routes
-from control.kit.runner import run
+from kit.ops import add_health_routes
+from kit.runner import run
+from kit.tasks import TaskSet
 from router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
@@ -96,7 +103,7 @@ def fork_workers(settings: RouterSettings, serve: Callable[[RouterSettings], int
             finally:
                 os._exit(code)
         workers.append(Worker(index, pid, own.ops_port))
-    return run(lambda stop: supervise(settings, workers, stop))
+    return run(functools.partial(supervise, settings, workers))
 
 
 def _reap(pid: int) -> int | None:
@@ -106,7 +113,7 @@ def _reap(pid: int) -> int | None:
 
 
 async def supervise(
-    settings: RouterSettings, workers: Sequence[Worker], stop: asyncio.Event
+    settings: RouterSettings, workers: Sequence[Worker], tasks: TaskSet, stop: asyncio.Event
 ) -> int:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WORKER_TIMEOUT))
     exited: dict[int, int] = {}
@@ -155,7 +162,7 @@ async def supervise(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.ops_host, settings.ops_port).start()
-    prober = asyncio.ensure_future(probe_workers())
+    tasks.start("router-worker-probe", probe_workers())
     log.info(
         "router workers started", extra={"workers": len(workers), "ops_port": settings.ops_port}
     )
@@ -174,7 +181,7 @@ async def supervise(
             "a router worker exited; stopping the others so the whole router restarts",
             extra={"worker": died, "code": exited[workers[died].pid]},
         )
-    prober.cancel()
+    await tasks.stop()
     await _stop_workers([w for w in workers if w.pid not in exited], exited, settings)
     await runner.cleanup()
     await session.close()

@@ -7,11 +7,18 @@ every watch selects on ``slipway.dev/app`` and maps an object back to its
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from typing import Any
 
+from agent.dynosize import MB, parse_size
+from agent.once import RELEASE_DYNO
 from agent.runtime import ProcessSpec
+from kit import kube
+
+# Objects are plain dicts: the wire form, without the client's model classes (one alias,
+# kit.kube's, for the agent and the build Jobs alike).
+Manifest = kube.Manifest
 
 APP_LABEL = "slipway.dev/app"
 PROCESS_LABEL = "slipway.dev/process"
@@ -24,11 +31,47 @@ DEFINITION_ANNOTATION = "slipway.dev/definition"
 #: Hash of what ``apply`` last wrote, so re-applying an unchanged spec sends nothing.
 APPLIED_ANNOTATION = "slipway.dev/applied"
 MANAGED_BY = "slipway"
+#: Pod Security "restricted" for tenant code, at the pod level: non-root (CNB images name a
+#: numeric user, which the kubelet needs to check it), the runtime's seccomp profile.
+POD_SECURITY: Manifest = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+#: ...and per container: no setuid gain, no capabilities at all.
+CONTAINER_SECURITY: Manifest = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+#: Seconds a terminating web pod keeps serving before its SIGTERM (the preStop sleep): its
+#: endpoint turns terminating in the EndpointSlice as deletion starts, and the agent's watch
+#: and its push to every router take that long at most; without it a request can be routed
+#: to a process that already got SIGTERM (LocalRuntime's ``retire_delay`` is the same idea).
+DRAIN_SECONDS = 5
+#: Seconds a process has after SIGTERM before SIGKILL: Heroku's 30.
+STOP_GRACE_SECONDS = 30
+
+
+def resources_of(spec: ProcessSpec) -> Manifest:
+    """Requests and limits of one process, from its size (agent/dynosize.py).
+
+    The memory request is the quota (what the scheduler reserves, and R14's line);
+    the memory limit is the hard limit, twice the quota, where the kernel's OOM
+    kill is Heroku's R15. Without requests and limits a namespace with a
+    ResourceQuota and no LimitRange refuses every pod.
+    """
+    size = parse_size(spec.size)
+    return {
+        "requests": {"cpu": _cpu(size.cpu_request), "memory": f"{size.memory_mb}Mi"},
+        "limits": {
+            "cpu": _cpu(size.cpu_limit),
+            "memory": f"{size.hard_limit_bytes // MB}Mi",
+        },
+    }
+
+
+def _cpu(cores: float) -> str:
+    return f"{round(cores * 1000)}m"
+
+
 #: Selector of every object the runtime watches.
 SELECTOR = APP_LABEL
-
-# Objects are plain dicts: the wire form, without the client's model classes.
-Manifest = dict[str, Any]
 
 
 def object_name(app: str, process: str) -> str:
@@ -36,10 +79,12 @@ def object_name(app: str, process: str) -> str:
 
 
 def key_of(obj: Manifest) -> tuple[str, str] | None:
-    """(app, process) of a watched object from its labels; None when not ours."""
+    """(app, process) of a watched object from its labels; None when not ours, or when it
+    belongs to a one-off run (its pods carry the app's labels for the logs, not as one of a
+    process type's instances)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     app, process = labels.get(APP_LABEL), labels.get(PROCESS_LABEL)
-    if not app or not process:
+    if not app or not process or RUN_LABEL in labels:
         return None
     return str(app), str(process)
 
@@ -138,18 +183,24 @@ def deployment(
     replicas: int | None,
     definition: Manifest | None = None,
     pull_secret: str | None = None,
+    drain: int = DRAIN_SECONDS,
+    stop_grace: int = STOP_GRACE_SECONDS,
 ) -> Manifest:
     """The Deployment of one process type.
 
     ``replicas`` is None for an update: the scale subresource owns the count,
     so re-applying a spec never wakes or sleeps the app by accident. Config
-    vars come from the release's Secret (``envFrom``), never inline.
+    vars come from the release's Secret (``envFrom``), never inline. A web pod
+    sleeps ``drain`` seconds in preStop before its SIGTERM (see ``stopping``).
     """
     if not spec.image:
         raise ValueError(f"{spec.app}/{spec.process}: an image is required on Kubernetes")
     name = object_name(spec.app, spec.process)
     selector = {APP_LABEL: spec.app, PROCESS_LABEL: spec.process}
-    env = [{"name": "PORT", "value": str(port)}]
+    # Heroku's platform variables; ``env`` wins over the Secret's ``envFrom``, as on Heroku
+    # the platform's own win over config vars. A Deployment's pods have no ordinal, so
+    # every replica is ``<type>.1`` (docs/agent.md).
+    env = [{"name": "PORT", "value": str(port)}, {"name": "DYNO", "value": f"{spec.process}.1"}]
     probe: Manifest = (
         {"httpGet": {"path": spec.health_path, "port": "http"}}
         if spec.health_path
@@ -163,10 +214,13 @@ def deployment(
         "env": env,
         "envFrom": [{"secretRef": {"name": env_secret_name(spec.app, spec.release)}}],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "resources": resources_of(spec),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     if spec.process == "web":
         container["readinessProbe"] = probe
+    pod = tenant_pod([container], pull_secret=pull_secret)
+    pod |= stopping(container, drain=drain if spec.process == "web" else 0, grace=stop_grace)
     spec_body: Manifest = {
         "selector": {"matchLabels": selector},
         # Waking must not wait for an old pod to go: surge, never take one away.
@@ -178,11 +232,7 @@ def deployment(
             "metadata": {
                 "labels": labels(spec.app, spec.process) | {RELEASE_LABEL: str(spec.release)},
             },
-            "spec": {
-                "containers": [container],
-                "enableServiceLinks": False,
-                **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
-            },
+            "spec": pod,
         },
     }
     metadata: Manifest = {"name": name, "labels": labels(spec.app, spec.process)}
@@ -199,6 +249,34 @@ def deployment(
     if replicas is not None:
         spec_body["replicas"] = replicas
     return body
+
+
+def stopping(container: Manifest, *, drain: int, grace: int) -> Manifest:
+    """How a pod stops: ``container`` gets a preStop sleep of ``drain`` seconds (none when 0),
+    and the pod fields returned give the process its whole ``grace`` after SIGTERM.
+
+    The kubelet counts the preStop hook inside terminationGracePeriodSeconds, so the period
+    is the sum: with the default 30 s the app would have only ``30 - drain`` after SIGTERM.
+    The hook is the ``sleep`` action (Kubernetes 1.30, as the router's): an ``exec`` of
+    ``sleep`` would need a shell and coreutils in the image, which tiny run images lack.
+    """
+    if drain < 0 or grace < 0:
+        raise ValueError(f"drain and grace must be >= 0, got {drain} and {grace}")
+    if drain:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": drain}}}
+    return {"terminationGracePeriodSeconds": drain + grace}
+
+
+def tenant_pod(containers: list[Manifest], *, pull_secret: str | None) -> Manifest:
+    """The pod spec fields every pod running tenant code shares: restricted, no API token,
+    no Service environment variables (they would list the platform's Services)."""
+    return {
+        "containers": containers,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": copy.deepcopy(POD_SECURITY),
+        **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
+    }
 
 
 def service(spec: ProcessSpec, *, port: int) -> Manifest:
@@ -255,9 +333,11 @@ def last_activity(obj: Manifest) -> float | None:
 
 #: The container of a one-off Job, and the process type its Job is labelled with.
 ONCE_CONTAINER = "release"
-#: Pod label naming the one-off run a pod belongs to. Its pods carry no slipway.dev/app, so the
-#: runtime's pod watch never counts them as a process type's instances.
+#: Pod label naming the one-off run a pod belongs to: key_of leaves its pods out of the
+#: process types' instances.
 RUN_LABEL = "slipway.dev/run"
+#: Pod label telling the logs service (logs/mapping.py) whose lines a pod's output is.
+SOURCE_LABEL = "slipway.dev/source"
 #: The CNB launcher: with the command as its one argument it runs it in a shell, with the
 #: buildpacks' environment (PATH, the app directory as working directory).
 LAUNCHER = "/cnb/lifecycle/launcher"
@@ -270,9 +350,16 @@ def once_job_name(app: str, release: int, suffix: str) -> str:
 
 
 def once_job(
-    spec: ProcessSpec, command: str, *, name: str, timeout: float, pull_secret: str | None = None
+    spec: ProcessSpec,
+    command: str,
+    *,
+    name: str,
+    timeout: float,
+    pull_secret: str | None = None,
+    dyno: str = RELEASE_DYNO,
 ) -> Manifest:
-    """A Job running ``command`` once in the release's image with the release's env Secret.
+    """A Job running ``command`` once in the release's image with the release's env Secret,
+    as dyno ``dyno`` (its DYNO: ``release.1``, or a ``slipway run``'s ``run.1234``).
 
     Never retried (a release command that fails must stop the release, not run
     twice), bounded by ``activeDeadlineSeconds`` (image pull included), kept
@@ -280,7 +367,11 @@ def once_job(
     """
     if not spec.image:
         raise ValueError(f"{spec.app}: an image is required on Kubernetes")
+    # The app's labels, so Fluent Bit ships the release phase's output to the app's stream.
     pod_labels = {
+        APP_LABEL: spec.app,
+        PROCESS_LABEL: ONCE_CONTAINER,
+        SOURCE_LABEL: "release",
         RUN_LABEL: name,
         "app.kubernetes.io/name": spec.app,
         "app.kubernetes.io/component": ONCE_CONTAINER,
@@ -291,8 +382,10 @@ def once_job(
         "image": spec.image,
         "command": [LAUNCHER],
         "args": [command],
+        "env": [{"name": "DYNO", "value": dyno}],
         "envFrom": [{"secretRef": {"name": env_secret_name(spec.app, spec.release)}}],
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "resources": resources_of(spec),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     return {
         "apiVersion": "batch/v1",
@@ -315,9 +408,7 @@ def once_job(
                 "metadata": {"labels": pod_labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [container],
-                    "enableServiceLinks": False,
-                    **({"imagePullSecrets": [{"name": pull_secret}]} if pull_secret else {}),
+                    **tenant_pod([container], pull_secret=pull_secret),
                 },
             },
         },

@@ -11,9 +11,11 @@ the process types it touches and publishes it if it differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -21,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from agent.apps import AppConfig
 from agent.definition import definition_json
+from agent.errors import ConfigError, RuntimeFailure
 from agent.kubernetes import manifests
 from agent.kubernetes.errors import (
     ApiUnavailable,
@@ -35,10 +38,12 @@ from agent.kubernetes.errors import (
 from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
 from agent.kubernetes.status import Bucket, Cache, Key, status_of
-from agent.kubernetes.watching import ResourceWatch, WatchMetrics, watch_events
-from agent.once import tail
+from agent.kubernetes.watching import ResourceWatch, WatchMetrics
+from agent.once import RELEASE_DYNO, tail
 from agent.runtime import OnceResult, ProcessSpec, ProcessStatus
-from control.kit.tasks import TaskSet
+from kit.kube import watch_events
+from kit.oneoff import WATCHER
+from kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,12 @@ class KubernetesRuntime:
         registry: CollectorRegistry,
         is_leader: Callable[[], bool] = _always,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        tasks: TaskSet | None = None,
     ) -> None:
+        """``tasks``: the process's task set; a watch that dies of a bug (a frozen view of
+        the cluster) stops the process."""
         self.settings = settings
+        self.activity_interval: float | None = settings.activity_interval
         # Typed as Any: we pass and receive the wire form (dicts, raw responses), not the
         # client's model classes, which the generated signatures insist on.
         self._apps: Any = client.AppsV1Api(api)
@@ -75,7 +84,7 @@ class KubernetesRuntime:
         self.cache = Cache()
         self._published: dict[Key, ProcessStatus] = {}
         self._subscribers: list[asyncio.Queue[ProcessStatus]] = []
-        self._tasks = TaskSet()
+        self._tasks = TaskSet.of(tasks)
         self._started = False
         #: app -> its definition (wire form), written on its Deployments by ``apply``.
         self._definitions: dict[str, Manifest] = {}
@@ -147,13 +156,13 @@ class KubernetesRuntime:
 
     @property
     def failed(self) -> asyncio.Event:
-        """Set when a watch task died of a bug: the view is frozen, the process should exit."""
+        """Set when a task of the process died (a watch: the view is frozen); the runner exits."""
         return self._tasks.failed
 
     def ready(self) -> str | None:
         """None while every watch is in sync; otherwise why the view may be stale."""
         if self._tasks.failed.is_set():
-            return f"a watch task failed: {self._tasks.failure!r}"
+            return f"background task {self._tasks.failed_task} failed: {self._tasks.failure!r}"
         problems = [f"{w.resource}: {w.problem}" for w in self.watches if w.problem]
         return "; ".join(problems) or None
 
@@ -203,6 +212,11 @@ class KubernetesRuntime:
     def describe(self, config: AppConfig) -> None:
         """Remember the app's definition: ``apply`` stores it (without env values) on the app's
         Deployments, where a restarted or newly elected agent finds it (``definitions``)."""
+        for process, spec in sorted(config.processes.items()):
+            if not spec.image:
+                raise ConfigError(
+                    f"app {config.name!r} process {process!r}: an image is required on Kubernetes"
+                )
         self._definitions[config.name] = definition_json(config)
 
     def definitions(self) -> dict[str, Manifest]:
@@ -231,6 +245,8 @@ class KubernetesRuntime:
             replicas=0,
             definition=self._definitions.get(spec.app),
             pull_secret=self.settings.image_pull_secret,
+            drain=self.settings.app_drain_seconds,
+            stop_grace=self.settings.app_stop_grace,
         )
         applied = body["metadata"]["annotations"][manifests.APPLIED_ANNOTATION]
         current = self.cache.deployments.by_name.get(name)
@@ -296,6 +312,10 @@ class KubernetesRuntime:
         watched until it ends, then its pod's log tail; on timeout the Job is deleted."""
         ns = self.settings.namespace
         name = manifests.once_job_name(spec.app, spec.release, secrets.token_hex(3))
+        watcher = WATCHER.get()
+        dyno = watcher.name if watcher is not None and watcher.name else RELEASE_DYNO
+        if watcher is not None:
+            watcher.dyno = dyno
         try:
             job = manifests.once_job(
                 spec,
@@ -303,6 +323,7 @@ class KubernetesRuntime:
                 name=name,
                 timeout=timeout,
                 pull_secret=self.settings.image_pull_secret,
+                dyno=dyno,
             )
             await self._env_secret(spec)
             with translated(f"create job {name}"):
@@ -452,12 +473,13 @@ class KubernetesRuntime:
         self._scales.labels("up" if replicas > 0 else "down").inc()
         log.info("scaled", extra={"app": app, "process_type": process, "replicas": replicas})
 
-    async def restart(self, app: str, process: str, at: float) -> None:
+    async def restart(self, app: str, process: str) -> None:
         """Roll the process type's pods onto fresh ones (a rolling update: surge first, so a
         web process keeps serving); replicas, spec and config stay as they are."""
         ns, name = self.settings.namespace, manifests.object_name(app, process)
-        with translated(f"restart deployment {name}"):
-            await self._apps.patch_namespaced_deployment(name, ns, manifests.restart_patch(at))
+        patch = manifests.restart_patch(time.time())
+        with _failure(), translated(f"restart deployment {name}"):
+            await self._apps.patch_namespaced_deployment(name, ns, patch)
         log.info("rolling restart", extra={"app": app, "process_type": process})
 
     async def record_activity(self, app: str, process: str, at: float) -> None:
@@ -465,5 +487,14 @@ class KubernetesRuntime:
         if not self._is_leader():
             raise NotLeader(f"not the leader: refusing to write activity of {app}")
         ns, name = self.settings.namespace, manifests.object_name(app, process)
-        with translated(f"annotate deployment {name}"):
+        with _failure(), translated(f"annotate deployment {name}"):
             await self._apps.patch_namespaced_deployment(name, ns, manifests.activity_patch(at))
+
+
+@contextlib.contextmanager
+def _failure() -> Iterator[None]:
+    """The apiserver's refusals as the Runtime protocol's RuntimeFailure, for the Agent."""
+    try:
+        yield
+    except KubeError as exc:
+        raise RuntimeFailure(str(exc)) from exc

@@ -22,112 +22,42 @@ from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
 from agent.api import api_app
-from agent.apps import WEB, AppConfig
-from agent.definition import parse_definition
+from agent.apps import AppConfig
+from agent.definition import definition_json, parse_definition
+from agent.dynowatch import DynoMonitor, DynoSettings
 from agent.errors import ConfigError
-from agent.kubernetes.errors import KubeError
+from agent.kubernetes.dynos import PodMetricsSource
 from agent.kubernetes.lease import Elector
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.stack import kubernetes_stack
-from agent.machine import AppMachine
+from agent.logpost import PlatformLogSink
 from agent.settings import AgentSettings
+from kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 
-class KubeAgent(Agent):
-    """The Agent, telling the runtime each app's definition before its specs are applied, so
-    the Deployments carry it for the next leader."""
+async def learn(agent: Agent, kube: KubernetesRuntime) -> int:
+    """Define every app whose Deployments carry a definition; returns how many.
 
-    def __init__(
-        self,
-        apps: list[AppConfig],
-        *,
-        runtime: KubernetesRuntime,
-        registry: CollectorRegistry,
-        settings: AgentSettings,
-    ) -> None:
-        super().__init__(apps, runtime=runtime, registry=registry, settings=settings)
-        self.kube = runtime
-
-    async def start(self) -> None:
-        for machine in self.machines.values():
-            self.kube.describe(machine.config)
-        await super().start()
-        self._tasks.start("agent-persist-activity", self._persist_activity())
-
-    async def _restart_type(self, machine: AppMachine, process: str) -> None:
-        """A rolling restart of the Deployment: not delete and create, which would take every
-        pod away at once and the release's config with the app's last Deployment."""
-        await self.kube.restart(machine.name, process, time.time())
-
-    def _active_since(self, machine: AppMachine, now: float) -> float | None:
-        """The persisted last activity, but never so old that the app sleeps before routers
-        had ``router_ttl`` to report: a new leader knows no router yet."""
-        wall = self.kube.last_activity(machine.name)
-        if wall is None:
-            return None
-        at = now - max(0.0, time.time() - wall)
-        return max(at, now - machine.config.policy.idle_after + self.settings.router_ttl)
-
-    async def _persist_activity(self) -> None:
-        """Write each used app's last activity on its web Deployment, for the next leader."""
-        loop = asyncio.get_running_loop()
-        written: dict[str, float] = {}
-        while True:
-            await asyncio.sleep(self.kube.settings.activity_interval)
-            for name, machine in list(self.machines.items()):
-                last = self.reports.seen(name).last_seen
-                if last is None or WEB not in machine.config.processes:
-                    continue
-                if last <= written.get(name, float("-inf")):
-                    continue
-                wall = time.time() - (loop.time() - last)
-                try:
-                    await self.kube.record_activity(name, WEB, wall)
-                except KubeError as exc:
-                    log.warning(
-                        "could not persist activity", extra={"app": name, "error": str(exc)}
-                    )
-                    continue
-                written[name] = last
-
-    async def define(self, config: AppConfig) -> None:
-        for process, spec in sorted(config.processes.items()):
-            if not spec.image:
-                raise ConfigError(
-                    f"app {config.name!r} process {process!r}: an image is required on Kubernetes"
-                )
-        previous = self.machines.get(config.name)
-        self.kube.describe(config)
+    Apps the agent already has (from the apps file) keep that definition.
+    """
+    await asyncio.gather(*(w.synced.wait() for w in kube.watches))
+    learned = 0
+    for name, data in sorted(kube.definitions().items()):
+        if name in agent.machines:
+            continue
         try:
-            await super().define(config)
-        except ConfigError:
-            if previous is not None:
-                self.kube.describe(previous.config)
-            raise
-
-    async def learn(self) -> int:
-        """Define every app whose Deployments carry a definition; returns how many.
-
-        Apps the agent already has (from the apps file) keep that definition.
-        """
-        await asyncio.gather(*(w.synced.wait() for w in self.kube.watches))
-        learned = 0
-        for name, data in sorted(self.kube.definitions().items()):
-            if name in self.machines:
-                continue
-            try:
-                config = parse_definition(name, data)
-                await self.define(config)
-            except ConfigError as exc:
-                log.error(
-                    "unusable app definition on the cluster",
-                    extra={"app": name, "error": str(exc)},
-                )
-                continue
-            learned += 1
-        return learned
+            config = parse_definition(name, data)
+            await agent.define(config)
+        except ConfigError as exc:
+            log.error(
+                "unusable app definition on the cluster",
+                extra={"app": name, "error": str(exc)},
+            )
+            continue
+        learned += 1
+    return learned
 
 
 class ElectedLeadership:
@@ -170,11 +100,13 @@ async def serve_kubernetes(
     settings: AgentSettings,
     apps: list[AppConfig],
     environ: Mapping[str, str],
+    tasks: TaskSet,
     stop: asyncio.Event,
     *,
     advertise: str | None = None,
     kubeconfig: str | None = None,
     clock: Callable[[], float] = time.time,
+    dynos: DynoSettings | None = None,
 ) -> int:
     registry = CollectorRegistry()
     changed = asyncio.Event()
@@ -188,16 +120,34 @@ async def serve_kubernetes(
         clock=clock,
         advertise=url,
         on_change=lambda _: changed.set(),
+        tasks=tasks,
     ) as kube:
-        agent = KubeAgent(apps, runtime=kube.runtime, registry=registry, settings=settings)
+        # Sizes and LOG_RUNTIME_METRICS from the agent's own definitions (env included).
+        metrics = PodMetricsSource(
+            kube.api,
+            namespace=kube.settings.namespace,
+            definitions=lambda: {n: definition_json(m.config) for n, m in agent.machines.items()},
+            pods=lambda: list(kube.runtime.cache.pods.by_name.values()),
+        )
+        # The pods' own lines reach the logs service through Fluent Bit; the monitor's
+        # R14/R15 lines are the platform's, posted to it (else only this agent's log).
+        sink = None
+        if settings.logs_url is not None:
+            sink = PlatformLogSink(settings.logs_url, token=settings.token, registry=registry)
+            tasks.start("platform-lines", sink.run())
+        monitor = DynoMonitor(metrics, sink=sink, registry=registry, settings=dynos)
+        agent = Agent(
+            apps,
+            runtime=kube.runtime,
+            registry=registry,
+            settings=settings,
+            tasks=tasks,
+            dynos=monitor,
+        )
 
         def ready() -> str | None:
-            for failed, what in (
-                (kube.tasks.failed, "the leader election task failed"),
-                (agent.failed, "a background task failed"),
-            ):
-                if failed.is_set():
-                    return what
+            if tasks.failed.is_set():
+                return f"background task {tasks.failed_task} failed"
             problem = kube.runtime.ready()
             if problem is not None:
                 return f"the view of the cluster may be stale: {problem}"
@@ -221,25 +171,23 @@ async def serve_kubernetes(
                 extra={"port": settings.port, "identity": kube.elector.me, "url": url},
             )
             kube.runtime.start()
-            return await _lead_when_elected(
-                agent, kube.elector, changed, stop, (kube.tasks.failed, kube.runtime.failed)
-            )
+            return await _lead_when_elected(agent, kube.runtime, kube.elector, changed, stop)
         finally:
             await agent.stop()
             await runner.cleanup()
 
 
 async def _lead_when_elected(
-    agent: KubeAgent,
+    agent: Agent,
+    runtime: KubernetesRuntime,
     elector: Elector,
     changed: asyncio.Event,
     stop: asyncio.Event,
-    failures: tuple[asyncio.Event, ...],
 ) -> int:
-    failures = (agent.failed, *failures)
-    events = (stop, changed, *failures)
+    """Until ``stop`` (a signal, or a failed task: the runner sets it and exits 1), start
+    deciding when elected and exit when the Lease is lost."""
     while True:
-        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, changed)]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -247,13 +195,11 @@ async def _lead_when_elected(
                 w.cancel()
         if stop.is_set():
             return 0
-        if any(f.is_set() for f in failures):
-            return 1
         changed.clear()
         leader = elector.is_leader()
         if leader and not agent.started:
             # Learning waits for the watches to sync: never past a stop.
-            starting = asyncio.ensure_future(_start(agent, elector))
+            starting = asyncio.ensure_future(_start(agent, runtime, elector))
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
@@ -274,8 +220,8 @@ async def _lead_when_elected(
             return 1
 
 
-async def _start(agent: KubeAgent, elector: Elector) -> None:
-    learned = await agent.learn()
+async def _start(agent: Agent, kube: KubernetesRuntime, elector: Elector) -> None:
+    learned = await learn(agent, kube)
     log.info(
         "elected: starting to decide",
         extra={"identity": elector.me, "apps_learned": learned},

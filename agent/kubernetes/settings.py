@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control.kit.durations import parse_duration
+from agent.kubernetes.manifests import DRAIN_SECONDS, STOP_GRACE_SECONDS
+from kit.durations import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +36,22 @@ class KubeSettings:
     """Name of a Secret with registry credentials for app images."""
     activity_interval: float = 10.0
     """Seconds between writes of each used app's last-activity annotation by the leader."""
+    app_drain_seconds: int = DRAIN_SECONDS
+    """Seconds a terminating web pod keeps serving before SIGTERM (its preStop sleep), while
+    its endpoint leaves the routers; 0 turns the hook off."""
+    app_stop_grace: int = STOP_GRACE_SECONDS
+    """Seconds an app process has after SIGTERM before SIGKILL (Heroku's 30)."""
     keep_releases: int = 3
     """Env Secrets kept per app, newest releases first: pods of old ReplicaSets that restart
     during a rollout still find theirs."""
+
+    def __post_init__(self) -> None:
+        for name in ("app_drain_seconds", "app_stop_grace"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"SLIPWAY_KUBE_{name.upper()} must be 0 or more seconds, "
+                    f"got {getattr(self, name)}"
+                )
 
 
 def from_env(environ: Mapping[str, str], **flags: Any) -> KubeSettings:
@@ -80,5 +94,7 @@ _ENV: dict[str, type] = {
     "app_port": int,
     "image_pull_secret": str,
     "keep_releases": int,
+    "app_drain_seconds": int,
+    "app_stop_grace": int,
     "activity_interval": float,
 }

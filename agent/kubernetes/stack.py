@@ -18,13 +18,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from kubernetes_asyncio import client
+from prometheus_client import CollectorRegistry, Gauge
 
-from agent.kubernetes.connect import api_client
 from agent.kubernetes.lease import Elector
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.settings import KubeSettings, from_env
-from control.kit.tasks import TaskSet
+from kit.kube import api_client
+from kit.tasks import TaskSet
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class KubeStack:
     runtime: KubernetesRuntime
     elector: Elector
     tasks: TaskSet
+    #: The client every part shares (the dyno monitor's PodMetrics reads too).
+    api: client.ApiClient
 
 
 @contextlib.asynccontextmanager
@@ -44,9 +47,11 @@ async def kubernetes_stack(
     clock: Callable[[], float] = time.time,
     advertise: str | None = None,
     on_change: Callable[[bool], None] | None = None,
+    tasks: TaskSet | None = None,
 ) -> AsyncIterator[KubeStack]:
     """``advertise``: this replica's API URL, written into the Lease while it leads, so
-    followers forward to it; ``on_change(leading)`` is called when leadership changes."""
+    followers forward to it; ``on_change(leading)`` is called when leadership changes;
+    ``tasks``: the process's task set, where the election and the watches run."""
     settings = from_env(environ)
     api = await api_client(kubeconfig)
     try:
@@ -54,14 +59,20 @@ async def kubernetes_stack(
             api, settings=settings, clock=clock, on_change=on_change, advertise=advertise
         )
         runtime = KubernetesRuntime(
-            api, settings=settings, registry=registry, is_leader=elector.is_leader
+            api, settings=settings, registry=registry, is_leader=elector.is_leader, tasks=tasks
         )
-        tasks = TaskSet()
-        tasks.start("kube-lease", elector.run())
+        # Summed over the replicas, 0 means no one scales or wakes anything: an alert.
+        Gauge(
+            "slipway_agent_leader",
+            "1 while this agent replica holds the leader Lease.",
+            registry=registry,
+        ).set_function(lambda: 1.0 if elector.is_leader() else 0.0)
+        own = TaskSet.of(tasks)
+        own.start("kube-lease", elector.run())
         try:
-            yield KubeStack(settings, runtime, elector, tasks)
+            yield KubeStack(settings, runtime, elector, own, api)
         finally:
-            await tasks.stop()
+            await own.stop()
             await elector.release()
             await runtime.close()
     finally:

@@ -2,13 +2,16 @@
 
 Readiness comes from EndpointSlices (what the router connects to is exactly
 what the endpoint controller published); Pods add what slices cannot say:
-a container stuck in CrashLoopBackOff or ImagePullBackOff.
+a container stuck in CrashLoopBackOff or ImagePullBackOff. The Deployment adds what
+neither can: pods that are never created (a ResourceQuota exceeded, a Pod Security
+violation), which its ReplicaFailure condition reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from agent.kubernetes.manifests import Manifest, key_of
@@ -98,6 +101,18 @@ def _crash_reason(pod: Manifest) -> str:
     return ""
 
 
+def replica_failure(deployment: Manifest | None) -> str:
+    """Why the Deployment's pods cannot be created ("FailedCreate: ... exceeded quota ..."),
+    from its ReplicaFailure condition; empty when they can. A wake would otherwise wait for
+    pods that never come and end in a boot timeout that names nothing."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            reason = condition.get("reason") or "ReplicaFailure"
+            message = condition.get("message")
+            return f"{reason}: {message}" if message else str(reason)
+    return ""
+
+
 def _restarts(pod: Manifest) -> int:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     return sum(int(cs.get("restartCount") or 0) for cs in statuses)
@@ -125,6 +140,17 @@ def _endpoints(slices: Iterable[Manifest]) -> dict[str, tuple[str, int, bool]]:
     return found
 
 
+def _start_time(pod: dict[str, Any]) -> float | None:
+    """The pod's ``status.startTime`` (RFC 3339, UTC) as epoch seconds; None if absent."""
+    raw = (pod.get("status") or {}).get("startTime")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def status_of(cache: Cache, key: Key) -> ProcessStatus:
     app, process = key
     deployment = next(iter(cache.deployments.of(key)), None)
@@ -136,6 +162,7 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
         name = str(pod["metadata"]["name"])
         reason = _crash_reason(pod)
         restarts = _restarts(pod)
+        started = _start_time(pod)
         ep = endpoints.pop(name, None)
         if ep is not None:
             host, port, ready = ep
@@ -148,6 +175,7 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
                     crashed=bool(reason),
                     reason=reason or ("" if ready else "not ready"),
                     restarts=restarts,
+                    started_at=started,
                 )
             )
         else:
@@ -161,6 +189,7 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
                     crashed=bool(reason),
                     reason=reason or "no endpoint yet",
                     restarts=restarts,
+                    started_at=started,
                 )
             )
     # Endpoints whose pod we have not seen yet (the pod watch lags): the slice is the truth.
@@ -168,4 +197,14 @@ def status_of(cache: Cache, key: Key) -> ProcessStatus:
         instances.append(
             Instance(name, host, port, ready=ready, reason="" if ready else "not ready")
         )
+    # Fewer pods than asked for, and the cluster says why no more will come: a crash, as a
+    # CrashLoopBackOff is, so the wake ends now with that reason.
+    failure = replica_failure(deployment)
+    if failure and desired > len(instances) and deployment is not None:
+        instances.append(
+            Instance(
+                str(deployment["metadata"]["name"]), None, None, ready=False, crashed=True,
+                reason=failure,
+            )
+        )  # fmt: skip
     return ProcessStatus(app=app, process=process, desired=desired, instances=tuple(instances))

@@ -13,23 +13,16 @@ retries back off exponentially up to a ceiling.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from agent.kubernetes.errors import (
-    ApiUnavailable,
-    Gone,
-    KubeError,
-    checked,
-    from_status,
-    translated,
-)
+from agent.kubernetes.errors import ApiUnavailable, Gone, KubeError, checked, translated
 from agent.kubernetes.manifests import Manifest
 from agent.kubernetes.settings import KubeSettings
+from kit.kube import watch_events
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +32,6 @@ ListFn = Callable[..., Awaitable[Any]]
 OnReset = Callable[[list[Manifest]], None]
 #: Called with ("ADDED" | "MODIFIED" | "DELETED", object).
 OnEvent = Callable[[str, Manifest], None]
-
-
-async def watch_events(
-    resp: Any, *, seen: Callable[[str], None] | None = None
-) -> AsyncIterator[tuple[str, Manifest]]:
-    """The ``(type, object)`` events of a raw watch response (``_preload_content=False``).
-
-    Blank keep-alive lines are skipped; ``seen`` is told every event's type (for a
-    metric), an ``ERROR`` event's too, which then raises its status translated (a 410
-    is ``Gone``: relist). The response is released however the caller stops.
-    """
-    try:
-        async for line in resp.content:
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            kind = str(event.get("type", ""))
-            obj: Manifest = event.get("object") or {}
-            if seen is not None:
-                seen(kind)
-            if kind == "ERROR":
-                raise from_status(int(obj.get("code") or 500), str(obj.get("message") or obj))
-            yield kind, obj
-    finally:
-        resp.release()
 
 
 class WatchMetrics:

@@ -1,46 +1,47 @@
 """Dedicated Redis add-ons: one redis-server per add-on, run by the agent.
 
 A shared server cannot cap one tenant's memory (Redis has no per-user
-maxmemory); a dedicated instance can. The control plane does not start it:
-it hands the agent an app definition named after the add-on
-(``addon-1a2b3c4d5e6f``) whose one ``web`` process is the redis-server. The
-``web`` type is what gets a ``$PORT`` and a TCP readiness probe from the
-runtime; the definition has no hosts, so the router never routes to it, and
-``never_sleep`` keeps it up. The add-on's URL is where the agent says the
-instance listens once it is ready. Destroying the add-on forgets the
-definition, so the agent stops the process.
+maxmemory); a dedicated instance can. The instance is an agent app of its
+own (``instances.py`` says how: defined, awaited, forgotten); this module
+builds its redis-server line and its URL.
 
 ``DedicatedRedis`` wraps the shared-server provisioner (when there is one)
-so ``redis:mini`` and ``redis:dedicated`` are plans of one service: shared
-plans go to the shared server, ``dedicated`` here. Resources tell them
-apart by their name (``addon-`` is the agent app; anything else is an ACL
-user).
+so ``redis:mini`` (dedicated, the default) and ``redis:shared`` are plans of
+one service: shared plans go to the shared server, dedicated ones here.
+Resources tell them apart by their name (``addon-`` is the agent app;
+anything else is an ACL user).
+
+A plan change (``addons:upgrade``) moves a running instance's maxmemory and
+maxclients with ``CONFIG SET``, through its own URL: no restart, the keys
+kept, the URL unchanged. The agent's definition keeps the old line until
+the instance is defined again (``ensure`` at the next start of ``slipway up``
+builds it from the recorded plan); an instance restarted by the agent in
+between starts empty under the plan it was created with (docs/control.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from control.addons import Provisioned, Provisioner
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from control.addons import Provisioned, Provisioner, ResizableProvisioner
+from control.addons.instances import APP_PREFIX, READY_TIMEOUT, AgentInstances, server_definition
 from control.addons.plans import DEDICATED_REDIS_PLANS, DedicatedRedisPlan
-from control.errors import AddonError, ControlError, Unprocessable
+from control.errors import AddonError, Unprocessable
+
+#: Bound on one CONFIG SET round trip to an instance on this machine.
+_CONFIG_TIMEOUT = 5.0
 
 if TYPE_CHECKING:
     from control.agent_target import AgentLink
 
 log = logging.getLogger(__name__)
-
-#: Agent app names of dedicated add-ons start with this.
-APP_PREFIX = "addon-"
-#: Bound on waiting for the agent to report the instance ready.
-READY_TIMEOUT = 20.0
-_POLL = 0.05
-
 
 #: The variable the password reaches redis-server through (never its argv: ``ps`` shows that).
 PASSWORD_VAR = "REDIS_PASSWORD"
@@ -72,13 +73,7 @@ def redis_command(plan: DedicatedRedisPlan) -> str:
 
 def definition(plan: DedicatedRedisPlan, password: str) -> dict[str, Any]:
     """The agent app definition of one dedicated instance (pure)."""
-    return {
-        "hosts": [],
-        "env": {PASSWORD_VAR: password},
-        "processes": {"web": {"command": redis_command(plan)}},
-        "formation": {"web": 1},
-        "policy": {"never_sleep": True, "min_scale": 1, "max_scale": 1},
-    }
+    return server_definition(redis_command(plan), {PASSWORD_VAR: password})
 
 
 class DedicatedRedis:
@@ -92,15 +87,15 @@ class DedicatedRedis:
         plans: Mapping[str, DedicatedRedisPlan] = DEDICATED_REDIS_PLANS,
         ready_timeout: float = READY_TIMEOUT,
     ) -> None:
-        self._link = link
+        self._instances = AgentInstances(link, kind="dedicated redis", ready_timeout=ready_timeout)
         self._shared = shared
         self._dedicated = dict(plans)
-        self._ready_timeout = ready_timeout
 
     @property
     def plans(self) -> Mapping[str, object]:
+        # Dedicated first: the first plan is what a bare ``redis`` gets.
         shared = dict(self._shared.plans) if self._shared is not None else {}
-        return {**shared, **self._dedicated}
+        return {**self._dedicated, **{k: v for k, v in shared.items() if k not in self._dedicated}}
 
     async def create(self, plan: str) -> Provisioned:
         chosen = self._dedicated.get(plan)
@@ -111,30 +106,10 @@ class DedicatedRedis:
                     id="plan_not_found",
                 )
             return await self._shared.create(plan)
-        app = f"{APP_PREFIX}{secrets.token_hex(6)}"
         password = secrets.token_urlsafe(24)
-        try:
-            await self._link.define(app, definition(chosen, password))
-            host, port = await self._ready(app)
-        except (ControlError, AddonError) as exc:
-            await self._link.forget(app)
-            raise AddonError(f"creating dedicated redis {app} failed: {exc}") from exc
+        app, host, port = await self._instances.start(definition(chosen, password))
         log.info("dedicated redis created", extra={"resource": app, "plan": plan, "port": port})
         return Provisioned(resource=app, url=f"redis://:{password}@{host}:{port}/0")
-
-    async def _ready(self, app: str) -> tuple[str, int]:
-        """Where the agent says the instance listens, once ready; AddonError past the bound."""
-        try:
-            async with asyncio.timeout(self._ready_timeout):
-                while True:
-                    status = await self._link.status(app)
-                    for view in (status or {}).get("processes", {}).values():
-                        for instance in view["instances"]:
-                            if instance["ready"] and instance["host"] and instance["port"]:
-                                return str(instance["host"]), int(instance["port"])
-                    await asyncio.sleep(_POLL)
-        except TimeoutError:
-            raise AddonError(f"not ready within {self._ready_timeout:g} s") from None
 
     async def destroy(self, resource: str) -> None:
         if not resource.startswith(APP_PREFIX):
@@ -142,7 +117,7 @@ class DedicatedRedis:
                 raise AddonError(f"redis add-on {resource} is on a shared server not configured")
             await self._shared.destroy(resource)
             return
-        await self._link.forget(resource)
+        await self._instances.stop(resource)
         log.info("dedicated redis destroyed", extra={"resource": resource})
 
     async def ensure(self, resource: str, *, url: str, plan: str) -> None:
@@ -158,11 +133,46 @@ class DedicatedRedis:
         parts = urlsplit(url)
         if chosen is None or not parts.password:
             raise AddonError(f"dedicated redis {resource} has no plan or password")
-        if await self._link.status(resource) is None:
-            await self._link.define(resource, definition(chosen, parts.password))
-        host, port = await self._ready(resource)
-        if (host, port) != (parts.hostname, parts.port):
-            raise AddonError(
-                f"dedicated redis {resource} listens on {host}:{port}, its URL says "
-                f"{parts.hostname}:{parts.port}; destroy and create the add-on again"
+        await self._instances.restore(
+            resource,
+            definition(chosen, parts.password),
+            host=parts.hostname,
+            port=parts.port,
+        )
+
+    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> str:
+        """A dedicated instance takes ``to``'s maxmemory and maxclients while it runs; a
+        shared tenant moves between shared plans. Between the two there is no in-place move."""
+        dedicated = resource.startswith(APP_PREFIX)
+        if dedicated != (to in self._dedicated):
+            where = "a dedicated instance" if to in self._dedicated else "the shared server"
+            raise Unprocessable(
+                f"redis:{to} is on {where}, this add-on is not: moving it needs a new add-on; "
+                f"create one with `slipway addons:create redis:{to} --as OTHER`, move the keys "
+                "over, then destroy this one",
+                id="plan_change_impossible",
             )
+        if not dedicated:
+            shared: object = self._shared
+            if not isinstance(shared, ResizableProvisioner):
+                raise Unprocessable(
+                    "shared redis plans differ in what they record only: nothing to move",
+                    id="plan_change_impossible",
+                )
+            return await shared.resize(resource, app=app, url=url, plan=plan, to=to)
+        chosen = self._dedicated[to]
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=_CONFIG_TIMEOUT, socket_connect_timeout=_CONFIG_TIMEOUT
+        )
+        try:
+            await client.config_set("maxmemory", chosen.maxmemory_bytes)
+            await client.config_set("maxmemory-policy", chosen.maxmemory_policy)
+            await client.config_set("maxclients", chosen.maxclients)
+        except (RedisError, OSError) as exc:
+            raise AddonError(
+                f"resizing dedicated redis {resource} to {to} failed: {type(exc).__name__}"
+            ) from exc
+        finally:
+            await client.aclose()
+        log.info("dedicated redis resized", extra={"resource": resource, "plan": to})
+        return url

@@ -1,12 +1,32 @@
 """Redis add-ons on a shared server: one ACL user per tenant, fenced to a key prefix.
 
+Only by explicit choice (``redis:shared``): the default Redis plan is an
+instance of its own (``dedicated.py``), because what this fence denies is
+what ordinary queue libraries do. RQ (``rq:queue:*``, ``rq:job:*``), Sidekiq
+(``queue:*``, ``retry``), Celery (``celery``, ``unacked``) and Bull
+(``bull:*``) name their own keys, and most run Lua scripts: on a shared
+plan their first command fails with ``NoPermissionError``. A shared plan
+suits an app that names its keys itself (a cache with a key prefix).
+
 The user ``slipway_ab12cd`` may touch keys ``slipway_ab12cd:*`` and pub/sub
-channels ``slipway_ab12cd:*`` only. Commands that act on keys without naming
-them (KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHALL, FLUSHDB) and the admin and
-dangerous categories (CONFIG, DEBUG, MONITOR, CLIENT KILL, INFO, ...) are
-denied, so a tenant can neither list nor wipe another's data. What ACLs cannot
-give on a shared server is a memory or client cap per user: plans that need
-one get a dedicated instance (docs/control.md).
+channels ``slipway_ab12cd:*`` only, and may run only the commands of an
+allow-list (``ALLOWED``): the data-type commands, which name their keys and so
+are confined by the key pattern, pub/sub on its own channels, transactions and
+a few connection commands. Everything else is denied, in particular every
+command that acts on the server rather than on named keys:
+
+- listing or wiping (KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHALL, FLUSHDB, SWAPDB);
+- introspection of other tenants (INFO, CLIENT LIST/TRACKING, PUBSUB CHANNELS/
+  NUMSUB, MEMORY STATS, SLOWLOG, LATENCY, MONITOR, ACL LOG);
+- scripting (EVAL*, SCRIPT *, FCALL*, FUNCTION *): functions and the script
+  cache are server-wide, so one tenant could replace another's library or
+  flush its scripts, and one endless script blocks every tenant (BUSY) until
+  an admin kills it. Apps that need Lua take a dedicated plan (the default);
+- leaving database 0 (SELECT other than 0, MOVE, COPY ... DB), where destroy
+  would not find the keys, and reaching other hosts (MIGRATE).
+
+What ACLs cannot give on a shared server is a memory or client cap per user:
+plans that need one get a dedicated instance (docs/control.md).
 """
 
 from __future__ import annotations
@@ -25,16 +45,50 @@ from control.errors import AddonError, Unprocessable
 
 log = logging.getLogger(__name__)
 
-#: Denied after ``+@all``; later rules win in Redis ACLs, so the order matters.
-DENIED = (
+#: The tenant's commands, in order (later rules win in Redis ACLs). An allow-list:
+#: a command Redis adds later to none of these categories stays denied.
+ALLOWED = (
+    "-@all",
+    # Data types: every one of these names its keys, which the key pattern confines.
+    "+@string",
+    "+@list",
+    "+@hash",
+    "+@set",
+    "+@sortedset",
+    "+@stream",
+    "+@bitmap",
+    "+@hyperloglog",
+    "+@geo",
+    "+@keyspace",
+    # SUBSCRIBE/PUBLISH are confined by the channel pattern; PUBSUB lists everyone's.
+    "+@pubsub",
+    "-pubsub",
+    "+@transaction",
+    # What the categories above also hold that acts on the server or leaves database 0.
     "-@admin",
     "-@dangerous",
-    "-keys",
+    "-@scripting",
     "-scan",
     "-randomkey",
     "-dbsize",
-    "-flushall",
-    "-flushdb",
+    "-move",
+    "-copy",
+    # Connection commands client libraries send (redis-py, ioredis, Jedis, Lettuce).
+    "+auth",
+    "+hello",
+    "+ping",
+    "+echo",
+    "+quit",
+    "+reset",
+    "+command",
+    "+select|0",
+    "+client|setname",
+    "+client|getname",
+    "+client|id",
+    "+client|info",
+    "+client|reply",
+    # The app's own username, i.e. its key prefix (docs/control.md).
+    "+acl|whoami",
 )
 #: Keys deleted per round trip on destroy; bounded so one destroy cannot block Redis.
 _UNLINK_BATCH = 500
@@ -48,8 +102,7 @@ def acl_rules(password: str, prefix: str) -> list[str]:
         f">{password}",
         f"~{prefix}*",
         f"&{prefix}*",
-        "+@all",
-        *DENIED,
+        *ALLOWED,
     ]
 
 

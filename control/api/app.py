@@ -9,11 +9,17 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from control.api.live import REQUESTS
 from control.api.routes import BUILDS, CONTROL, error_body, register
+from control.api.runs import RUNNING, Running
+from control.backups import api as backups_api
+from control.backups.service import Backups
 from control.building import Builds
+from control.builds.model import LogSink, NoSink
 from control.errors import AddonError, ApiError, StoreError, TargetUnavailable
-from control.kit.ops import ReadyCheck, add_ops_routes
+from control.rollup.source import RequestSource
 from control.service import Control
+from kit.ops import ReadyCheck, add_ops_routes
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +94,12 @@ def _metrics(registry: CollectorRegistry) -> Callable[..., Awaitable[web.StreamR
     return count
 
 
-class _NoSink:
-    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
-        pass
+_NO_SINK = NoSink()
 
 
-_NO_SINK = _NoSink()
+async def _stop_runs(app: web.Application) -> None:
+    """Detached one-off runs end with the API (their processes are killed, not orphaned)."""
+    await app[RUNNING].stop()
 
 
 def build_app(
@@ -102,12 +108,25 @@ def build_app(
     registry: CollectorRegistry,
     ready: ReadyCheck,
     builds: Builds | None = None,
+    sink: LogSink | None = None,
+    requests: RequestSource | None = None,
+    backups: Backups | None = None,
 ) -> web.Application:
+    """``sink``: where detached one-off runs' output goes (the apps' log stream);
+    ``requests``: what the request charts read (control/api/live.py); None: no charts."""
     app = web.Application(middlewares=[_metrics(registry), errors], client_max_size=1024**2)
     app[CONTROL] = control
     # Without a builder, builds are still listed (made before, or by another replica);
     # creating one is refused.
     app[BUILDS] = builds or Builds(control, builder=None, sink=_NO_SINK)
+    app[RUNNING] = Running(sink or _NO_SINK)
+    app.on_cleanup.append(_stop_runs)
+    if requests is not None:
+        app[REQUESTS] = requests
     add_ops_routes(app, registry=registry, ready=ready)
     register(app)
+    # pg:backups (control/backups/api.py); without a bucket its routes answer 503.
+    if backups is not None:
+        app[backups_api.BACKUPS] = backups
+    backups_api.register(app)
     return app

@@ -49,14 +49,16 @@ class Page:
 def parse_range(header: str | None, *, field: str) -> Page:
     if header is None:
         return Page(field=field, after=None, limit=DEFAULT_MAX)
-    match = re.match(range_pattern(field), header)
+    match = re.fullmatch(range_pattern(field), header)
     if match is None:
         raise BadRequest(
             f"bad Range header {header!r}: this list is ordered by {field!r}; use "
             f"'{field} ..; max=N' or '{field} ]LAST..; max=N'",
             id="bad_range",
         )
-    limit = int(match[4]) if match[4] else DEFAULT_MAX
+    # Digits counted first: int() of thousands of digits raises instead of answering.
+    digits = (match[4] or str(DEFAULT_MAX)).lstrip("0") or "0"
+    limit = int(digits) if len(digits) <= 4 else LIMIT_MAX + 1
     if not 1 <= limit <= LIMIT_MAX:
         raise BadRequest(f"max must be from 1 to {LIMIT_MAX}", id="bad_range")
     return Page(field=field, after=match[2] or None, limit=limit)

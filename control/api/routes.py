@@ -1,26 +1,48 @@
-"""The one table of routes: handlers, who may call them, and their OpenAPI description.
+"""Long because: routes, handlers and OpenAPI rendering stay in step in one table.
+The one table of routes: handlers, who may call them, and their OpenAPI description.
 
 ``register`` adds every route to an aiohttp application wrapped in the auth
-check its scope names; ``openapi`` renders the same table as OpenAPI 3.1.
+check its scope names; ``openapi`` renders the same table as OpenAPI 3.1
+(control/api/openapi.py). Each handler parses its body once
+(control/api/parse.py) and hands ``Control`` typed values. A little over 500
+lines on purpose: the handlers sit beside the one table that names them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from aiohttp import web
 
-from control.api import schemas, wire
-from control.api.paging import Page, int_cursor, parse_range, range_pattern
+from control import names
+from control.api import live, parse, runs, schemas, wire
+from control.api.openapi import document
+from control.api.paging import Page, int_cursor, parse_range
 from control.auth import Principal
 from control.building import Builds
-from control.errors import BadRequest, ReleaseFailed, Unauthorized, Unprocessable
-from control.rules import is_local_source, validate_app_name
+from control.detached import DetachedTarget
+from control.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ReleaseFailed,
+    TooLarge,
+    Unauthorized,
+    Unprocessable,
+)
+from control.requests import Rollback
+from control.review.records import ReviewRecords
+from control.rules import validate_app_name
 from control.service import Control
+from kit import jsonbody
+from kit.redact import mask_text
 
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
 BUILDS: web.AppKey[Builds] = web.AppKey("builds", Builds)
@@ -28,6 +50,13 @@ BUILDS: web.AppKey[Builds] = web.AppKey("builds", Builds)
 TARBALL_TYPES = frozenset({"application/gzip", "application/x-gzip", "application/x-tar"})
 #: Read size when streaming an upload to disk.
 UPLOAD_CHUNK = 64 * 1024
+#: A release version in a path: ``v3`` or ``3``; 15 digits stay below 2**53.
+RELEASE_VERSION = re.compile(r"v?([0-9]{1,15})")
+#: Generated names tried before giving up: with 32 million names, 5 taken in a row is a
+#: platform with millions of apps, where a chosen name is better anyway.
+NAME_DRAWS = 5
+#: Names need no secrecy, only spread: the process's own generator.
+_RNG = random.Random()
 
 
 class Scope(Enum):
@@ -50,13 +79,18 @@ class Call:
     def app(self) -> str:
         return self.request.match_info["app"]
 
+    @property
+    def admin(self) -> bool:
+        return self.principal.token.admin
+
     async def body(self) -> dict[str, Any]:
         if not self.request.body_exists:
             raise BadRequest("this endpoint needs a JSON object body", id="bad_request")
         try:
-            data = json.loads(await self.request.read())
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON", id="bad_request") from None
+            data = await jsonbody.read(self.request)
+        except jsonbody.BadBody as exc:
+            error = TooLarge if exc.status == 413 else BadRequest
+            raise error(str(exc)) from None
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object", id="bad_request")
         unknown = [] if self.schema is None else schemas.unknown_fields(self.schema, data)
@@ -68,7 +102,7 @@ class Call:
         return parse_range(self.request.headers.get("Range"), field=field)
 
 
-Handler = Callable[[Call], Awaitable[web.Response]]
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +118,12 @@ class Route:
     errors: tuple[int, ...] = ()
     range_field: str | None = None
     query: tuple[str, ...] = ()
+    #: Also takes a source tarball as the body (application/gzip), streamed to disk.
+    tarball: bool = False
+    #: The main answer's media type (NDJSON for a stream).
+    media: str = "application/json"
+    #: Other success answers: (status, schema).
+    also: tuple[tuple[int, schemas.Schema], ...] = ()
 
 
 def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -115,17 +155,27 @@ def paged(
 
 async def list_apps(call: Call) -> web.Response:
     page = call.page("name")
-    token = call.principal.token
     found = await call.control.list_apps(
-        after=page.after, limit=page.limit + 1, only=None if token.admin else token.app
+        after=page.after, limit=page.limit + 1, among=call.principal.only_apps
     )
     return paged(page, found, key=lambda a: a.name, render=wire.app)
 
 
 async def create_app(call: Call) -> web.Response:
     body = await call.body()
-    app = await call.control.create_app(body.get("name"), actor=call.principal.actor)
-    return reply(wire.app(app), 201)
+    if "name" in body:
+        app = await call.control.create_app(parse.app_name(body), actor=call.principal.actor)
+        return reply(wire.app(app), 201)
+    # No name: Heroku's ``adjective-noun-1234``, drawn again while taken.
+    for _ in range(NAME_DRAWS):
+        try:
+            app = await call.control.create_app(names.generate(_RNG), actor=call.principal.actor)
+        except Conflict as exc:
+            if exc.id != "name_taken":
+                raise
+            continue
+        return reply(wire.app(app), 201)
+    raise Conflict("no free app name was found; give one (apps:create NAME)", id="name_taken")
 
 
 async def show_app(call: Call) -> web.Response:
@@ -133,8 +183,14 @@ async def show_app(call: Call) -> web.Response:
 
 
 async def update_app(call: Call) -> web.Response:
-    body = await call.body()
-    app = await call.control.rename_app(call.app, body.get("name"), actor=call.principal.actor)
+    """Heroku's PATCH /apps/{app}: a new ``name``, ``maintenance`` on or off, or both."""
+    update = parse.app_update(await call.body())
+    name, actor = call.app, call.principal.actor
+    app = await call.control.get_app(name)
+    if update.maintenance is not None:
+        app = await call.control.set_maintenance(name, update.maintenance, actor=actor)
+    if update.name is not None:
+        app = await call.control.rename_app(name, update.name, actor=actor)
     return reply(wire.app(app))
 
 
@@ -148,8 +204,9 @@ async def get_config(call: Call) -> web.Response:
 
 
 async def patch_config(call: Call) -> web.Response:
+    changes = parse.config_changes(await call.body())
     config, release = await call.control.update_config(
-        call.app, await call.body(), actor=call.principal.actor
+        call.app, changes, actor=call.principal.actor
     )
     return reply(config, headers={"Release-Version": str(release.version)})
 
@@ -167,27 +224,36 @@ async def list_releases(call: Call) -> web.Response:
 
 
 async def create_release(call: Call) -> web.Response:
-    body = await call.body()
-    if "release" in body:
-        release = await call.control.rollback(call.app, body["release"], actor=call.principal.actor)
+    request = parse.release(await call.body())
+    if isinstance(request, Rollback):
+        release = await call.control.rollback(call.app, request.version, actor=call.principal.actor)
     else:
         release = await call.control.deploy(
-            call.app,
-            artifact=body.get("artifact"),
-            procfile=body.get("procfile"),
-            description=body.get("description"),
-            actor=call.principal.actor,
+            call.app, request, actor=call.principal.actor, tenant=not call.admin
         )
     return reply(wire.release(release, current=release.version), 201)
 
 
 async def show_release(call: Call) -> web.Response:
-    raw = call.request.match_info["version"].lstrip("v")
-    if not raw.isdigit():
-        raise BadRequest(f"{raw!r} is not a release version (v3 or 3)", id="bad_request")
+    raw = call.request.match_info["version"]
+    # ASCII digits only (str.isdigit takes '²'), and few enough for any integer column.
+    match = RELEASE_VERSION.fullmatch(raw)
+    if match is None:
+        raise BadRequest(f"{raw[:40]!r} is not a release version (v3 or 3)", id="bad_request")
     app = await call.control.get_app(call.app)
-    release = await call.control.get_release(call.app, int(raw))
+    release = await call.control.get_release(call.app, int(match[1]))
     return reply(wire.release(release, current=app.current_release))
+
+
+async def show_review(call: Call) -> web.Response:
+    await call.control.get_app(call.app)
+    status = await ReviewRecords(call.control.store).status(call.app)
+    if status is None:
+        raise NotFound(
+            f"{call.app} has no review-app status: no GitHub delivery has deployed it",
+            id="review_not_found",
+        )
+    return reply(wire.review_status(status))
 
 
 async def list_formation(call: Call) -> web.Response:
@@ -195,24 +261,28 @@ async def list_formation(call: Call) -> web.Response:
 
 
 async def batch_formation(call: Call) -> web.Response:
-    body = await call.body()
+    changes = parse.formation_batch(await call.body())
     result = await call.control.update_formation(
-        call.app, body.get("updates"), actor=call.principal.actor
+        call.app, changes, actor=call.principal.actor, admin=call.admin
     )
     return reply([wire.formation(f) for f in result])
 
 
 async def update_formation(call: Call) -> web.Response:
-    body = await call.body()
     process = call.request.match_info["type"]
+    change = parse.formation_one(process, await call.body())
     result = await call.control.update_formation(
-        call.app, [{**body, "type": process}], actor=call.principal.actor
+        call.app, [change], actor=call.principal.actor, admin=call.admin
     )
     return reply(next(wire.formation(f) for f in result if f.type == process))
 
 
 async def list_dynos(call: Call) -> web.Response:
     return reply([wire.dyno(d) for d in await call.control.dynos(call.app)])
+
+
+async def show_autoscale(call: Call) -> web.Response:
+    return reply(await call.control.autoscale(call.app))
 
 
 async def restart_all(call: Call) -> web.Response:
@@ -226,6 +296,28 @@ async def restart_type(call: Call) -> web.Response:
     return reply({}, 202)
 
 
+async def create_dyno(call: Call) -> web.StreamResponse:
+    """Heroku's ``run``: a one-off process on the current release (control/api/runs.py)."""
+    request = parse.run(await call.body())
+    await runs.check_code(call.control, call.app)
+    if not call.admin and isinstance(call.control.target, DetachedTarget):
+        raise Forbidden(
+            "one-off runs with an app token need an agent (serve control --agent-url, or "
+            "slipway up): without one this control plane would run them unconfined beside its "
+            "own secrets; use an admin token",
+            id="run_unconfined",
+        )
+    who = {"app": call.app, "actor": call.principal.actor, "command": request.command}
+    if request.attach:
+        return await runs.attached(call.request, call.control, **who)
+    started = runs.detached(call.request.app[runs.RUNNING], call.control, **who)
+    return reply(started, 202)
+
+
+async def list_plans(call: Call) -> web.Response:
+    return reply(runs.plans(call.control, call.request.match_info["service"]))
+
+
 async def list_domains(call: Call) -> web.Response:
     default = f"{call.app}.{call.control.app_domain}" if call.control.app_domain else None
     found = await call.control.list_domains(call.app)
@@ -233,9 +325,9 @@ async def list_domains(call: Call) -> web.Response:
 
 
 async def add_domain(call: Call) -> web.Response:
-    body = await call.body()
+    hostname = parse.hostname(await call.body())
     found = await call.control.add_domain(
-        call.app, body.get("hostname"), actor=call.principal.actor
+        call.app, hostname, actor=call.principal.actor, tenant=not call.admin
     )
     return reply(wire.domain(found, default=False), 201)
 
@@ -251,11 +343,9 @@ async def list_addons(call: Call) -> web.Response:
 
 
 async def create_addon(call: Call) -> web.Response:
-    body = await call.body()
-    attachment = body.get("attachment")
-    name = attachment.get("name") if isinstance(attachment, dict) else None
+    request = parse.addon(await call.body())
     addon, release = await call.control.create_addon(
-        call.app, plan=body.get("plan"), attachment=name, actor=call.principal.actor
+        call.app, plan=request.plan, attachment=request.attachment, actor=call.principal.actor
     )
     payload = wire.addon(addon)
     payload["release"] = {"version": release.version, "status": release.status.value}
@@ -271,6 +361,17 @@ async def destroy_addon(call: Call) -> web.Response:
     return reply(payload)
 
 
+async def resize_addon(call: Call) -> web.Response:
+    plan = parse.addon_plan(await call.body())
+    addon, release = await call.control.resize_addon(
+        call.app, call.request.match_info["addon"], plan=plan, actor=call.principal.actor
+    )
+    payload = wire.addon(addon)
+    if release is not None:  # only when the URL changed with the plan
+        payload["release"] = {"version": release.version, "status": release.status.value}
+    return reply(payload)
+
+
 def _builds(call: Call) -> Builds:
     return call.request.app[BUILDS]
 
@@ -280,18 +381,39 @@ async def create_build(call: Call) -> web.Response:
     await call.control.get_app(call.app)  # 404 before anything is read or refused
     if call.request.content_type in TARBALL_TYPES:
         # Streamed to disk: a source tarball may be far past the JSON body limit.
-        chunks = call.request.content.iter_chunked(UPLOAD_CHUNK)
+        cap, variable = call.control.limits.upload(admin=call.admin)
+        too_large = TooLarge(
+            f"the upload is larger than {cap} bytes, the most for this token "
+            f"(an operator raises it with {variable})"
+        )
+        if call.request.content_length is not None and call.request.content_length > cap:
+            raise too_large  # before a byte is read or a builder asked
+        chunks = capped(call.request, cap, too_large)
         build = await builds.upload(call.app, chunks, actor=call.principal.actor)
     else:
         body = await call.body()
-        blob = body.get("source_blob")
-        url = blob.get("url") if isinstance(blob, dict) else None
-        if isinstance(url, str) and is_local_source(url):
-            # A path reads whatever this machine holds (other apps' sources among it).
-            call.principal.require_admin()
-        build = await builds.create(call.app, blob, actor=call.principal.actor)
+        build = await builds.create(
+            call.app,
+            body.get("source_blob"),
+            actor=call.principal.actor,
+            tenant=not call.principal.token.admin,
+        )
     stream = builds.output_stream_url(call.app, build.id)
     return reply(wire.build(build, output_stream_url=stream), 201)
+
+
+async def capped(request: web.Request, cap: int, too_large: TooLarge) -> AsyncIterator[bytes]:
+    """The request body in chunks, refused once past ``cap`` bytes.
+
+    Counted on what arrives, not only on Content-Length: a chunked upload has
+    none. The upload's partial file is removed when this raises.
+    """
+    seen = 0
+    async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+        seen += len(chunk)
+        if seen > cap:
+            raise too_large
+        yield chunk
 
 
 async def list_builds(call: Call) -> web.Response:
@@ -323,13 +445,9 @@ async def all_audit(call: Call) -> web.Response:
 
 
 async def create_token(call: Call) -> web.Response:
-    body = await call.body()
-    admin = body.get("admin", False)
-    app = body.get("app")
-    if not isinstance(admin, bool) or (app is not None and not isinstance(app, str)):
-        raise BadRequest("admin must be true/false and app a name", id="bad_request")
+    request = parse.token(await call.body())
     token, secret = await call.control.create_token(
-        name=body.get("name"), admin=admin, app=app, actor=call.principal.actor
+        name=request.name, admin=request.admin, app=request.app, actor=call.principal.actor
     )
     return reply({**wire.token(token), "token": secret}, 201)
 
@@ -362,7 +480,9 @@ ROUTES: tuple[Route, ...] = (
           schemas.ref("App"), body=schemas.APP_CREATE, errors=(400, 401, 403, 409, 422)),
     Route("GET", "/apps/{app}", show_app, "Show an app", Scope.APP, 200,
           schemas.ref("App"), errors=_APP_ERRORS),
-    Route("PATCH", "/apps/{app}", update_app, "Rename an app", Scope.APP, 200,
+    Route("PATCH", "/apps/{app}", update_app,
+          "Rename an app, or turn its maintenance mode (H80 from the router) on or off",
+          Scope.APP, 200,
           schemas.ref("App"), body=schemas.APP_UPDATE, errors=(400, *_APP_ERRORS, 409, 422)),
     Route("DELETE", "/apps/{app}", delete_app,
           "Delete an app, its processes and its add-ons", Scope.APP, 200,
@@ -383,6 +503,9 @@ ROUTES: tuple[Route, ...] = (
           errors=(400, *_APP_ERRORS, 409, 422)),
     Route("GET", "/apps/{app}/releases/{version}", show_release, "Show a release",
           Scope.APP, 200, schemas.ref("Release"), errors=(400, *_APP_ERRORS)),
+    Route("GET", "/apps/{app}/review", show_review,
+          "What the app's last review-app plan or staging deploy came to, and why",
+          Scope.APP, 200, schemas.ref("ReviewStatus"), errors=_APP_ERRORS),
     Route("GET", "/apps/{app}/formation", list_formation, "Process types and idle policy",
           Scope.APP, 200, schemas.array_of("Formation"), errors=_APP_ERRORS),
     Route("PATCH", "/apps/{app}/formation", batch_formation, "Scale several process types",
@@ -394,10 +517,22 @@ ROUTES: tuple[Route, ...] = (
           errors=(400, *_APP_ERRORS, 422)),
     Route("GET", "/apps/{app}/dynos", list_dynos, "Running processes and their state",
           Scope.APP, 200, schemas.array_of("Dyno"), errors=_APP_ERRORS),
+    Route("GET", "/apps/{app}/autoscale", show_autoscale,
+          "Web's autoscaling: settings, state and recent decisions with their reasons",
+          Scope.APP, 200, schemas.ref("Autoscale"), errors=_APP_ERRORS),
     Route("DELETE", "/apps/{app}/dynos", restart_all, "Restart every process",
           Scope.APP, 202, {"type": "object"}, errors=_APP_ERRORS),
     Route("DELETE", "/apps/{app}/dynos/{type}", restart_type, "Restart one process type",
           Scope.APP, 202, {"type": "object"}, errors=_APP_ERRORS),
+    Route("POST", "/apps/{app}/dynos", create_dyno,
+          "Run a command once on the current release (`slipway run`): attached, its output "
+          "and exit code stream back as NDJSON; detached, 202 and the output goes to the logs",
+          Scope.APP, 200, schemas.RUN_EVENT, body=schemas.DYNO_CREATE,
+          errors=(400, *_APP_ERRORS, 409, 422), media="application/x-ndjson",
+          also=((202, schemas.RUN_STARTED),)),
+    Route("GET", "/addon-services/{service}/plans", list_plans,
+          "A service's plans (Heroku's names accepted), their limits, and the default",
+          Scope.ANY, 200, schemas.array_of("Plan"), errors=(401, 404)),
     Route("GET", "/apps/{app}/domains", list_domains,
           "Host names the router sends to the app (APP.{app domain} and custom ones)",
           Scope.APP, 200, schemas.array_of("Domain"), errors=_APP_ERRORS),
@@ -412,13 +547,18 @@ ROUTES: tuple[Route, ...] = (
           "Create an add-on attached as NAME (sets NAME_URL); makes a release", Scope.APP,
           201, schemas.ref("Addon"), body=schemas.ADDON_CREATE,
           errors=(400, *_APP_ERRORS, 409, 422)),
+    Route("PATCH", "/apps/{app}/addons/{addon}", resize_addon,
+          "Move an add-on to another plan of its service in place, its data kept; a "
+          "release only if its URL changes", Scope.APP, 200,
+          schemas.ref("Addon"), body=schemas.ADDON_UPDATE,
+          errors=(400, *_APP_ERRORS, 422)),
     Route("DELETE", "/apps/{app}/addons/{addon}", destroy_addon,
           "Destroy an add-on and its data; makes a release", Scope.APP, 200,
           schemas.ref("Addon"), errors=_APP_ERRORS),
     Route("POST", "/apps/{app}/builds", create_build,
           "Build a source (git commit or tarball) and release it; answers at once, pending",
           Scope.APP, 201, schemas.ref("Build"), body=schemas.BUILD_CREATE,
-          errors=(400, *_APP_ERRORS, 409, 422)),
+          errors=(400, *_APP_ERRORS, 409, 422), tarball=True),
     Route("GET", "/apps/{app}/builds", list_builds, "The newest builds, oldest first",
           Scope.APP, 200, schemas.array_of("Build"), errors=_APP_ERRORS),
     Route("GET", "/apps/{app}/builds/{id}", show_build, "Show a build", Scope.APP, 200,
@@ -434,6 +574,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/auth/verify", verify_token,
           "Check the bearer token (and that it may act on ?app=): for the logs service",
           Scope.ANY, 200, schemas.VERIFY, errors=(401, 403, 422), query=("app",)),
+    Route("GET", "/apps/{app}/metrics/requests", live.request_metrics,
+          "Request charts: per step, count by status class, p50/p95/p99 ms, H-codes, wakes",
+          Scope.ANY, 200, {"type": "object"}, errors=(400, 401, 404, 503),
+          query=live.METRICS_QUERY),
+    Route("GET", "/apps/{app}/events", live.app_events,
+          "Deploys, restarts, sleeps, wakes and crashes on a chart's time axis",
+          Scope.ANY, 200, {"type": "object"}, errors=(400, 401, 404), query=live.EVENTS_QUERY),
     Route("GET", "/openapi.json", openapi_document, "This document", Scope.ANY, 200,
           {"type": "object"}, errors=(401,)),
 )  # fmt: skip
@@ -478,109 +625,14 @@ def register(app: web.Application) -> None:
 
 
 def error_body(exc: Exception) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": getattr(exc, "id", "error"), "message": str(exc)}
+    # A message may quote a URL it refuses, an output may carry git's error text.
+    body: dict[str, Any] = {"id": getattr(exc, "id", "error"), "message": mask_text(str(exc))}
     if isinstance(exc, ReleaseFailed):
         body["release"] = {"version": exc.version}
-        body["output"] = exc.output
+        body["output"] = mask_text(exc.output)
     return body
 
 
-_STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad request", 401: "No or invalid token",
-    403: "The token may not do this", 404: "Not found", 409: "Conflicts with the current state",
-    422: "Invalid parameters, or the release failed", 503: "A backing service is unavailable",
-}  # fmt: skip
-
-
 def openapi(*, plans: list[str] | None = None) -> dict[str, Any]:
-    """The document; with ``plans``, add-on plans are listed as this server offers them."""
-    paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]}
-            for name in _path_params(route.path)
-        ]
-        params += [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": _QUERY_SCHEMAS.get(name, {"type": "string"}),
-            }
-            for name in route.query
-        ]
-        responses: dict[str, Any] = {
-            str(route.status): {
-                "description": _STATUS_TEXT[route.status],
-                "content": {"application/json": {"schema": route.response or {}}},
-            }
-        }
-        if route.range_field is not None:
-            params.append(
-                {
-                    "name": "Range",
-                    "in": "header",
-                    "required": False,
-                    "description": f"'{route.range_field} ]LAST..; max=N' (Heroku-style)",
-                    "schema": {
-                        "type": "string",
-                        "pattern": range_pattern(route.range_field, documented=True),
-                    },
-                }
-            )
-            responses["206"] = {
-                "description": "A page; Next-Range says where the next one starts",
-                "headers": {"Next-Range": {"schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": route.response or {}}},
-            }
-        # 400 everywhere: any route refuses query parameters it does not know.
-        for status in sorted({400, *route.errors, 503}):
-            responses[str(status)] = {
-                "description": _STATUS_TEXT[status],
-                "content": {"application/json": {"schema": schemas.ref("Error")}},
-            }
-        operation: dict[str, Any] = {
-            "operationId": route.handler.__name__,
-            "summary": route.summary,
-            "parameters": params,
-            "responses": responses,
-        }
-        if route.body is not None:
-            body = route.body
-            if route.body is schemas.ADDON_CREATE and plans is not None:
-                body = schemas.with_plans(plans)
-            content: dict[str, Any] = {"application/json": {"schema": body}}
-            if route.handler is create_build:
-                content["application/gzip"] = {"schema": {"type": "string", "format": "binary"}}
-            operation["requestBody"] = {"required": True, "content": content}
-        paths.setdefault(route.path, {})[route.method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "slipway control plane",
-            "version": "1",
-            "description": ("Apps, config vars, builds, releases, formation, dynos and add-ons."),
-        },
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas.COMPONENTS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
-
-
-_QUERY_SCHEMAS: dict[str, schemas.Schema] = {"app": schemas.APP_NAME}
-
-_PATH_SCHEMAS: dict[str, schemas.Schema] = {
-    "app": {"type": "string", "minLength": 1},
-    "version": {"type": "string", "pattern": "^v?[0-9]+$"},
-    "type": {"type": "string", "minLength": 1},
-    "addon": {"type": "string", "minLength": 1},
-    "hostname": {"type": "string", "minLength": 1},
-    "id": {"type": "string", "minLength": 1},
-}
-
-
-def _path_params(path: str) -> list[str]:
-    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    """The document of ``ROUTES``; with ``plans``, add-on plans as this server offers them."""
+    return document(ROUTES, plans=plans)

@@ -1,13 +1,20 @@
 """JSON Schemas of the API's bodies, for the OpenAPI document (data, no logic).
 
-Request schemas state the same rules the service enforces, so a client (or
-schemathesis) generating from the document produces requests the server
-accepts, and the rest are refused with a 4xx and a clear message.
+Request schemas state the rules ``control/api/parse.py`` applies, with the
+patterns and bounds of ``control/rules.py`` (one statement of each), so a
+client (or schemathesis) generating from the document produces requests the
+server accepts, and the rest are refused with a 4xx and a clear message.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from agent.autoscale import MAX_PANIC_THRESHOLD, MAX_TARGET, MAX_WINDOW
+from agent.queues import MAX_PER_WORKER, MAX_QUEUE_SCALE
+from agent.queues import Kind as QueueKind
+from control import rules
 
 Schema = dict[str, Any]
 
@@ -21,176 +28,111 @@ def array_of(name: str) -> Schema:
 
 
 TIME: Schema = {"type": "string", "format": "date-time"}
-APP_NAME: Schema = {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,29}$"}
-PROCESS_TYPE: Schema = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,29}$"}
-CONFIG_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+
+
+def whole(pattern: re.Pattern[str]) -> str:
+    """A rule's pattern (checked with ``fullmatch``) as JSON Schema states it, anchored."""
+    return f"^{pattern.pattern}$"
+
+
+APP_NAME: Schema = {"type": "string", "pattern": whole(rules.APP_NAME)}
+PROCESS_TYPE: Schema = {"type": "string", "pattern": whole(rules.PROCESS_TYPE)}
+CONFIG_KEY_PATTERN = whole(rules.CONFIG_KEY)
+_COUNT: Schema = {"type": "integer", "minimum": 0, "maximum": rules.MAX_QUANTITY}
+
+#: Sources that need something besides a kind: a list's keys, a postgres query.
+_NAMED_KINDS = (QueueKind.LIST, QueueKind.POSTGRES)
+
+
+def _queue_source(kinds: list[str], *, names_required: bool = False, query: bool = False) -> Schema:
+    """One shape of a formation's ``queue``, as ``agent.queues.parse_source`` checks it."""
+    names: Schema = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    return {
+        "type": "object",
+        "required": ["kind", *(["names"] if names_required else []), *(["query"] if query else [])],
+        "properties": {
+            "kind": {"type": "string", "enum": kinds},
+            "names": {**names, "minItems": 1} if names_required else names,
+            "url_var": {"type": "string", "minLength": 1},
+            "query": {"type": "string", "pattern": r"\S"} if query else {"type": "null"},
+            "per_worker": {"type": "integer", "minimum": 0, "maximum": MAX_PER_WORKER},
+            "max_scale": {"type": "integer", "minimum": 1, "maximum": MAX_QUEUE_SCALE},
+        },
+        "additionalProperties": False,
+    }
+
 
 FORMATION_FIELDS: Schema = {
-    "quantity": {"type": "integer", "minimum": 0, "maximum": 100},
-    "idle_after": {"type": "number", "minimum": 1},
-    "min_scale": {"type": "integer", "minimum": 0, "maximum": 100},
-    "max_scale": {"type": "integer", "minimum": 0, "maximum": 100},
+    "quantity": _COUNT,
+    "idle_after": {"type": "number", "minimum": 1, "maximum": rules.MAX_IDLE_AFTER},
+    "min_scale": _COUNT,
+    "max_scale": _COUNT,
     "never_sleep": {"type": "boolean"},
+    "size": {
+        "type": "string",
+        "maxLength": 40,
+        "description": "Memory and CPU of each process: eco, basic, standard-1x (default), "
+        "standard-2x, performance-m, performance-l, or an amount like 768MB or 1.5GB,2cpu.",
+    },
+    # Worker types only; null removes it (a usual Procfile worker line is still detected).
+    "queue": {
+        "description": "Where the type's jobs wait, so they wake it while the app sleeps "
+        "(agent/queues.py): a queue library's keys in Redis, or a Postgres query.",
+        "oneOf": [
+            {"type": "null"},
+            _queue_source([k.value for k in QueueKind if k not in _NAMED_KINDS]),
+            _queue_source(["list"], names_required=True),
+            _queue_source(["postgres"], query=True),
+        ],
+    },
+    # Web only; null turns it off. Bounds are min_scale and max_scale.
+    "autoscale": {
+        "type": ["object", "null"],
+        "required": ["target"],
+        "properties": {
+            "target": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TARGET},
+            "stable_window": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW},
+            "panic_window": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW},
+            "panic_threshold": {"type": "number", "minimum": 1, "maximum": MAX_PANIC_THRESHOLD},
+            "scale_down_delay": {"type": "number", "minimum": 0, "maximum": MAX_WINDOW},
+        },
+        "additionalProperties": False,
+    },
 }
 
-COMPONENTS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "required": ["id", "message"],
-        "properties": {
-            "id": {"type": "string"},
-            "message": {"type": "string"},
-            "release": {"type": "object", "properties": {"version": {"type": "integer"}}},
-            "output": {"type": "string"},
-        },
-    },
-    "App": {
-        "type": "object",
-        "required": ["id", "name", "current_release", "created_at", "updated_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "name": APP_NAME,
-            "current_release": {"type": ["integer", "null"]},
-            "created_at": TIME,
-            "updated_at": TIME,
-        },
-    },
-    "Build": {
-        "type": "object",
-        "required": ["id", "app", "status", "source_blob", "release", "output_stream_url"],
-        "properties": {
-            "id": {"type": "string"},
-            "app": {"type": "object", "properties": {"name": APP_NAME}},
-            "status": {"enum": ["pending", "succeeded", "failed"]},
-            "source_blob": {
-                "type": "object",
-                "properties": {
-                    "url": {"type": "string"},
-                    "version": {"type": ["string", "null"]},
-                },
+#: What a request may send: seconds, or a duration string as the CLI's flags take it.
+FORMATION_CHANGES: Schema = {
+    **FORMATION_FIELDS,
+    "idle_after": {
+        "oneOf": [
+            FORMATION_FIELDS["idle_after"],
+            {
+                "type": "string",
+                "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$",
+                "description": "A duration: 300, 15s, 5m, 1h (from 1 s to 30 days).",
             },
-            "commit": {"type": ["string", "null"]},
-            "artifact": {"type": ["string", "null"]},
-            "digest": {"type": ["string", "null"]},
-            "procfile": {"type": "object", "additionalProperties": {"type": "string"}},
-            "release": {
-                "type": ["object", "null"],
-                "description": "The release the build made; its status is the release's.",
-                "properties": {
-                    "version": {"type": "integer"},
-                    "status": {"type": ["string", "null"]},
-                },
-            },
-            "output_stream_url": {
-                "type": ["string", "null"],
-                "description": "The logs service's SSE stream of the app's build lines.",
-            },
-            "output": {"type": "string", "description": "Why it failed, with the output's tail."},
-            "created_at": TIME,
-            "updated_at": TIME,
-        },
-    },
-    "ConfigVars": {
-        "type": "object",
-        "additionalProperties": {"type": "string"},
-    },
-    "Release": {
-        "type": "object",
-        "required": ["version", "status", "current", "description", "created_at", "user"],
-        "properties": {
-            "version": {"type": "integer", "minimum": 1},
-            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
-            "current": {"type": "boolean"},
-            "description": {"type": "string"},
-            "artifact": {"type": ["string", "null"]},
-            "procfile": {"type": "object", "additionalProperties": {"type": "string"}},
-            "config_var_names": {"type": "array", "items": {"type": "string"}},
-            "output": {"type": "string"},
-            "user": {
-                "type": "object",
-                "required": ["actor"],
-                "properties": {"actor": {"type": "string"}},
-            },
-            "created_at": TIME,
-        },
-    },
-    "Formation": {
-        "type": "object",
-        "required": ["type", "quantity", "idle_after", "min_scale", "max_scale", "never_sleep"],
-        "properties": {"type": PROCESS_TYPE, **FORMATION_FIELDS, "updated_at": TIME},
-    },
-    "Dyno": {
-        "type": "object",
-        "required": ["name", "type", "state", "release"],
-        "properties": {
-            "name": {"type": "string"},
-            "type": {"type": "string"},
-            "state": {"type": "string", "enum": ["asleep", "waking", "up", "crashed"]},
-            "release": {"type": "object", "properties": {"version": {"type": "integer"}}},
-            "reason": {"type": "string"},
-        },
-    },
-    "Domain": {
-        "type": "object",
-        "required": ["hostname", "app", "kind"],
-        "properties": {
-            "hostname": {"type": "string"},
-            "app": {"type": "object", "properties": {"name": APP_NAME}},
-            "kind": {"enum": ["default", "custom"]},
-            "created_at": TIME,
-        },
-    },
-    "Addon": {
-        "type": "object",
-        "required": ["id", "name", "service", "plan", "attachment", "config_vars"],
-        "properties": {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "app": {"type": "object", "properties": {"name": APP_NAME}},
-            "service": {"type": "string"},
-            "plan": {"type": "object", "properties": {"name": {"type": "string"}}},
-            "attachment": {"type": "object", "properties": {"name": {"type": "string"}}},
-            "config_vars": {"type": "array", "items": {"type": "string"}},
-            "release": {
-                "type": "object",
-                "properties": {"version": {"type": "integer"}, "status": {"type": "string"}},
-            },
-            "created_at": TIME,
-        },
-    },
-    "Token": {
-        "type": "object",
-        "required": ["id", "name", "admin"],
-        "properties": {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "admin": {"type": "boolean"},
-            "app": {"type": ["object", "null"], "properties": {"name": APP_NAME}},
-            "token": {"type": "string", "description": "Shown once, at creation."},
-            "created_at": TIME,
-        },
-    },
-    "AuditEntry": {
-        "type": "object",
-        "required": ["id", "at", "actor", "action", "detail"],
-        "properties": {
-            "id": {"type": "integer"},
-            "at": TIME,
-            "actor": {"type": "string"},
-            "action": {"type": "string"},
-            "app": {"type": ["string", "null"]},
-            "detail": {"type": "object"},
-        },
+        ]
     },
 }
 
 APP_CREATE: Schema = {
     "type": "object",
-    "required": ["name"],
+    "description": "Without a name, one is made up: adjective-noun-1234.",
     "properties": {"name": APP_NAME},
     "additionalProperties": False,
 }
-APP_UPDATE = APP_CREATE
+APP_UPDATE: Schema = {
+    "type": "object",
+    "minProperties": 1,
+    "properties": {
+        "name": APP_NAME,
+        "maintenance": {
+            "type": "boolean",
+            "description": "While true the router answers every request with H80 (503).",
+        },
+    },
+    "additionalProperties": False,
+}
 CONFIG_PATCH: Schema = {
     "type": "object",
     "minProperties": 1,
@@ -204,14 +146,14 @@ RELEASE_CREATE: Schema = {
             "description": "Deploy: a new release running this artifact and Procfile.",
             "required": ["artifact", "procfile"],
             "properties": {
-                "artifact": {"type": "string", "minLength": 1},
+                "artifact": {"type": "string", "minLength": 1, "maxLength": rules.MAX_ARTIFACT},
                 "procfile": {
                     "type": "object",
                     "minProperties": 1,
-                    "propertyNames": {"pattern": "^[a-z][a-z0-9_-]{0,29}$"},
+                    "propertyNames": {"pattern": whole(rules.PROCESS_TYPE)},
                     "additionalProperties": {"type": "string", "pattern": "\\S"},
                 },
-                "description": {"type": "string"},
+                "description": {"type": "string", "maxLength": rules.MAX_DESCRIPTION},
             },
             "additionalProperties": False,
         },
@@ -219,7 +161,7 @@ RELEASE_CREATE: Schema = {
             "type": "object",
             "description": "Rollback: a new release from an old one's artifact and config.",
             "required": ["release"],
-            "properties": {"release": {"type": "integer", "minimum": 1}},
+            "properties": {"release": {"type": "integer", "minimum": 1, "maximum": 2**53}},
             "additionalProperties": False,
         },
     ]
@@ -262,7 +204,7 @@ BUILD_CREATE: Schema = {
 }
 FORMATION_UPDATE: Schema = {
     "type": "object",
-    "properties": FORMATION_FIELDS,
+    "properties": FORMATION_CHANGES,
     "additionalProperties": False,
 }
 FORMATION_BATCH: Schema = {
@@ -275,12 +217,42 @@ FORMATION_BATCH: Schema = {
             "items": {
                 "type": "object",
                 "required": ["type"],
-                "properties": {"type": PROCESS_TYPE, **FORMATION_FIELDS},
+                "properties": {"type": PROCESS_TYPE, **FORMATION_CHANGES},
                 "additionalProperties": False,
             },
         }
     },
     "additionalProperties": False,
+}
+DYNO_CREATE: Schema = {
+    "type": "object",
+    "required": ["command"],
+    "properties": {
+        "command": {"type": "string", "minLength": 1, "maxLength": 10_000, "pattern": "\\S"},
+        "attach": {"type": "boolean", "description": "Stream output back (default true)."},
+    },
+    "additionalProperties": False,
+}
+RUN_EVENT: Schema = {
+    "type": "object",
+    "description": "One line of the NDJSON stream: the dyno's name, output, an error, or the "
+    "exit code (last). Blank lines are keep-alives.",
+    "properties": {
+        "dyno": {"type": "string"},
+        "output": {"type": "string"},
+        "error": {"type": "string"},
+        "exit_code": {"type": "integer"},
+    },
+}
+RUN_STARTED: Schema = {
+    "type": "object",
+    "required": ["name", "command", "attach", "state"],
+    "properties": {
+        "name": {"type": "string", "description": "run.NNNN: its lines' dyno in the logs"},
+        "command": {"type": "string"},
+        "attach": {"const": False},
+        "state": {"const": "starting"},
+    },
 }
 DOMAIN_CREATE: Schema = {
     "type": "object",
@@ -289,8 +261,9 @@ DOMAIN_CREATE: Schema = {
         "hostname": {
             "type": "string",
             "maxLength": 253,
+            "description": "Not an IP address: the last label starts with a letter.",
             "pattern": r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-            r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$",
+            r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$",
         }
     },
     "additionalProperties": False,
@@ -306,8 +279,22 @@ ADDON_CREATE: Schema = {
         },
         "attachment": {
             "type": "object",
-            "properties": {"name": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,49}$"}},
+            "properties": {"name": {"type": "string", "pattern": whole(rules.ATTACHMENT)}},
             "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
+ADDON_UPDATE: Schema = {
+    "type": "object",
+    "required": ["plan"],
+    "properties": {
+        "plan": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The plan to move to, in place: 'postgres:basic', or 'basic' "
+            "(a plan of the add-on's own service)",
         },
     },
     "additionalProperties": False,
@@ -320,7 +307,7 @@ def with_plans(plans: list[str]) -> Schema:
     return {**ADDON_CREATE, "properties": properties}
 
 
-TOKEN_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
+TOKEN_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": rules.MAX_TOKEN_NAME}
 TOKEN_CREATE: Schema = {
     "oneOf": [
         {

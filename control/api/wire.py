@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from control.addons.env import config_vars
 from control.models import Addon, App, AuditEntry, Build, Domain, Formation, Release, Token
 from control.releasing import Dyno
-from control.rules import redact_url
+from control.review.records import ReviewStatus
+from kit.redact import mask_data, mask_text, mask_url
 
 
 def iso(at: float) -> str:
@@ -22,6 +24,7 @@ def app(item: App) -> dict[str, Any]:
         "current_release": item.current_release,
         "created_at": iso(item.created_at),
         "updated_at": iso(item.updated_at),
+        "maintenance": item.maintenance,
     }
 
 
@@ -35,7 +38,7 @@ def release(item: Release, *, current: int | None = None) -> dict[str, Any]:
         "procfile": item.procfile,
         # Names, not values: a release list is read far more widely than config-vars.
         "config_var_names": sorted({*item.config, *item.addon_env}),
-        "output": item.output,
+        "output": mask_text(item.output),
         "user": {"actor": item.actor},
         "created_at": iso(item.created_at),
     }
@@ -49,6 +52,9 @@ def formation(item: Formation) -> dict[str, Any]:
         "min_scale": item.min_scale,
         "max_scale": item.max_scale,
         "never_sleep": item.never_sleep,
+        "size": item.size,
+        "autoscale": item.autoscale,
+        "queue": item.queue,
         "updated_at": iso(item.updated_at),
     }
 
@@ -60,6 +66,20 @@ def dyno(item: Dyno) -> dict[str, Any]:
         "state": item.state.value,
         "release": {"version": item.release},
         "reason": item.reason,
+        "size": item.size,
+        "memory": None
+        if item.usage is None
+        else {
+            "rss": item.usage["memory_rss"],
+            "cache": item.usage["memory_cache"],
+            "swap": item.usage["memory_swap"],
+            "quota": item.usage["memory_quota"],
+        },
+        "cpu": None
+        if item.usage is None
+        else {"seconds": item.usage["cpu_seconds"], "load": item.usage["load"]},
+        # Heroku's field: when the dyno's current process started (``ps``'s "since").
+        "created_at": None if item.started_at is None else iso(item.started_at),
     }
 
 
@@ -80,8 +100,9 @@ def addon(item: Addon) -> dict[str, Any]:
         "service": item.service,
         "plan": {"name": f"{item.service}:{item.plan}"},
         "attachment": {"name": item.attachment},
-        "config_vars": [item.config_var],
+        "config_vars": config_vars(item),
         "created_at": iso(item.created_at),
+        **({"provision_message": item.provision_message} if item.provision_message else {}),
     }
 
 
@@ -102,7 +123,8 @@ def audit(item: AuditEntry) -> dict[str, Any]:
         "actor": item.actor,
         "action": item.action,
         "app": item.app,
-        "detail": item.detail,
+        # Masked when written (Tx.record); again here for entries older than that.
+        "detail": mask_data(item.detail),
     }
 
 
@@ -111,7 +133,7 @@ def build(item: Build, *, output_stream_url: str | None) -> dict[str, Any]:
         "id": item.id,
         "app": {"name": item.app},
         "status": item.status.value,
-        "source_blob": {"url": redact_url(item.source_url), "version": item.source_version},
+        "source_blob": {"url": mask_url(item.source_url), "version": item.source_version},
         "commit": item.commit,
         "artifact": item.artifact,
         "digest": item.digest,
@@ -123,8 +145,20 @@ def build(item: Build, *, output_stream_url: str | None) -> dict[str, Any]:
             "status": None if item.release_status is None else item.release_status.value,
         },
         "output_stream_url": output_stream_url,
-        "output": item.output,
+        "output": mask_text(item.output),
         "user": {"actor": item.actor},
         "created_at": iso(item.created_at),
         "updated_at": iso(item.finished_at or item.created_at),
+    }
+
+
+def review_status(status: ReviewStatus) -> dict[str, Any]:
+    """What the app's last review-app plan (or staging deploy) came to, and why."""
+    return {
+        "app": {"name": status.app},
+        "state": status.state.value,
+        "reason": mask_text(status.reason),
+        "commit": status.commit,
+        "delivery": status.delivery,
+        "updated_at": iso(status.updated_at),
     }

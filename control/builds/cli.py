@@ -15,7 +15,7 @@ from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
 from control.builds.model import Source
 from control.builds.settings import BuildSettings
-from control.kit.durations import parse_duration
+from kit.durations import parse_duration
 
 
 class _Print:

@@ -22,6 +22,7 @@ the Procfile), or failed with a reason a person can act on.
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -30,10 +31,12 @@ from typing import Any
 
 from control.builds.errors import BuildError
 from control.builds.settings import CNBSettings
+from control.builds.sources import COMMIT, protocols
+
+Manifest = dict[str, Any]
 
 _APP = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _BUILD = re.compile(r"^[a-z0-9]{1,20}$")
-_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 _BUILDPACK = re.compile(r"^[A-Za-z0-9._/-]+(@[A-Za-z0-9._+-]+)?$")
 _DIGEST = re.compile(r"\*\*\* Digest: (sha256:[0-9a-f]{64})")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -43,6 +46,20 @@ PLATFORM_API = "0.12"
 # Paketo's builder images run as the cnb user (1000:1000); the volumes must be theirs.
 CNB_UID = 1000
 REPORT_PATH = "/layers/report.toml"
+#: Pod Security "restricted": buildpack scripts are tenant code.
+_CONTAINER_SECURITY: Manifest = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+#: A build's share of a node: buildpacks compile (Go, Node, JVM); the fetch is only git.
+_BUILD_RESOURCES: Manifest = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
+_FETCH_RESOURCES: Manifest = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
 FETCH_CONTAINER = "fetch-source"
 CREATOR_CONTAINER = "creator"
 FETCH_MESSAGE_PATH = "/dev/termination-log"
@@ -50,7 +67,7 @@ _FETCH_SCRIPT = (
     "set -eu\n"
     "git init -q /workspace\n"
     "cd /workspace\n"
-    'git fetch -q --depth 1 "$SOURCE_URL" "$SOURCE_COMMIT"\n'
+    'git fetch -q --depth 1 -- "$SOURCE_URL" "$SOURCE_COMMIT"\n'
     "git checkout -q FETCH_HEAD\n"
     "rm -rf .git\n"
     "if [ ! -f Procfile ]; then\n"
@@ -62,8 +79,6 @@ _FETCH_SCRIPT = (
     'if [ -n "${ORDER_TOML:-}" ]; then printf \'%s\\n\' "$ORDER_TOML" > /layers/order.toml; fi\n'
 )
 
-Manifest = dict[str, Any]
-
 
 def image_ref(settings: CNBSettings, app: str, build_id: str) -> str:
     return f"{settings.registry}/{app}:{build_id}"
@@ -71,6 +86,12 @@ def image_ref(settings: CNBSettings, app: str, build_id: str) -> str:
 
 def cache_ref(settings: CNBSettings, app: str) -> str:
     return f"{settings.registry}/{app}:build-cache"
+
+
+def release_ref(settings: CNBSettings, app: str, digest: str) -> str:
+    """The image a release runs, by digest, as the nodes pull it: the pull registry's name
+    for what creator pushed (same repository, same digest, another host)."""
+    return f"{settings.pull_registry or settings.registry}/{app}@{digest}"
 
 
 def order_toml(buildpacks: Sequence[str]) -> str:
@@ -94,13 +115,17 @@ def build_job(
     commit: str,
     settings: CNBSettings,
     buildpacks: Sequence[str] = (),
+    tenant: bool = False,
 ) -> Manifest:
-    """The batch/v1 Job for one build; a pure function of its arguments."""
+    """The batch/v1 Job for one build; a pure function of its arguments.
+
+    ``tenant``: an app token named the source, so git may fetch over https and ssh only.
+    """
     if not _APP.match(app):
         raise BuildError(f"app name {app!r} must be lowercase letters, digits and '-'")
     if not _BUILD.match(build_id):
         raise BuildError(f"build id {build_id!r} must be lowercase letters and digits")
-    if not _COMMIT.match(commit):
+    if not COMMIT.match(commit):
         raise BuildError(f"commit {commit!r} is not a hexadecimal sha")
     # Job names become a pod label value (63 characters at most).
     name = f"build-{app[: 62 - len('build-') - len(build_id)]}-{build_id}"
@@ -126,6 +151,7 @@ def build_job(
     fetch_env: list[Mapping[str, str]] = [
         {"name": "SOURCE_URL", "value": git_url},
         {"name": "SOURCE_COMMIT", "value": commit},
+        {"name": "GIT_ALLOW_PROTOCOL", "value": protocols(tenant=tenant)},
         # git wants a writable HOME; the image's user has none under runAsUser.
         {"name": "HOME", "value": "/tmp"},
     ]
@@ -137,6 +163,32 @@ def build_job(
         {"name": "workspace", "mountPath": "/workspace"},
         {"name": "layers", "mountPath": "/layers"},
     ]
+    creator_env = [{"name": "CNB_PLATFORM_API", "value": PLATFORM_API}]
+    if settings.insecure_registry:
+        # Plain HTTP to the push registry's host alone; the run image's registry keeps TLS.
+        # The variable, not -insecure-registry: lifecycle 0.18+ reads it under any platform
+        # API, while the flag exists only from platform API 0.13 and creator exits on it here.
+        host = settings.registry.partition("/")[0]
+        creator_env.append({"name": "CNB_INSECURE_REGISTRIES", "value": host})
+    creator_mounts: list[Manifest] = list(mounts)
+    volumes: list[Manifest] = [
+        {"name": "workspace", "emptyDir": {}},
+        {"name": "layers", "emptyDir": {}},
+    ]
+    if settings.registry_secret:
+        creator_env.append({"name": "DOCKER_CONFIG", "value": "/docker-config"})
+        creator_mounts.append(
+            {"name": "docker-config", "mountPath": "/docker-config", "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "docker-config",
+                "secret": {
+                    "secretName": settings.registry_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -153,9 +205,11 @@ def build_job(
                     "serviceAccountName": settings.service_account,
                     "automountServiceAccountToken": False,
                     "securityContext": {
+                        "runAsNonRoot": True,
                         "runAsUser": CNB_UID,
                         "runAsGroup": CNB_UID,
                         "fsGroup": CNB_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "initContainers": [
                         {
@@ -166,6 +220,8 @@ def build_job(
                             "volumeMounts": mounts,
                             "terminationMessagePath": FETCH_MESSAGE_PATH,
                             "terminationMessagePolicy": "File",
+                            "resources": copy.deepcopy(_FETCH_RESOURCES),
+                            "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
                         }
                     ],
                     "containers": [
@@ -174,33 +230,15 @@ def build_job(
                             "image": settings.builder_image,
                             "command": ["/cnb/lifecycle/creator"],
                             "args": args,
-                            "env": [
-                                {"name": "CNB_PLATFORM_API", "value": PLATFORM_API},
-                                {"name": "DOCKER_CONFIG", "value": "/docker-config"},
-                            ],
-                            "volumeMounts": [
-                                *mounts,
-                                {
-                                    "name": "docker-config",
-                                    "mountPath": "/docker-config",
-                                    "readOnly": True,
-                                },
-                            ],
+                            "env": creator_env,
+                            "volumeMounts": creator_mounts,
                             "terminationMessagePath": REPORT_PATH,
                             "terminationMessagePolicy": "File",
+                            "resources": copy.deepcopy(_BUILD_RESOURCES),
+                            "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
                         }
                     ],
-                    "volumes": [
-                        {"name": "workspace", "emptyDir": {}},
-                        {"name": "layers", "emptyDir": {}},
-                        {
-                            "name": "docker-config",
-                            "secret": {
-                                "secretName": settings.registry_secret,
-                                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                            },
-                        },
-                    ],
+                    "volumes": volumes,
                 },
             },
         },

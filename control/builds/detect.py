@@ -126,17 +126,16 @@ def _python_pyproject(src: Path, processes: dict[str, str]) -> Detected:
 
 
 def _node(src: Path, processes: dict[str, str]) -> Detected:
-    lock = src / "package-lock.json"
-    if not lock.is_file():
-        raise DetectError(
-            "package.json without package-lock.json: npm ci installs only from a lockfile; "
-            "run 'npm install' and commit package-lock.json"
-        )
+    """A Node app; with a lockfile npm ci installs it, without one npm install (as Heroku)."""
     try:
         json.loads((src / "package.json").read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise DetectError(f"package.json is not valid JSON: {exc}") from exc
-    digest = hashlib.sha256(b"node\0" + (src / "package.json").read_bytes() + lock.read_bytes())
+    digest = hashlib.sha256(b"node\0" + (src / "package.json").read_bytes())
+    for name in ("package-lock.json", "npm-shrinkwrap.json"):
+        if (src / name).is_file():
+            digest.update(b"\0" + name.encode() + b"\0" + (src / name).read_bytes())
+            break
     return Detected(
         stack=Stack.NODE,
         process_types=processes,

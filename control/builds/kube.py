@@ -10,6 +10,11 @@ success the artifact is the app image pinned by digest
 else from its log), with the process types of the Procfile the init
 container sent back.
 
+A control plane that stops (``detach``) leaves its build Jobs running
+(``activeDeadlineSeconds`` bounds them); the next one finds each pending
+build's Job by its labels and follows it (``attach``) to the same end, with
+what is left of the timeout.
+
 A build that cannot start (an image that cannot be pulled), runs past its
 timeout, or is cancelled has its Job deleted (``propagationPolicy:
 Background``, so the pod goes too); one that ended on its own keeps its Job
@@ -35,22 +40,24 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from agent.kubernetes.connect import api_client
-from agent.kubernetes.errors import (
-    ApiUnavailable,
-    Gone,
-    KubeError,
-    NotFound,
-    checked,
-    translated,
-)
-from agent.kubernetes.watching import watch_events
 from control.builds import cnb
 from control.builds.errors import BuildError, BuildFailed, BuildTimeout, SourceError
 from control.builds.metrics import BuildMetrics
 from control.builds.model import Artifact, LogSink, Source, Stack
 from control.builds.procfile import parse_procfile
 from control.builds.settings import CNBSettings
+from control.builds.sources import check_git_source
+from kit.kube import (
+    ApiUnavailable,
+    Gone,
+    KubeError,
+    NotFound,
+    api_client,
+    checked,
+    translated,
+    watch_events,
+)
+from kit.redact import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,15 @@ class _Run:
     pod: dict[str, Any] | None = None
     api_problem: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set on each change of the Job or pod; ``_until_done`` clears it."""
+    log_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """The same for ``_logs``: one event cleared by two waiters loses a wake-up or, worse,
+    leaves one of them looping on a set event without ever yielding to the loop."""
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.log_changed.set()
+
     log_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -120,6 +136,11 @@ class KubernetesBuilder:
         self._api: client.ApiClient | None = None
         self._api_lock = asyncio.Lock()
         self._app_locks: dict[str, asyncio.Lock] = {}
+        self._detached = False
+
+    def detach(self) -> None:
+        """Builds cancelled from now on keep their Jobs, for the next control plane."""
+        self._detached = True
 
     async def close(self) -> None:
         if self._api is not None:
@@ -132,6 +153,7 @@ class KubernetesBuilder:
                 "a build on Kubernetes takes a git URL and commit; "
                 "an uploaded archive needs the local builder"
             )
+        check_git_source(source.git_url, source.commit, tenant=source.tenant)
         build_id = build_id or secrets.token_hex(6)
         buildpacks = await self._buildpacks(app) if self._buildpacks is not None else ()
         job = cnb.build_job(
@@ -141,16 +163,48 @@ class KubernetesBuilder:
             commit=source.commit,
             settings=self._settings,
             buildpacks=buildpacks,
+            tenant=source.tenant,
         )
         run = _Run(app, build_id, job["metadata"]["name"], deque(maxlen=self._tail_lines))
         async with self._app_locks.setdefault(app, asyncio.Lock()):
-            return await self._timed(run, job, source.commit)
+            return await self._timed(run, job, source.commit, self._timeout)
 
-    async def _timed(self, run: _Run, job: dict[str, Any], commit: str) -> Artifact:
+    async def attach(self, app: str, build_id: str, commit: str, *, elapsed: float) -> Artifact:
+        """Follow the Job of a build started by a control plane that stopped since.
+
+        ``elapsed``: seconds since the build began; it gets what is left of its timeout.
+        """
+        api = await self._client()
+        try:
+            with translated("list the build Job"):
+                resp = await client.BatchV1Api(api).list_namespaced_job(
+                    self._settings.namespace,
+                    label_selector=cnb.job_labels(app, build_id),
+                    _preload_content=False,
+                    _request_timeout=CALL_TIMEOUT,
+                )
+                body = await (await checked(resp, "list the build Job")).json()
+        except KubeError as exc:
+            raise BuildFailed(
+                f"interrupted: the control plane restarted and cannot find the build Job: {exc}"
+            ) from exc
+        items = body.get("items") or []
+        if not items:
+            raise BuildFailed(
+                "interrupted: the control plane restarted and the build Job is gone; build again"
+            )
+        name = items[-1]["metadata"]["name"]
+        run = _Run(app, build_id, name, deque(maxlen=self._tail_lines), job=items[-1])
+        async with self._app_locks.setdefault(app, asyncio.Lock()):
+            return await self._timed(run, None, commit, max(0.0, self._timeout - elapsed))
+
+    async def _timed(
+        self, run: _Run, job: dict[str, Any] | None, commit: str, timeout: float
+    ) -> Artifact:
         started = time.monotonic()
         result = "failed"
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 artifact = await self._build(run, job, commit)
             result = "succeeded"
             self._metrics.cache.labels("hit" if artifact.cache_hit else "miss").inc()
@@ -165,7 +219,8 @@ class KubernetesBuilder:
             await self._delete(run)
             raise BuildTimeout(message, tail=tuple(run.tail)) from exc
         except asyncio.CancelledError:
-            await asyncio.shield(self._delete(run))
+            if not self._detached:
+                await asyncio.shield(self._delete(run))
             raise
         except BuildError as exc:
             self._say(run, f" !     {str(exc).splitlines()[0]}")
@@ -179,23 +234,13 @@ class KubernetesBuilder:
                 extra={"app": run.app, "build": run.build_id, "result": result, "seconds": elapsed},
             )
 
-    async def _build(self, run: _Run, job: dict[str, Any], commit: str) -> Artifact:
+    async def _build(self, run: _Run, job: dict[str, Any] | None, commit: str) -> Artifact:
         started = time.monotonic()
         api = await self._client()
-        self._say(run, f"-----> Building {commit[:12]} on Kubernetes (Job {run.job_name})")
-        try:
-            # Any: the Job is a plain dict (cnb.build_job), which the client sends as it is.
-            batch: Any = client.BatchV1Api(api)
-            with translated("create the build Job"):
-                await batch.create_namespaced_job(
-                    self._settings.namespace, job, _request_timeout=CALL_TIMEOUT
-                )
-        except ApiUnavailable as exc:
-            raise BuildFailed(
-                f"cannot start the build: the Kubernetes API is unreachable: {exc}"
-            ) from exc
-        except KubeError as exc:
-            raise BuildFailed(f"the Kubernetes API refused the build Job: {exc}") from exc
+        if job is None:
+            self._say(run, f"-----> Following Job {run.job_name} again after a restart")
+        else:
+            await self._create(run, api, job, commit)
         async with asyncio.TaskGroup() as tasks:
             watchers = [
                 tasks.create_task(self._watch(run, api, "job")),
@@ -219,6 +264,24 @@ class KubernetesBuilder:
             raise BuildFailed(end.failure, tail=tuple(run.tail))
         return self._artifact(run, end, commit, time.monotonic() - started)
 
+    async def _create(
+        self, run: _Run, api: client.ApiClient, job: dict[str, Any], commit: str
+    ) -> None:
+        self._say(run, f"-----> Building {commit[:12]} on Kubernetes (Job {run.job_name})")
+        try:
+            # Any: the Job is a plain dict (cnb.build_job), which the client sends as it is.
+            batch: Any = client.BatchV1Api(api)
+            with translated("create the build Job"):
+                await batch.create_namespaced_job(
+                    self._settings.namespace, job, _request_timeout=CALL_TIMEOUT
+                )
+        except ApiUnavailable as exc:
+            raise BuildFailed(
+                f"cannot start the build: the Kubernetes API is unreachable: {exc}"
+            ) from exc
+        except KubeError as exc:
+            raise BuildFailed(f"the Kubernetes API refused the build Job: {exc}") from exc
+
     def _artifact(self, run: _Run, end: cnb.Outcome, commit: str, elapsed: float) -> Artifact:
         try:
             digest = cnb.digest_from_report(end.report or "")
@@ -237,7 +300,7 @@ class KubernetesBuilder:
             cache_hit=run.cache_hit,
             digest=digest,
             duration=elapsed,
-            image=f"{self._settings.registry}/{run.app}@{digest}",
+            image=cnb.release_ref(self._settings, run.app, digest),
         )
 
     async def _until_done(self, run: _Run, api: client.ApiClient) -> cnb.Outcome:
@@ -271,7 +334,7 @@ class KubernetesBuilder:
         items = body.get("items") or []
         if items:
             run.pod = items[-1]
-            run.changed.set()
+            run.notify()
 
     # -- the apiserver ---------------------------------------------------------------
 
@@ -345,7 +408,7 @@ class KubernetesBuilder:
             run.job = value
         else:
             run.pod = value
-        run.changed.set()
+        run.notify()
 
     async def _logs(self, run: _Run, api: client.ApiClient) -> None:
         """Each container's output in turn, line by line into the sink, as it is written."""
@@ -353,10 +416,11 @@ class KubernetesBuilder:
         try:
             for container in (cnb.FETCH_CONTAINER, cnb.CREATOR_CONTAINER):
                 while not cnb.started(run.pod, container):
+                    run.log_changed.clear()  # before looking: a change after it wakes us
                     end = cnb.outcome(run.job, run.pod)
                     if end is not None and not end.by_job:
                         return  # the container never started: it has no output
-                    await run.changed.wait()
+                    await run.log_changed.wait()
                 pod_name = (run.pod or {})["metadata"]["name"]
                 await self._follow(run, core, pod_name, container)
         finally:
@@ -407,4 +471,6 @@ class KubernetesBuilder:
             )
 
     def _say(self, run: _Run, text: str) -> None:
-        self._sink.publish(run.app, "build", f"build.{run.build_id}", text, self._clock())
+        self._sink.publish(
+            run.app, "build", f"build.{run.build_id}", mask_text(text), self._clock()
+        )

@@ -26,25 +26,30 @@ import os
 import re
 import secrets
 import shutil
-import tarfile
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from control.builds import nodes, pythons
+from control.builds import slug as slug_files
 from control.builds.detect import Detected, detect
 from control.builds.errors import BuildError, BuildFailed, BuildTimeout, DetectError, SourceError
+from control.builds.localgit import export_local
 from control.builds.metrics import BuildMetrics
 from control.builds.model import Artifact, LogSink, Source, Stack
 from control.builds.process import run_step
 from control.builds.settings import BuildSettings
+from control.builds.sources import ADMIN_PROTOCOLS, check_git_source, local_repository, protocols
+from control.builds.toolchains import Node, Toolchains
+from kit.redact import mask_text, mask_url
+from kit.spawn import Confiner, Jail
 
 log = logging.getLogger(__name__)
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_COMMIT = re.compile(r"^[0-9a-f]{4,64}$")
 _BUILD_ID = re.compile(r"^[a-z0-9]{1,32}$")
 _MARKER = ".complete"
 #: Written into every slug: what a release needs to know without re-reading the source.
@@ -61,20 +66,26 @@ class LocalBuilder:
         sink: LogSink,
         metrics: BuildMetrics,
         clock: Callable[[], float] = time.time,
+        confiner: Confiner | None = None,
     ) -> None:
         self._settings = settings
+        #: Build steps run confined as the app's own processes (kit/spawn.py); None: plain.
+        self._confiner = confiner
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._app_locks: dict[str, asyncio.Lock] = {}
-        self._python_version: str | None = None
+        self._toolchains = Toolchains(settings, self._env())
 
     async def build(self, app: str, source: Source, *, build_id: str | None = None) -> Artifact:
+        """Build ``source``; its ``config`` (the app's config vars) reaches only the steps
+        that run the app's own code at build time (collectstatic), as on Heroku."""
         if not _APP_NAME.match(app):
             raise BuildError(f"app name {app!r} must be lowercase letters, digits and '-'")
-        if source.commit is not None and not _COMMIT.match(source.commit):
-            raise SourceError(f"commit {source.commit!r} is not a hexadecimal sha")
+        if source.git_url is not None:
+            assert source.commit is not None
+            check_git_source(source.git_url, source.commit, tenant=source.tenant)
         if build_id is None:
             build_id = secrets.token_hex(6)
         if not _BUILD_ID.match(build_id):
@@ -89,7 +100,7 @@ class LocalBuilder:
         result = "failed"
         work = self._settings.work_dir / f"{app}-{build_id}"
         tail: deque[str] = deque(maxlen=self._settings.tail_lines)
-        run = _Run(app, build_id, work, tail)
+        run = _Run(app, build_id, work, tail, config=dict(source.config))
         try:
             async with asyncio.timeout(self._settings.timeout):
                 artifact = await self._build(run, source, build_id)
@@ -130,12 +141,19 @@ class LocalBuilder:
         cache.mkdir(parents=True, exist_ok=True)
 
         commit = await self._fetch(run, source, src, cache)
+        run.commit = commit
         detected = await asyncio.to_thread(detect, src)
         run.stack = detected.stack.value
         self._say(run, f"-----> {detected.stack.value.capitalize()} app detected")
-        self._say(run, "       Procfile declares types -> " + ", ".join(detected.process_types))
         key, cache_hit = await self._install(run, detected, src, cache)
-        digest = await asyncio.to_thread(_digest, src, key)
+        if detected.stack is Stack.PYTHON:
+            await self._collectstatic(run, src)
+        self._say(run, "-----> Discovering process types")
+        self._say(run, "       Procfile declares types -> " + ", ".join(detected.process_types))
+        size = await asyncio.to_thread(slug_files.size, slug)
+        # Heroku prints its compressed slug's size; a slug here stays a directory.
+        self._say(run, f"-----> Slug size: {size / 1e6:.1f}M (on disk, with its dependencies)")
+        digest = await asyncio.to_thread(slug_files.digest, src, key)
         meta = {
             "build": build_id,
             "app": app,
@@ -150,6 +168,9 @@ class LocalBuilder:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             raise BuildError(f"build {build_id} of {app} already has a slug")
+        if self._confiner is not None:
+            # The slug is the app's: its uid reads it, whoever made each file in it.
+            await asyncio.to_thread(self._confiner.prepare, Jail(app, read_write=(str(slug),)))
         slug.rename(final)
         return Artifact(
             build_id=build_id,
@@ -168,28 +189,37 @@ class LocalBuilder:
     async def _fetch(self, run: _Run, source: Source, src: Path, cache: Path) -> str | None:
         if source.tarball is not None:
             self._say(run, "-----> Unpacking source archive")
-            await asyncio.to_thread(_unpack, source.tarball, src)
+            await asyncio.to_thread(slug_files.unpack, source.tarball, src)
             return None
         assert source.git_url is not None
         assert source.commit is not None
+        local = local_repository(source.git_url)
+        if local is not None and self._confiner is not None and self._confiner.confined:
+            self._say(run, f"-----> Fetching {source.commit[:12]} from {local}")
+            git, env = self._settings.git, self._env()
+            return await export_local(local, source.commit, git, env, run.work, src, run.tail)
         repo = cache / "repo.git"
         git_dir = f"--git-dir={repo}"
         if not (repo / "HEAD").exists():
             await self._step(
                 run, [self._settings.git, "init", "--quiet", "--bare", str(repo)], "git init"
             )
-        self._say(run, f"-----> Fetching {source.commit[:12]} from {_redact(source.git_url)}")
+        self._say(run, f"-----> Fetching {source.commit[:12]} from {mask_url(source.git_url)}")
         try:
-            # A commit is fetched by its sha alone: no branch has to point at it.
+            # A commit is fetched by its sha alone: no branch has to point at it. "--": the
+            # URL is never an option, whatever it says; and git gets only the transports
+            # the source's namer may use.
             await self._step(
                 run,
-                [self._settings.git, git_dir, "fetch", "--quiet", source.git_url, source.commit],
+                [self._settings.git, git_dir, "fetch", "--quiet", "--", source.git_url,
+                 source.commit],
                 "git fetch",
-            )
+                allow_protocols=protocols(tenant=source.tenant),
+            )  # fmt: skip
         except BuildFailed as exc:
             raise SourceError(
-                f"cannot fetch commit {source.commit} from {_redact(source.git_url)}: "
-                + " / ".join(exc.tail[-3:])
+                f"cannot fetch commit {source.commit} from {mask_url(source.git_url)}: "
+                + mask_text(" / ".join(exc.tail[-3:]))
             ) from exc
         archive = run.work / "source.tar"
         await self._step(
@@ -205,7 +235,7 @@ class LocalBuilder:
             ],
             "git archive",
         )
-        await asyncio.to_thread(_unpack, archive, src)
+        await asyncio.to_thread(slug_files.unpack, archive, src)
         archive.unlink()
         out: deque[str] = deque(maxlen=1)
         await run_step(
@@ -215,6 +245,8 @@ class LocalBuilder:
             on_line=_ignore,
             tail=out,
             what="git rev-parse",
+            confiner=self._confiner,
+            jail=self._jail(run),
         )
         return out[0].strip()
 
@@ -223,81 +255,143 @@ class LocalBuilder:
     async def _install(
         self, run: _Run, detected: Detected, src: Path, cache: Path
     ) -> tuple[str, bool]:
+        python: pythons.Interpreter | None = None
+        node: Node | None = None
         if detected.stack is Stack.PYTHON:
-            toolchain = await self._python_identity()
+            python, why = await self._toolchains.python(src)
+            self._say(run, f"-----> Using Python {python.label} ({why})")
+            self._widen_sandbox(python.prefix)
+            toolchain = f"{python.path} {python.label}"
         else:
-            toolchain = await self._node_identity(run.work)
+            node = await self._toolchains.node(src)
+            self._say(run, f"-----> Using Node {nodes.label(node.version)} ({node.why})")
+            if node.bin_dir is not None:
+                run.read_only = (node.bin_dir,)
+            toolchain = f"node {node.identity} {await self._npm_identity(run.work)}"
         key = hashlib.sha256(
             f"{detected.fingerprint}\0{toolchain}\0{self._settings.pip_args}".encode()
         ).hexdigest()[:24]
         deps = cache / "deps" / key
         if (deps / _MARKER).exists():
             self._say(run, f"-----> Reusing cached dependencies ({detected.manifest} unchanged)")
-            _link(detected.stack, deps, src)
+            slug_files.link(detected.stack, deps, src)
             return key, True
         await asyncio.to_thread(shutil.rmtree, deps, True)
         deps.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if detected.stack is Stack.PYTHON:
-                await self._install_python(run, detected, src, cache, deps)
+            if python is not None:
+                await self._install_python(run, detected, python, src, cache, deps)
             else:
-                await self._install_node(run, src, cache, deps)
+                assert node is not None
+                await self._install_node(run, node, src, cache, deps)
         except BaseException:
             # Leave no half-installed set behind; the marker was never written anyway.
             await asyncio.to_thread(shutil.rmtree, deps, True)
             raise
         (deps / _MARKER).write_text(detected.fingerprint + "\n")
-        _link(detected.stack, deps, src)
+        slug_files.link(detected.stack, deps, src)
         return key, False
 
     async def _install_python(
-        self, run: _Run, detected: Detected, src: Path, cache: Path, deps: Path
+        self,
+        run: _Run,
+        detected: Detected,
+        python: pythons.Interpreter,
+        src: Path,
+        cache: Path,
+        deps: Path,
     ) -> None:
         venv = deps / "venv"
-        python = self._settings.python
-        self._say(run, "-----> Creating virtualenv")
-        # No pip inside the app's venv: the builder's pip installs into it with
-        # --python, which saves seconds per cold build and megabytes per slug.
-        await self._step(run, [python, "-m", "venv", "--without-pip", str(venv)], "venv")
+        # The builder's pip installs into the venv with --python (seconds saved per cold
+        # build, megabytes per slug) where it can run under the app's Python; an older
+        # Python gets the pip it bundles.
+        own_pip = python.version[:2] < pythons.PIP_PYTHON_MIN
+        venv_argv = [python.path, "-m", "venv", *([] if own_pip else ["--without-pip"]), str(venv)]
+        await self._step(run, venv_argv, "venv")
         if not detected.requirements:
             self._say(run, f"       {detected.manifest} lists no dependencies")
             return
-        self._say(run, f"-----> Installing dependencies from {detected.manifest}")
+        self._say(run, "-----> Installing requirements with pip")
+        pip = (
+            [str(venv / "bin" / "python"), "-m", "pip"]
+            if own_pip
+            else [self._settings.pip_python, "-m", "pip", "--python", str(venv / "bin" / "python")]
+        )
         argv = [
-            python, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+            *pip, "install",
             "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
             "--cache-dir", str(cache / "pip"),
             *self._settings.pip_args, *detected.requirements,
         ]  # fmt: skip
         await self._step(run, argv, "pip install", cwd=src)
 
-    async def _install_node(self, run: _Run, src: Path, cache: Path, deps: Path) -> None:
-        await asyncio.to_thread(_copy_manifests, src, deps)
-        self._say(run, "-----> Installing dependencies with npm ci")
-        argv = [self._settings.npm, "ci", "--no-audit", "--no-fund", "--cache", str(cache / "npm")]
-        await self._step(run, argv, "npm ci", cwd=deps)
-        (deps / "node_modules").mkdir(exist_ok=True)
-
-    async def _python_identity(self) -> str:
-        if self._python_version is None:
-            python = self._settings.python
-            if shutil.which(python) is None:
-                raise DetectError(f"Python app, but the interpreter {python!r} is not installed")
-            proc = await asyncio.create_subprocess_exec(
-                python,
-                "-c",
-                "import sys; print(sys.version)",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
+    async def _install_node(
+        self, run: _Run, node: Node, src: Path, cache: Path, deps: Path
+    ) -> None:
+        lockfile = await asyncio.to_thread(slug_files.copy_manifests, src, deps)
+        # npm runs on the machine's node (npm 11 needs 20.17+ or 22.9+); the app's node comes
+        # first on PATH, so install scripts (node-gyp, postinstall) run on the one it asked for.
+        npm = self._npm_argv()
+        if lockfile:
+            self._say(run, "-----> Installing dependencies with npm ci (package-lock.json)")
+            argv = [*npm, "ci"]
+        else:
+            self._say(run, "-----> Installing dependencies with npm install (no package-lock.json)")
+            argv = [*npm, "install"]
+        # No audit, funding or "new npm available" notices: not the app's business here.
+        argv += [
+            "--no-audit",
+            "--no-fund",
+            "--update-notifier=false",
+            "--cache",
+            str(cache / "npm"),
+        ]
+        await self._step(run, argv, f"npm {argv[len(npm)]}", cwd=deps, node=node)
+        modules = deps / "node_modules"
+        modules.mkdir(exist_ok=True)
+        if node.bin_dir is not None:
+            # node_modules/.bin comes first on the release's PATH (releasing.slug_layout) and
+            # is what the app's sandbox sees: its node runs the app, and `npm start` too.
+            await asyncio.to_thread(
+                slug_files.place_node, Path(node.bin_dir) / "node", modules / ".bin"
             )
-            out, _ = await proc.communicate()
-            if proc.returncode != 0:
-                raise DetectError(f"Python app, but {python!r} does not run")
-            real = await asyncio.to_thread(os.path.realpath, python)
-            self._python_version = f"{real} {out.decode().strip()}"
-        return self._python_version
 
-    async def _node_identity(self, work: Path) -> str:
+    async def _collectstatic(self, run: _Run, src: Path) -> None:
+        """Django's static files, as Heroku's Python build makes them (DISABLE_COLLECTSTATIC)."""
+        venv = src.parent / ".venv"
+        if not (src / "manage.py").is_file() or not await asyncio.to_thread(
+            slug_files.has_django, venv
+        ):
+            return
+        if run.config.get("DISABLE_COLLECTSTATIC", "") not in ("", "0"):
+            self._say(run, "-----> Skipping Django collectstatic (DISABLE_COLLECTSTATIC is set)")
+            return
+        self._say(run, "-----> $ python manage.py collectstatic --noinput")
+        out: deque[str] = deque(maxlen=self._settings.tail_lines)
+        env = {**run.config, **self._env(run), "VIRTUAL_ENV": str(venv)}
+        env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+        try:
+            await run_step(
+                [str(venv / "bin" / "python"), "manage.py", "collectstatic", "--noinput"],
+                cwd=src,
+                env=env,
+                on_line=lambda line: self._say(run, "       " + line),
+                tail=out,
+                what="collectstatic",
+                confiner=self._confiner,
+                jail=self._jail(run),
+            )
+        except BuildFailed as exc:
+            if any("Unknown command: 'collectstatic'" in line for line in out):
+                self._say(run, "       (no django.contrib.staticfiles: nothing to collect)")
+                return
+            raise BuildFailed(
+                "Django's collectstatic failed: fix it (its output is above), or set "
+                "DISABLE_COLLECTSTATIC=1 to skip it",
+                tail=exc.tail,
+            ) from exc
+
+    async def _npm_identity(self, work: Path) -> str:
         npm = self._settings.npm
         if shutil.which(npm) is None:
             raise DetectError(
@@ -307,41 +401,83 @@ class LocalBuilder:
         out: deque[str] = deque(maxlen=1)
         await run_step(
             [npm, "--version"], cwd=work, env=self._env(), on_line=_ignore, tail=out, what="npm"
-        )
+        )  # the builder's own npm, before any app's code: not confined
         return f"npm {out[0] if out else '?'}"
+
+    def _npm_argv(self) -> list[str]:
+        """npm as the machine's node runs it, whatever node comes first on PATH."""
+        npm = shutil.which(self._settings.npm) or self._settings.npm
+        script = os.path.realpath(npm)
+        node = shutil.which("node", path=self._env()["PATH"])
+        if script.endswith(".js") and node is not None:
+            return [node, script]
+        return [npm]
+
+    def _widen_sandbox(self, prefix: str) -> None:
+        """The app's sandboxes (its build steps, later its processes) see its interpreter."""
+        if self._confiner is None or prefix == "/usr" or prefix.startswith(("/usr/", "/etc/")):
+            return
+        if prefix not in self._confiner.runtime_dirs:
+            self._confiner.runtime_dirs = tuple(sorted({*self._confiner.runtime_dirs, prefix}))
 
     # -- plumbing ------------------------------------------------------------
 
     async def _step(
-        self, run: _Run, argv: list[str], what: str, *, cwd: Path | None = None
+        self,
+        run: _Run,
+        argv: list[str],
+        what: str,
+        *,
+        cwd: Path | None = None,
+        allow_protocols: str | None = None,
+        node: Node | None = None,
     ) -> None:
+        env = self._env(run)
+        if node is not None and node.bin_dir is not None:
+            env["PATH"] = f"{node.bin_dir}{os.pathsep}{env['PATH']}"
+        if allow_protocols is not None:
+            env["GIT_ALLOW_PROTOCOL"] = allow_protocols
         await run_step(
             argv,
             cwd=cwd or run.work,
-            env=self._env(),
+            env=env,
             on_line=lambda line: self._say(run, "       " + line),
             tail=run.tail,
             what=what,
+            confiner=self._confiner,
+            jail=self._jail(run),
         )
 
-    def _env(self) -> dict[str, str]:
+    def _jail(self, run: _Run) -> Jail:
+        """A build step writes its work directory and the app's cache, and sees no more."""
+        cache = self._settings.cache_dir / run.app
+        return Jail(app=run.app, read_only=run.read_only, read_write=(str(run.work), str(cache)))
+
+    def _env(self, run: _Run | None = None) -> dict[str, str]:
+        """A build step's environment; with ``run``, Heroku's SOURCE_VERSION (the commit)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self._settings.root),
             "LANG": "C.UTF-8",
             # git must never stop to ask for credentials: there is nobody to answer.
             "GIT_TERMINAL_PROMPT": "0",
-            # Only transports that fetch: never ext:: (runs a command) nor fd::.
-            "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
+            # Only transports that fetch: never ext:: (runs a command) nor fd::. A fetch
+            # narrows it further to what the source's namer may use.
+            "GIT_ALLOW_PROTOCOL": ADMIN_PROTOCOLS,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         env.update(self._settings.env)
+        if run is not None and run.commit is not None:
+            env["SOURCE_VERSION"] = run.commit
         return env
 
     def _say(self, run: _Run, text: str) -> None:
         # One "process" per build (build.<id>), as dynos are web.1: the logs service's
         # process filter then streams one build (process=build.<id>) or all (process=build).
-        self._sink.publish(run.app, "build", f"build.{run.build_id}", text, self._clock())
+        # Every line, git's stderr among them, has its URLs' credentials masked.
+        self._sink.publish(
+            run.app, "build", f"build.{run.build_id}", mask_text(text), self._clock()
+        )
 
 
 @dataclass(slots=True)
@@ -353,55 +489,12 @@ class _Run:
     work: Path
     tail: deque[str]
     stack: str = "unknown"
+    commit: str | None = None
+    #: The app's config vars: only collectstatic (the app's own code) sees them.
+    config: dict[str, str] = field(default_factory=dict)
+    #: Host directories its steps see besides the system's: a fetched Node.
+    read_only: tuple[str, ...] = ()
 
 
 def _ignore(_: str) -> None:
     pass
-
-
-def _link(stack: Stack, deps: Path, src: Path) -> None:
-    if stack is Stack.PYTHON:
-        (src.parent / ".venv").symlink_to(deps / "venv", target_is_directory=True)
-    else:
-        (src / "node_modules").symlink_to(deps / "node_modules", target_is_directory=True)
-
-
-def _copy_manifests(src: Path, deps: Path) -> None:
-    deps.mkdir(parents=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy2(src / name, deps / name)
-
-
-def _unpack(archive: Path, dest: Path) -> None:
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise SourceError(f"cannot unpack source archive {archive.name}: {exc}") from exc
-    entries = list(dest.iterdir())
-    # GitHub-style archives wrap everything in one top directory: build from inside it.
-    if len(entries) == 1 and entries[0].is_dir() and not (dest / "Procfile").exists():
-        inner = entries[0]
-        for child in list(inner.iterdir()):
-            child.rename(dest / child.name)
-        inner.rmdir()
-
-
-def _digest(src: Path, dependency_key: str) -> str:
-    digest = hashlib.sha256(b"slipway-slug-v1\0" + dependency_key.encode() + b"\0")
-    for path in sorted(src.rglob("*")):
-        rel = str(path.relative_to(src)).encode()
-        if path.is_symlink():
-            digest.update(b"L" + rel + b"\0" + os.readlink(path).encode() + b"\0")
-        elif path.is_file():
-            digest.update(b"F" + rel + b"\0")
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 16), b""):
-                    digest.update(block)
-            digest.update(b"\0")
-    return "sha256:" + digest.hexdigest()
-
-
-def _redact(url: str) -> str:
-    """A git URL without the credentials it may carry."""
-    return re.sub(r"//[^/@]*@", "//***@", url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -23,6 +24,13 @@ class Source:
     git_url: str | None = None
     commit: str | None = None
     tarball: Path | None = None
+    tenant: bool = False
+    """Named by a tenant (an app token): its git URL must be https://, ssh:// or
+    user@host:path, and git fetches it over those transports only. An admin's or the
+    platform's own (slipway up, review apps) may be a path on this machine."""
+    config: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The app's config vars when the build started: Heroku gives them to the build (its
+    collectstatic reads SECRET_KEY and DISABLE_COLLECTSTATIC). Never printed."""
 
     def __post_init__(self) -> None:
         if (self.git_url is None) == (self.tarball is None):
@@ -31,12 +39,14 @@ class Source:
             raise ValueError("a git Source needs the commit to build")
 
     @classmethod
-    def git(cls, url: str, commit: str) -> Source:
-        return cls(git_url=url, commit=commit)
+    def git(
+        cls, url: str, commit: str, *, tenant: bool = False, config: Mapping[str, str] | None = None
+    ) -> Source:
+        return cls(git_url=url, commit=commit, tenant=tenant, config=dict(config or {}))
 
     @classmethod
-    def archive(cls, path: Path) -> Source:
-        return cls(tarball=path)
+    def archive(cls, path: Path, *, config: Mapping[str, str] | None = None) -> Source:
+        return cls(tarball=path, config=dict(config or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +81,10 @@ class LogSink(Protocol):
     """Where build output goes, line by line; the logs service has the same method."""
 
     def publish(self, app: str, source: str, process: str, text: str, time: float) -> None: ...
+
+
+class NoSink:
+    """Build lines to nowhere: a process with neither a logs service nor a log of its own."""
+
+    def publish(self, app: str, source: str, process: str, text: str, time: float) -> None:
+        pass

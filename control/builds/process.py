@@ -7,15 +7,12 @@ leave them running and writing into a directory that is being deleted.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from control.builds.errors import BuildFailed
+from kit.spawn import Confiner, Jail, spawn
 
 #: Receives each line of output, without its newline.
 LineSink = Callable[[str], None]
@@ -33,27 +30,23 @@ async def run_step(
     on_line: LineSink,
     tail: deque[str],
     what: str,
+    confiner: Confiner | None = None,
+    jail: Jail | None = None,
 ) -> None:
     """Run ``argv``; every output line goes to ``on_line`` and ``tail``.
 
-    Raises BuildFailed (with ``tail``) on a non-zero exit. Cancelling the
-    caller (a timeout) kills the whole process group before returning.
+    Through the one spawner (kit/spawn.py): confined as the app's own processes
+    when ``confiner`` is, in a session of its own, dead with slipway. Raises
+    BuildFailed (with ``tail``) on a non-zero exit. Cancelling the caller (a
+    timeout) kills the whole process group before returning.
     """
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            limit=_LINE_LIMIT,
+        proc = await spawn(
+            argv, cwd=str(cwd), env=env, confiner=confiner, jail=jail, merge_stderr=True
         )
     except OSError as exc:
         raise BuildFailed(f"{what}: cannot start {argv[0]!r}: {exc.strerror}") from exc
     try:
-        assert proc.stdout is not None
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -67,16 +60,10 @@ async def run_step(
             on_line(line)
         code = await proc.wait()
     except BaseException:
-        _kill_group(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        proc.kill()
         await proc.wait()
         raise
+    finally:
+        proc.close()
     if code != 0:
         raise BuildFailed(f"{what} failed (exit status {code})", tail=tuple(tail))
-
-
-def _kill_group(pid: int) -> None:
-    # start_new_session made the child its group's leader, so its pid is the pgid.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

@@ -15,8 +15,12 @@ class BuildSettings:
     """Builds running at once; the rest queue. Two suits a 2-core machine."""
     timeout: float = 900.0
     """Seconds a whole build may take before its process group is killed (Heroku: 15 min)."""
-    python: str = sys.executable
-    """Interpreter that makes the apps' virtualenvs (its minor version is part of the cache key)."""
+    python: str | None = None
+    """The one interpreter that makes the apps' virtualenvs; None: every Python 3 this
+    machine has, the app choosing by .python-version or runtime.txt (``pythons.py``).
+    The interpreter's path and version are part of the dependency cache key."""
+    pip_python: str = sys.executable
+    """Whose pip installs into the apps' virtualenvs (``pip --python``): slipway's own."""
     pip_args: tuple[str, ...] = ()
     """Extra ``pip install`` arguments, e.g. ``--no-index`` on a machine without an index."""
     git: str = "git"
@@ -47,8 +51,16 @@ class CNBSettings:
     """A CNB builder image: it carries /cnb/lifecycle/creator and the buildpacks."""
     registry: str = "registry.slipway.svc:5000"
     """Where app images and their cache images are pushed (``<registry>/<app>``)."""
-    registry_secret: str = "slipway-registry"
-    """A Secret of type kubernetes.io/dockerconfigjson mounted as DOCKER_CONFIG."""
+    pull_registry: str | None = None
+    """Where app pods pull the same images from; None: the push registry. The chart's
+    in-cluster registry is pushed to by its Service name and pulled as ``localhost:5000``
+    (a node-local proxy), which containerd reaches over plain HTTP without node config."""
+    insecure_registry: bool = False
+    """The push registry speaks plain HTTP (the in-cluster one): creator is told so for its
+    host only (``CNB_INSECURE_REGISTRIES``, lifecycle 0.18+)."""
+    registry_secret: str | None = "slipway-registry"
+    """A Secret of type kubernetes.io/dockerconfigjson mounted as DOCKER_CONFIG; None for a
+    registry that asks for no credentials (the in-cluster one)."""
     run_image: str | None = None
     """``-run-image`` for creator; None lets the builder choose."""
     git_image: str = "alpine/git:2.45.2"

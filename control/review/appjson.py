@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from control.addons.names import SERVICES, attachment
 from control.review.errors import AppJsonError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -24,16 +25,11 @@ _ALIAS = re.compile(r"^[A-Z][A-Z0-9_]*$")
 class AddonKind(enum.StrEnum):
     POSTGRES = "postgres"
     REDIS = "redis"
+    SEARCH = "search"
 
 
 #: Add-on service names people write in app.json (Heroku's and ours) -> what slipway provides.
-_SERVICES = {
-    "heroku-postgresql": AddonKind.POSTGRES,
-    "postgres": AddonKind.POSTGRES,
-    "postgresql": AddonKind.POSTGRES,
-    "heroku-redis": AddonKind.REDIS,
-    "redis": AddonKind.REDIS,
-}
+_SERVICES = {name: AddonKind(service) for name, service in SERVICES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +152,9 @@ def _addons(raw: Any, where: str) -> tuple[Addon, ...]:
         kind = _SERVICES.get(service)
         if kind is None:
             raise AppJsonError(
-                f"{at}: add-on {service!r} is not provided here (use postgres or redis)"
+                f"{at}: add-on {service!r} is not provided here (use postgres, redis or search)"
             )
+        # Bonsai's and SearchBox's names imply their config var, as they do on Heroku.
+        alias = alias or attachment(service)
         addons.append(Addon(kind=kind, plan=plan or None, alias=alias))
     return tuple(addons)

@@ -1,11 +1,11 @@
 """``ReviewApps`` over the control plane: a plan's actions become apps, add-ons, builds, releases.
 
-``apply`` returns at once (the webhook answers GitHub within its 10 s) and
-the plan runs in the background, chained per app: a push that arrives while
-the app's first build runs waits for it, so a review app's events take
-effect in the order they came. A failed step stops the rest of that plan
-(no release after a failed build, no postdeploy after a failed release) and
-is logged; the next push tries again.
+``apply`` (and ``enqueue``, for a delivery's whole handling) returns at once
+and the work runs in the background, chained per app: a push that arrives
+while the app's first build runs waits for it, so a review app's events take
+effect in the order they came. A failed step stops the rest of that plan (no
+release after a failed build, no postdeploy after a failed release); ``run``
+returns that as an ``Outcome``, which ``deliveries`` makes visible.
 
 EnsureApp makes the app once: config vars from app.json (``generator:
 secret`` ones generated here), add-ons from the real provisioners, and the
@@ -21,13 +21,14 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from control.building import Builds
 from control.builds.model import LogSink
 from control.errors import ControlError, NotFound
 from control.models import Build, BuildStatus, ReleaseStatus
+from control.requests import FormationChange
 from control.review.appjson import Generated
 from control.review.plan import (
     Action,
@@ -40,12 +41,21 @@ from control.review.plan import (
 from control.review.plan import (
     Build as BuildAction,
 )
+from control.rules import (
+    validate_app_name,
+    validate_attachment,
+    validate_config_changes,
+    validate_hostname,
+)
 from control.service import Control
+from kit.redact import mask_text
 
 log = logging.getLogger(__name__)
 
 #: Who review-app changes are recorded as in the audit log.
 ACTOR = "github"
+#: The RunOnce reason whose failure must never keep an app alive.
+PREDESTROY = "pr-predestroy"
 #: Bytes of random in a generated secret (hex doubles it): as Heroku's generator.
 SECRET_BYTES = 32
 
@@ -60,6 +70,31 @@ class _Progress:
 
     idle_after: float | None = None
     build: Build | None = None
+    #: What went wrong without stopping the plan (a failed postdeploy).
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one app's plan came to."""
+
+    ok: bool
+    reason: str
+    code_fault: bool = False
+    """The repository's own doing (its build, release or app.json), not the platform's."""
+
+    def __post_init__(self) -> None:
+        # The reason goes to the app's log stream, the review record and GitHub's commit
+        # status: git's errors in it may carry a clone URL's credentials.
+        object.__setattr__(self, "reason", mask_text(self.reason))
+
+
+def by_app(plan: Plan) -> dict[str, list[Action]]:
+    """A plan's actions per app, in plan order."""
+    grouped: dict[str, list[Action]] = {}
+    for action in plan.actions:
+        grouped.setdefault(action.app, []).append(action)
+    return grouped
 
 
 class ControlReviewApps:
@@ -80,16 +115,16 @@ class ControlReviewApps:
         self._chains: dict[str, asyncio.Task[None]] = {}
 
     async def apply(self, plan: Plan) -> None:
-        by_app: dict[str, list[Action]] = {}
-        for action in plan.actions:
-            by_app.setdefault(action.app, []).append(action)
-        for app, actions in by_app.items():
-            previous = self._chains.get(app)
-            task = asyncio.create_task(
-                self._after(previous, app, actions, plan.summary), name=f"review-{app}"
-            )
-            self._chains[app] = task
-            task.add_done_callback(functools.partial(self._forget, app))
+        """Run ``plan`` in the background, each app's actions after its earlier plans."""
+        for app, actions in by_app(plan).items():
+            self.enqueue(app, functools.partial(self.run, app, actions, plan.summary))
+
+    def enqueue(self, app: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` once every plan enqueued before for ``app`` is done."""
+        previous = self._chains.get(app)
+        task = asyncio.create_task(self._after(previous, work), name=f"review-{app}")
+        self._chains[app] = task
+        task.add_done_callback(functools.partial(self._forget, app))
 
     def _forget(self, app: str, done: asyncio.Task[None]) -> None:
         if self._chains.get(app) is done:
@@ -107,26 +142,30 @@ class ControlReviewApps:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _after(
-        self,
-        previous: asyncio.Task[None] | None,
-        app: str,
-        actions: list[Action],
-        summary: str,
+        self, previous: asyncio.Task[None] | None, work: Callable[[], Awaitable[object]]
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
+        await work()
+
+    async def run(self, app: str, actions: Sequence[Action], summary: str) -> Outcome:
+        """Carry out one app's actions now; the first failure stops the rest."""
         log.info("review plan started", extra={"app": app, "plan": summary})
         progress = _Progress()
         for action in actions:
             try:
                 await self._step(action, progress)
             except (StepFailed, ControlError) as exc:
+                step = type(action).__name__
                 log.error(
-                    "review plan stopped",
-                    extra={"app": app, "step": type(action).__name__, "error": str(exc)},
+                    "review plan stopped", extra={"app": app, "step": step, "error": str(exc)}
                 )
-                return
+                reason = str(exc)
+                if isinstance(exc, NotFound) and isinstance(action, BuildAction):
+                    reason += "; create the app (slipway apps:create), then redeliver"
+                return Outcome(False, reason, code_fault=isinstance(exc, StepFailed))
         log.info("review plan done", extra={"app": app, "plan": summary})
+        return Outcome(True, "; ".join(progress.notes))
 
     async def _step(self, action: Action, progress: _Progress) -> None:
         if isinstance(action, EnsureApp):
@@ -134,7 +173,11 @@ class ControlReviewApps:
             progress.idle_after = action.idle_after
         elif isinstance(action, BuildAction):
             build = await self.builds.create(
-                action.app, {"url": action.git_url, "version": action.commit}, actor=self._actor
+                action.app,
+                {"url": action.git_url, "version": action.commit},
+                actor=self._actor,
+                # The repository's URL came from a signed webhook, not from a tenant.
+                tenant=False,
             )
             progress.build = await self.builds.wait(action.app, build.id)
             if progress.build.status is not BuildStatus.SUCCEEDED:
@@ -142,9 +185,16 @@ class ControlReviewApps:
         elif isinstance(action, Release):
             await self._released(action.app, progress)
         elif isinstance(action, RunOnce):
-            result = await self.control.run_once(
-                action.app, action.command, reason=action.reason, actor=self._actor
-            )
+            try:
+                result = await self.control.run_once(
+                    action.app, action.command, reason=action.reason, actor=self._actor
+                )
+            except ControlError as exc:
+                if action.reason != PREDESTROY:
+                    raise
+                # Nothing to run it on (never released, already gone): the app still goes.
+                progress.notes.append(f"{PREDESTROY} did not run: {exc}")
+                return
             for line in result.output.splitlines():
                 self._sink.publish(action.app, "release", action.reason, line, self._clock())
             if not result.ok:
@@ -152,6 +202,7 @@ class ControlReviewApps:
                 log.warning(
                     "one-off command failed", extra={"app": action.app, "reason": action.reason}
                 )
+                progress.notes.append(f"{action.reason} failed")
         elif isinstance(action, DestroyApp):
             # Already gone is fine: a duplicate close, or destroyed as stale.
             with contextlib.suppress(NotFound):
@@ -164,17 +215,21 @@ class ControlReviewApps:
             await self._create(action)
         hosts = {d.hostname for d in await self.control.list_domains(action.app)}
         if action.host not in hosts:
-            await self.control.add_domain(action.app, action.host, actor=self._actor)
+            host = validate_hostname(action.host)
+            await self.control.add_domain(action.app, host, actor=self._actor)
 
     async def _create(self, action: EnsureApp) -> None:
-        await self.control.create_app(action.app, actor=self._actor)
+        # app.json is an edge too: the API's rules, applied as the API applies them.
+        await self.control.create_app(validate_app_name(action.app), actor=self._actor)
         env = _values(action.env)
         if env:
-            await self.control.update_config(action.app, dict(env), actor=self._actor)
+            changes = validate_config_changes(dict(env))
+            await self.control.update_config(action.app, changes, actor=self._actor)
         for addon in action.addons:
             plan = addon.kind.value if addon.plan is None else f"{addon.kind.value}:{addon.plan}"
+            alias = None if addon.alias is None else validate_attachment(addon.alias)
             await self.control.create_addon(
-                action.app, plan=plan, attachment=addon.alias, actor=self._actor
+                action.app, plan=plan, attachment=alias, actor=self._actor
             )
 
     async def _released(self, app: str, progress: _Progress) -> None:
@@ -187,7 +242,7 @@ class ControlReviewApps:
             return
         idle = progress.idle_after
         updates = [
-            {"type": f.type, "idle_after": idle}
+            FormationChange(type=f.type, idle_after=idle)
             for f in await self.control.formation(app)
             if f.idle_after != idle
         ]

@@ -3,7 +3,7 @@
 GitHub signs each delivery with HMAC-SHA256 of the raw body under the
 webhook's secret (``X-Hub-Signature-256: sha256=<hex>``) and names it with a
 GUID (``X-GitHub-Delivery``) that stays the same when a delivery is retried,
-so a retry is recognised and applied once.
+so a retry is recognised and applied once (``records.ReviewRecords.claim``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from control.review.errors import PayloadError, SignatureError
 
@@ -35,47 +34,6 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
 def sign(secret: bytes, body: bytes) -> str:
     """The header value GitHub would send for ``body`` (for tests and for replaying)."""
     return _PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-class DeliveryStore(Protocol):
-    """Remembers delivery ids, so a redelivered webhook is applied once."""
-
-    def claim(self, delivery: str) -> bool:
-        """True when ``delivery`` is new (and is now taken); False when seen before."""
-        ...
-
-    def release(self, delivery: str) -> None:
-        """Forget ``delivery``: handling it failed, and GitHub's redelivery must get through."""
-        ...
-
-
-class MemoryDeliveries:
-    """The last ``size`` delivery ids, oldest forgotten first.
-
-    GitHub redelivers within hours; a few thousand ids cover that at any
-    sane rate while bounding memory.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        if size < 1:
-            raise ValueError("a delivery store holds at least one id")
-        self._size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def claim(self, delivery: str) -> bool:
-        if delivery in self._ids:
-            self._ids.move_to_end(delivery)
-            return False
-        self._ids[delivery] = None
-        if len(self._ids) > self._size:
-            self._ids.popitem(last=False)
-        return True
-
-    def release(self, delivery: str) -> None:
-        self._ids.pop(delivery, None)
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
 
 class PullRequestAction(enum.StrEnum):
@@ -122,14 +80,14 @@ class Ignored:
 Event = PullRequestEvent | PushEvent
 
 
-def parse_event(name: str, payload: Any) -> Event | Ignored:
+def parse_event(name: str, payload: Any, *, branch: str | None = None) -> Event | Ignored:
     """The typed event in a delivery, or why it is none of our business."""
     if not isinstance(payload, dict):
         raise PayloadError("payload is not a JSON object")
     if name == "pull_request":
         return _pull_request(payload)
     if name == "push":
-        return _push(payload)
+        return _push(payload, branch)
     return Ignored(f"event {name!r} is not one review apps act on")
 
 
@@ -153,7 +111,8 @@ def _pull_request(payload: dict[str, Any]) -> PullRequestEvent | Ignored:
     )
 
 
-def _push(payload: dict[str, Any]) -> PushEvent | Ignored:
+def _push(payload: dict[str, Any], branch: str | None) -> PushEvent | Ignored:
+    """``branch``: the one whose pushes count (a connected repository's); None: the default."""
     ref = _field(payload, "ref", str)
     if not ref.startswith("refs/heads/"):
         return Ignored(f"push to {ref!r} is not a branch")
@@ -164,7 +123,9 @@ def _push(payload: dict[str, Any]) -> PushEvent | Ignored:
         after=_field(payload, "after", str),
         repository=_repository(payload),
     )
-    if not event.to_default_branch:
+    if branch is not None and event.branch != branch:
+        return Ignored(f"push to {event.branch!r}, not the pipeline's branch {branch!r}")
+    if branch is None and not event.to_default_branch:
         return Ignored(f"push to {event.branch!r}, not the default branch")
     return event
 

@@ -32,6 +32,8 @@ class Pipeline:
     """The app a push to the default branch deploys."""
     stale_after_days: float = 5.0
     """A review app with no push for this long is destroyed."""
+    branch: str | None = None
+    """The branch whose pushes deploy staging; None: the repository's default branch."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -110,7 +112,9 @@ def plan_event(event: Event, pipeline: Pipeline, config: ReviewConfig | None = N
 
 
 def _push(event: PushEvent, pipeline: Pipeline) -> Plan:
-    if not event.to_default_branch:
+    if pipeline.branch is not None and event.branch != pipeline.branch:
+        return Plan(f"push to {event.branch}: not the pipeline's branch {pipeline.branch}", ())
+    if pipeline.branch is None and not event.to_default_branch:
         return Plan(f"push to {event.branch}: not the default branch", ())
     app = pipeline.staging_app
     return Plan(

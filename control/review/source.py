@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from control.builds.errors import SourceError
+from control.builds.sources import ADMIN_PROTOCOLS, classify
 from control.review.errors import ReviewError
+from kit import command
+from kit.redact import mask_text
 
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 # Seconds for fetching one commit's tree; a webhook handler must answer GitHub within 10 s.
@@ -33,10 +35,15 @@ class GitAppJson:
     async def read(self, git_url: str, commit: str) -> str | None:
         if not _COMMIT.match(commit):
             raise ReviewError(f"commit {commit!r} is not a hexadecimal sha")
+        try:
+            classify(git_url)  # never an option nor a remote helper, whoever sent it
+        except SourceError as exc:
+            raise ReviewError(str(exc)) from None
         with tempfile.TemporaryDirectory(prefix="slipway-appjson-") as tmp:
             repo = Path(tmp)
             await self._run(None, "init", "--quiet", "--bare", str(repo))
-            await self._run(repo, "fetch", "--quiet", "--depth", "1", git_url, commit)
+            # "--": the URL is never taken for an option, whatever it says.
+            await self._run(repo, "fetch", "--quiet", "--depth", "1", "--", git_url, commit)
             code, out = await self._git_out(repo, "show", f"{commit}:app.json")
             if code != 0:
                 return None
@@ -45,26 +52,18 @@ class GitAppJson:
     async def _run(self, repo: Path | None, *args: str) -> None:
         code, out = await self._git_out(repo, *args)
         if code != 0:
-            raise ReviewError(f"git {args[0]} failed: {out.strip()[-300:]}")
+            raise ReviewError(f"git {args[0]} failed: {mask_text(out.strip())[-300:]}")
 
     async def _git_out(self, repo: Path | None, *args: str) -> tuple[int, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_TERMINAL_PROMPT": "0"}
-        proc = await asyncio.create_subprocess_exec(
-            self._git,
-            *([f"--git-dir={repo}"] if repo is not None else []),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-        )
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_TERMINAL_PROMPT": "0",
+            # Transports that only fetch: never ext:: (runs a command) nor fd::.
+            "GIT_ALLOW_PROTOCOL": ADMIN_PROTOCOLS,
+        }
+        argv = [self._git, *([f"--git-dir={repo}"] if repo is not None else []), *args]
         try:
-            async with asyncio.timeout(self._timeout):
-                out, _ = await proc.communicate()
+            code, out = await command.output(argv, timeout=self._timeout, env=env)
         except TimeoutError as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
             raise ReviewError(f"git {args[0]} took over {self._timeout:g}s") from exc
-        assert proc.returncode is not None
-        return proc.returncode, out.decode("utf-8", "replace")
+        return code, out.decode("utf-8", "replace")

@@ -2,7 +2,9 @@
 
 Each tick reads the pipeline's review apps and when each was last built (a
 build per push; an app never built counts from its creation), asks the pure
-``plan_stale`` what to destroy, and hands that plan to ``ReviewApps``.
+``plan_stale`` what to destroy, and hands that plan to ``ReviewApps``. Each
+app's ``pr-predestroy`` comes from its record (app.json's as last deployed),
+so it runs even after a restart, and when the branch is gone.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from control.building import Builds
+from control.review.appjson import EMPTY, ReviewConfig
 from control.review.plan import Pipeline, Plan, plan_stale
-from control.review.webhook import ReviewApps
+from control.review.records import ReviewRecords
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,12 @@ STALE_INTERVAL = 3600.0
 PAGE = 200
 
 
+class ReviewApps(Protocol):
+    """Whatever carries plans out (``DeliveryRunner``, or ``ControlReviewApps`` alone)."""
+
+    async def apply(self, plan: Plan) -> None: ...
+
+
 class StaleReviewApps:
     def __init__(
         self,
@@ -32,9 +42,11 @@ class StaleReviewApps:
         review_apps: ReviewApps,
         *,
         pipeline: Pipeline,
+        records: ReviewRecords | None = None,
         interval: float = STALE_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._records = records
         self._builds = builds
         self._review_apps = review_apps
         self._pipeline = pipeline
@@ -58,8 +70,26 @@ class StaleReviewApps:
                 return found
             after = page[-1].name
 
+    async def configs(self) -> dict[int, ReviewConfig]:
+        """PR number -> what app.json said at the last deploy, as far as destroying needs."""
+        if self._records is None:
+            return {}
+        found: dict[int, ReviewConfig] = {}
+        for app, command in (await self._records.predestroys()).items():
+            match = self._name.match(app)
+            if match is not None:
+                found[int(match.group(1))] = ReviewConfig(
+                    env=EMPTY.env, addons=(), postdeploy=None, predestroy=command
+                )
+        return found
+
     async def tick(self) -> Plan:
-        plan = plan_stale(await self.last_pushes(), pipeline=self._pipeline, now=self._clock())
+        plan = plan_stale(
+            await self.last_pushes(),
+            pipeline=self._pipeline,
+            now=self._clock(),
+            configs=await self.configs(),
+        )
         if plan.actions:
             log.info("stale review apps", extra={"plan": plan.summary})
             await self._review_apps.apply(plan)

@@ -1,4 +1,5 @@
-"""What the control plane asks of its database, one method per question or change.
+"""Long because: one method per question or change (about 40), composable on one Tx.
+What the control plane asks of its database, one method per question or change.
 
 A ``Tx`` wraps one open transaction; methods compose inside it, so an
 operation and its audit entry commit together or not at all.
@@ -33,9 +34,12 @@ from control.store.schema import (
     builds,
     domains,
     formation,
+    memberships,
     releases,
     tokens,
+    users,
 )
+from kit.redact import mask_data
 
 
 def _app(row: sa.Row[Any]) -> App:
@@ -45,6 +49,7 @@ def _app(row: sa.Row[Any]) -> App:
         current_release=row.current_release,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        maintenance=bool(row.maintenance),
     )
 
 
@@ -73,6 +78,9 @@ def _formation(row: sa.Row[Any]) -> Formation:
         max_scale=row.max_scale,
         never_sleep=row.never_sleep,
         updated_at=row.updated_at,
+        size=row.size,
+        autoscale=dict(row.autoscale) if row.autoscale else None,
+        queue=dict(row.queue) if row.queue else None,
     )
 
 
@@ -167,20 +175,31 @@ class Tx:
         )
         return await self.get_app(new_name)
 
+    async def set_maintenance(self, app: App, on: bool, *, now: float) -> App:
+        await self.conn.execute(
+            apps.update().where(apps.c.id == app.id).values(maintenance=on, updated_at=now)
+        )
+        return await self.get_app(app.name)
+
     async def delete_app(self, app: App) -> None:
         # Explicit children first: the same on every database, cascade or not.
-        for table in (releases, formation, addons, tokens, builds, domains):
+        for table in (releases, formation, addons, tokens, builds, domains, memberships):
             await self.conn.execute(table.delete().where(table.c.app_id == app.id))
         await self.conn.execute(apps.delete().where(apps.c.id == app.id))
 
     # -- domains --------------------------------------------------------------
 
-    async def add_domain(self, app: App, hostname: str, *, now: float) -> Domain:
-        owner = await self.conn.scalar(
+    async def domain_owner(self, hostname: str) -> str | None:
+        """The app that has ``hostname`` as a custom domain, if one does."""
+        owner: str | None = await self.conn.scalar(
             sa.select(apps.c.name)
             .join(domains, domains.c.app_id == apps.c.id)
             .where(domains.c.hostname == hostname)
         )
+        return owner
+
+    async def add_domain(self, app: App, hostname: str, *, now: float) -> Domain:
+        owner = await self.domain_owner(hostname)
         if owner is not None:
             raise Conflict(f"{hostname} is already a domain of {owner}", id="domain_taken")
         await self.conn.execute(
@@ -307,6 +326,9 @@ class Tx:
             "max_scale": item.max_scale,
             "never_sleep": item.never_sleep,
             "updated_at": item.updated_at,
+            "size": item.size,
+            "autoscale": item.autoscale,
+            "queue": item.queue,
         }
         result = await self.conn.execute(
             formation.update()
@@ -381,6 +403,12 @@ class Tx:
         if row is None:
             raise NotFound(f"{app.name} has no add-on {name_or_id!r}", id="addon_not_found")
         return _addon(row, app.name)
+
+    async def update_addon(self, addon: Addon) -> None:
+        """Record ``addon``'s plan and URL (a plan change); the rest never changes."""
+        await self.conn.execute(
+            addons.update().where(addons.c.id == addon.id).values(plan=addon.plan, url=addon.url)
+        )
 
     async def remove_addon(self, addon: Addon) -> None:
         await self.conn.execute(addons.delete().where(addons.c.id == addon.id))
@@ -466,6 +494,17 @@ class Tx:
         )
         return [_build(row, app.name) for row in await self.conn.execute(query)][::-1]
 
+    async def has_artifact(self, app: App, artifact: str) -> bool:
+        """Whether one of ``app``'s builds made ``artifact`` or one of its releases ran it."""
+        built = sa.select(builds.c.id).where(
+            builds.c.app_id == app.id, builds.c.artifact == artifact
+        )
+        released = sa.select(releases.c.id).where(
+            releases.c.app_id == app.id, releases.c.artifact == artifact
+        )
+        query = sa.select(sa.or_(sa.exists(built), sa.exists(released)))
+        return bool((await self.conn.execute(query)).scalar())
+
     async def last_builds(self) -> dict[str, float]:
         """App name -> when its newest build was made (apps without builds are absent)."""
         query = (
@@ -474,6 +513,17 @@ class Tx:
             .group_by(apps.c.name)
         )
         return {row[0]: row[1] for row in await self.conn.execute(query)}
+
+    async def pending_builds(self) -> list[Build]:
+        """Builds not finished, oldest first, across apps."""
+        query = (
+            _builds_query()
+            .add_columns(apps.c.name.label("app_name"))
+            .join(apps, apps.c.id == builds.c.app_id)
+            .where(builds.c.status == BuildStatus.PENDING.value)
+            .order_by(builds.c.created_at)
+        )
+        return [_build(row, row.app_name) for row in await self.conn.execute(query)]
 
     async def fail_interrupted_builds(self, *, now: float) -> int:
         """Pending builds left by a crash have no process left to finish them."""
@@ -491,7 +541,14 @@ class Tx:
     # -- tokens ---------------------------------------------------------------
 
     async def add_token(
-        self, *, name: str, digest: str, admin: bool, app: App | None, now: float
+        self,
+        *,
+        name: str,
+        digest: str,
+        admin: bool,
+        app: App | None,
+        now: float,
+        user_id: int | None = None,
     ) -> Token:
         token_id = secrets.token_hex(8)
         await self.conn.execute(
@@ -502,6 +559,7 @@ class Tx:
                 admin=admin,
                 app_id=None if app is None else app.id,
                 created_at=now,
+                user_id=user_id,
             )
         )
         return Token(
@@ -514,16 +572,38 @@ class Tx:
 
     async def find_token(self, digest: str) -> Token | None:
         query = (
-            sa.select(tokens, apps.c.name.label("app_name"))
-            .select_from(tokens.outerjoin(apps, apps.c.id == tokens.c.app_id))
+            sa.select(tokens, apps.c.name.label("app_name"), users.c.name.label("user_name"))
+            .select_from(
+                tokens.outerjoin(apps, apps.c.id == tokens.c.app_id).outerjoin(
+                    users, users.c.id == tokens.c.user_id
+                )
+            )
             .where(tokens.c.hash == digest)
         )
         row = (await self.conn.execute(query)).one_or_none()
         if row is None:
             return None
+        member_of: frozenset[str] = frozenset()
+        if row.user_id is not None and not row.admin:
+            member_of = await self.member_apps(row.user_id)
         return Token(
-            id=row.id, name=row.name, admin=row.admin, app=row.app_name, created_at=row.created_at
+            id=row.id,
+            name=row.name,
+            admin=row.admin,
+            app=row.app_name,
+            created_at=row.created_at,
+            user=row.user_name,
+            apps=member_of,
         )
+
+    async def member_apps(self, user_id: int) -> frozenset[str]:
+        """The names of the apps a (collaborator) user is a member of."""
+        query = (
+            sa.select(apps.c.name)
+            .select_from(memberships.join(apps, apps.c.id == memberships.c.app_id))
+            .where(memberships.c.user_id == user_id)
+        )
+        return frozenset(r.name for r in await self.conn.execute(query))
 
     async def delete_token(self, token_id: str) -> None:
         result = await self.conn.execute(tokens.delete().where(tokens.c.id == token_id))
@@ -541,8 +621,12 @@ class Tx:
         detail: Mapping[str, Any],
         now: float,
     ) -> None:
+        # Masked here, the one way into the audit log: no call site can leak a URL's
+        # credentials into it.
         await self.conn.execute(
-            audit.insert().values(at=now, actor=actor, action=action, app=app, detail=dict(detail))
+            audit.insert().values(
+                at=now, actor=actor, action=action, app=app, detail=mask_data(dict(detail))
+            )
         )
 
     async def list_audit(

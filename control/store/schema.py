@@ -27,6 +27,8 @@ apps = sa.Table(
     sa.Column("current_release", sa.Integer, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # The router answers H80 (a maintenance page) instead of sending requests to the app.
+    sa.Column("maintenance", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 releases = sa.Table(
@@ -71,6 +73,13 @@ formation = sa.Table(
     sa.Column("max_scale", sa.Integer, nullable=False),
     sa.Column("never_sleep", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Memory and CPU of each process: a size name (standard-2x) or an amount (768mb).
+    sa.Column("size", sa.String(40), nullable=False, server_default="standard-1x"),
+    # Autoscaling by requests in flight (web): target, windows, delay; NULL: off.
+    sa.Column("autoscale", sa.JSON, nullable=True),
+    # Where a worker type's jobs wait (agent/queues.py's source, its wire form); NULL: none
+    # set here (a usual Procfile worker line is still detected).
+    sa.Column("queue", sa.JSON, nullable=True),
 )
 
 addons = sa.Table(
@@ -115,6 +124,9 @@ tokens = sa.Table(
     # The one app a non-admin token may act on; the app's id survives renames.
     sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The dashboard user a token was minted for (`slipway login --user`): a collaborator's
+    # token reaches the apps the user is a member of, read at each lookup (0008).
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
 )
 
 audit = sa.Table(
@@ -136,7 +148,8 @@ builds = sa.Table(
     sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
     # pending -> succeeded | failed
     sa.Column("status", sa.String(16), nullable=False),
-    # A git URL (or local repository path), or the path of an uploaded tarball.
+    # A git URL (or local repository path), masked (kit.redact); "upload:<name>" for an
+    # uploaded tarball.
     sa.Column("source_url", sa.String(1000), nullable=False),
     # The commit asked for (a sha, or None for a tarball).
     sa.Column("source_version", sa.String(64), nullable=True),
@@ -155,4 +168,164 @@ builds = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Index("ix_builds_app_id", "app_id", "created_at"),
+)
+
+github_deliveries = sa.Table(
+    "github_deliveries",
+    metadata,
+    # X-GitHub-Delivery: a GUID that stays the same when GitHub redelivers.
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    # The app the event's plan acts on (it may not exist: a missing staging app).
+    sa.Column("app", sa.String(64), nullable=False),
+    sa.Column("summary", sa.String(500), nullable=False),
+    # running -> succeeded | failed; a failed one runs again when GitHub redelivers it.
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_github_deliveries_received_at", "received_at"),
+)
+
+review_apps = sa.Table(
+    "review_apps",
+    metadata,
+    # Not a foreign key: the status outlives the app (destroyed) or precedes it (failed).
+    sa.Column("app", sa.String(64), primary_key=True),
+    # pending -> deployed | destroyed | failed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    # The commit the last plan was for, and the delivery that asked for it.
+    sa.Column("commit", sa.String(64), nullable=True),
+    sa.Column("delivery", sa.String(100), nullable=True),
+    # app.json's scripts.pr-predestroy when the app was last deployed: a stale or closed
+    # app runs it even when its branch can no longer be fetched.
+    sa.Column("predestroy", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    # A repository connected from the dashboard (control/review/pipelines.py); the
+    # environment's pipeline (SLIPWAY_GITHUB_*, SLIPWAY_REVIEW_*) is not stored here.
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("repo_url", sa.String(1000), nullable=False),
+    sa.Column("branch", sa.String(255), nullable=False),
+    # As given: GitHub signs deliveries with it, so it must be had in clear.
+    sa.Column("webhook_secret", sa.String(200), nullable=False),
+    sa.Column("domain", sa.String(253), nullable=False),
+    sa.Column("staging_app", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    # argon2id, in its PHC string form (parameters and salt included).
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    # admin: everything; otherwise a collaborator on the apps of ``memberships``.
+    sa.Column("admin", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    # The app's id: a membership survives a rename and goes with the app.
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # sha256 of the cookie's 256 random bits: a copy of this table signs no one in.
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The synchronizer token every state-changing request of this session must carry.
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_sessions_user_id", "user_id"),
+)
+
+pg_backups = sa.Table(
+    "pg_backups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    # Per app, shown with its kind's letter: b001 captured by hand, a002 by the schedule.
+    sa.Column("num", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # The add-on's name and its database when the backup was taken.
+    sa.Column("addon", sa.String(100), nullable=False),
+    sa.Column("resource", sa.String(100), nullable=False),
+    # running -> verifying -> succeeded | failed | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("object_key", sa.String(500), nullable=False),
+    # Bytes of the stored (encrypted) object and of the pg_dump output in it.
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("dump_size", sa.BigInteger, nullable=True),
+    # sha256 hex of the object as stored and of the dump: checked again at each read.
+    sa.Column("object_sha256", sa.String(64), nullable=True),
+    sa.Column("dump_sha256", sa.String(64), nullable=True),
+    # Per table at dump time, in the dump's snapshot: {"schema.table": [rows, checksum]}.
+    sa.Column("tables", sa.JSON, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("verified_at", sa.Float, nullable=True),
+    # The control-plane process capturing it (host:pid:nonce); NULL: a backup Job's, or a
+    # record from before 0013. Its heartbeat in pg_backup_owners says whether it lives.
+    sa.Column("owner", sa.String(200), nullable=True),
+    sa.UniqueConstraint("app_id", "num", name="uq_pg_backups_app_num"),
+)
+
+#: Control-plane processes that capture in-process, and when each last said it lives.
+pg_backup_owners = sa.Table(
+    "pg_backup_owners",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("seen_at", sa.Float, nullable=False),
+)
+
+pg_backup_schedules = sa.Table(
+    "pg_backup_schedules",
+    metadata,
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("addon", sa.String(100), primary_key=True),
+    sa.Column("hour", sa.Integer, nullable=False),
+    sa.Column("minute", sa.Integer, nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    # Retention of scheduled backups: the newest of each of this many days and weeks.
+    sa.Column("daily", sa.Integer, nullable=False),
+    sa.Column("weekly", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_run_at", sa.Float, nullable=True),
+)
+
+#: A restore run as a Job (backups on Kubernetes): its record, which the Job moves and a
+#: request that waits reads. One in the control plane's process answers when done instead.
+pg_restores = sa.Table(
+    "pg_restores",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # The app restored into, and its add-on's name.
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("addon", sa.String(100), nullable=False),
+    # Where the backup comes from (the same app, or another: by name, it may go later).
+    sa.Column("source_app", sa.String(64), nullable=False),
+    sa.Column("backup", sa.String(16), nullable=False),
+    # running -> succeeded | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
 )

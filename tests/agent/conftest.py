@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
+import shutil
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,9 @@ def write_app(root: Path, name: str, env: dict[str, str] | None = None, **policy
     directory = root / name
     directory.mkdir()
     # -S: no site-packages to scan, so each of the many cold starts costs half as much.
-    (directory / "Procfile").write_text(f"web: {sys.executable} -S {HERE / 'app.py'}\n")
+    # The app's own copy: under `slipway up` an app sees its directory only (kit/spawn.py).
+    shutil.copy(HERE / "app.py", directory / "app.py")
+    (directory / "Procfile").write_text(f"web: {sys.executable} -S app.py\n")
     table = {"directory": name, "hosts": [f"{name}.test"], "env": env or {}, **policy}
     lines = [f"[apps.{name}]"]
     for key, value in table.items():
@@ -51,6 +53,48 @@ def write_app(root: Path, name: str, env: dict[str, str] | None = None, **policy
         else:
             lines.append(f"{key} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"
+
+
+def local_up_settings(
+    apps_file: Path | None,
+    *,
+    agent: dict[str, Any] | None = None,
+    local: LocalSettings | None = None,
+    **up: Any,
+) -> UpSettings:
+    """``slipway up`` with no control plane, on free loopback ports, the agent ticking every
+    10 ms. ``agent`` adds AgentSettings fields (token, autoscale_interval); ``up`` adds
+    UpSettings fields (logs, dynos)."""
+    return UpSettings(
+        apps_file=apps_file,
+        router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
+        agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01, **(agent or {})),
+        local=local or LocalSettings(),
+        **up,
+    )
+
+
+def quiet_up(settings: UpSettings, registry: CollectorRegistry | None = None) -> Up:
+    """An (unstarted) Up whose app and router lines go to a ListSink (the tests read them
+    elsewhere, or not at all)."""
+    sink = ListSink()
+    return Up(settings, registry=registry, app_sink=sink, router_sink=sink)
+
+
+@contextlib.asynccontextmanager
+async def running_up(
+    settings: UpSettings, *, timeout: float = 60
+) -> AsyncIterator[tuple[Up, aiohttp.ClientSession]]:
+    """A started quiet Up and an HTTP session (``timeout`` seconds a request); both closed
+    after."""
+    up = quiet_up(settings)
+    await up.start()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+    try:
+        yield up, session
+    finally:
+        await session.close()
+        await up.stop()
 
 
 @dataclass
@@ -73,13 +117,6 @@ class Running:
     def state(self, app: str) -> str:
         return str(self.up.agent.machines[app].phase)
 
-    async def until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met in time")
-            await asyncio.sleep(0.01)
-
 
 StartUp = Callable[..., Awaitable[Running]]
 
@@ -92,10 +129,8 @@ async def slipway(tmp_path: Path) -> AsyncIterator[StartUp]:
     async def start(apps_toml: str, **local: Any) -> Running:
         path = tmp_path / "apps.toml"
         path.write_text(apps_toml)
-        settings = UpSettings(
-            apps_file=path,
-            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
+        settings = local_up_settings(
+            path,
             local=LocalSettings(
                 **{"backoff_initial": 0.05, "backoff_max": 0.2, "stop_grace": 2.0, **local}
             ),

@@ -144,6 +144,17 @@ def test_slipway_up_refuses_a_bad_idle_after_flag(tmp_path: Path) -> None:
             {"router": "r", "version": 1, "apps": {"a": {"requests": 1, "in_flight": 0}}},
             "idle_for must be seconds",
         ),
+        *(
+            (
+                {
+                    "router": "r",
+                    "version": 1,
+                    "apps": {"a": {"requests": 1, "in_flight": 0, "idle_for": 0, "busy": bad}},
+                },
+                "busy must be request-seconds >= 0",
+            )
+            for bad in (-1, "3", True, float("nan"), float("inf"), None)
+        ),
     ],
 )
 def test_a_malformed_activity_report_is_refused_with_the_reason(body: object, message: str) -> None:

@@ -4,6 +4,7 @@ on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -46,6 +47,9 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()  # a test that failed before communicate() leaves them open
 
 
 def pid_of_app(body: str) -> int:
@@ -125,7 +129,21 @@ def test_slipway_up_serves_the_app_and_stops_it_on_sigterm(
     log = err.decode()
     assert 'msg="app waking" app=hello' in log
     assert 'msg="app awake" app=hello' in log
-    assert gone(pid_of_app(body))
+    # The app ran confined, its pid in a namespace of its own: look for it by directory.
+    assert not running_in(tmp_path / "hello")
+
+
+def running_in(directory: Path) -> list[int]:
+    """Live processes whose working directory is ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == directory and not gone(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def test_the_readme_demo_wakes_hello_localhost(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -154,6 +172,14 @@ def test_the_readme_demo_wakes_hello_localhost(processes: list[subprocess.Popen[
 def test_the_router_refuses_an_agent_url_that_is_not_http() -> None:
     result = CliRunner().invoke(main, ["serve", "router", "--agent-url", "agent:9081"])
     assert result.exit_code == 2
+    assert "must be an http:// or https:// URL" in result.output
+
+
+def test_the_agent_refuses_a_logs_url_that_is_not_http() -> None:
+    args = ["serve", "agent", "--runtime", "kubernetes", "--logs-url", "slipway-logs:8082"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "--logs-url" in result.output
     assert "must be an http:// or https:// URL" in result.output
 
 

@@ -15,14 +15,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.settings import AgentSettings, LocalSettings
 from control.agent_target import AgentClient as ControlAgentClient
 from control.errors import TargetUnavailable
-from control.up import Up, UpSettings
 from router.feed import AgentClient as FeedClient
 from router.routes import Routes
-from router.settings import RouterSettings
-from tests.agent.conftest import HERE, ListSink, Running, StartUp, get, write_app
+from tests.agent.conftest import (
+    HERE,
+    Running,
+    StartUp,
+    get,
+    local_up_settings,
+    quiet_up,
+    write_app,
+)
+from tests.helpers import eventually
 
 HOST = "shop.test"
 
@@ -54,9 +60,9 @@ async def test_a_defined_app_is_routed_asleep_and_wakes_on_its_first_request(
         assert status == 200
         assert shown["state"] == "asleep"
         assert shown["processes"]["web"] == {
-            "release": 1, "wanted": 1, "desired": 0, "instances": []
+            "release": 1, "wanted": 1, "desired": 0, "instances": [], "usage": {}
         }  # fmt: skip
-        await s.until(lambda: "shop" in s.up.router.routes.table.apps)
+        await eventually(lambda: "shop" in s.up.router.routes.table.apps)
         status, body, _ = await get(http, s.url, HOST)
         assert status == 200
         assert body.strip().endswith("greeting=v1")
@@ -115,7 +121,7 @@ async def test_restart_replaces_the_process_and_forget_stops_it_and_its_host(
         assert before.split(" pid ")[1] != after.split(" pid ")[1]
         async with http.delete(f"{s.api}/v1/apps/shop") as resp:
             assert resp.status == 204
-        await s.until(lambda: "shop" not in s.up.router.routes.table.apps)
+        await eventually(lambda: "shop" not in s.up.router.routes.table.apps)
         status, _, _ = await get(http, s.url, HOST)
         assert status == 404
         async with http.delete(f"{s.api}/v1/apps/shop") as resp:
@@ -132,8 +138,8 @@ async def test_a_defined_app_sleeps_when_idle(slipway: StartUp, tmp_path: Path) 
         await put(http, s, definition(policy={"idle_after": 0.3}))
         status, _, _ = await get(http, s.url, HOST)
         assert status == 200
-        await s.until(lambda: s.state("shop") == "asleep", timeout=10)
-        await s.until(lambda: s.up.agent.status("shop")["processes"]["web"]["instances"] == [])
+        await eventually(lambda: s.state("shop") == "asleep", timeout=10)
+        await eventually(lambda: s.up.agent.status("shop")["processes"]["web"]["instances"] == [])
 
 
 async def test_bad_definitions_are_refused_with_the_reason_and_change_nothing(
@@ -164,16 +170,7 @@ async def test_bad_definitions_are_refused_with_the_reason_and_change_nothing(
 async def test_with_a_token_the_api_takes_only_requests_that_carry_it(tmp_path: Path) -> None:
     """Defining an app runs a command: the API refuses anyone without the agent's token."""
     token = "slw_agent_token_for_tests_0123456789"
-    up = Up(
-        UpSettings(
-            apps_file=None,
-            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01, token=token),
-            local=LocalSettings(),
-        ),
-        app_sink=ListSink(),
-        router_sink=ListSink(),
-    )
+    up = quiet_up(local_up_settings(None, agent={"token": token}))
     await up.start()
     api = f"http://127.0.0.1:{up.api_port}"
     try:

@@ -51,9 +51,29 @@ def test_only_processes_are_required_and_the_rest_defaults() -> None:
         ({"policy": {"naps": 1}, "processes": {"web": {"command": "x"}}}, "unknown policy key"),
         ({"policy": {"never_sleep": 1}, "processes": {"web": {"command": "x"}}}, "wrong type"),
         ({"policy": {"max_held": True}, "processes": {"web": {"command": "x"}}}, "wrong type"),
+        ({"hosts": ["a.test\n"], "processes": {"web": {"command": "x"}}}, "list of host names"),
+        ({"hosts": ["a.test."], "processes": {"web": {"command": "x"}}}, "list of host names"),
+        ({"hosts": ["a b.test"], "processes": {"web": {"command": "x"}}}, "list of host names"),
+        ({"processes": {"web\n": {"command": "x"}}}, "process types are letters"),
+        (
+            {"policy": {"idle_after": float("inf")}, "processes": {"web": {"command": "x"}}},
+            "idle_after must be above 0 seconds and finite",
+        ),
     ],
 )
 def test_bad_definitions_say_what_is_wrong(data: dict[str, object], reason: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:
         parse_definition("shop", data)
     assert reason in str(info.value)
+
+
+def test_an_app_name_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ConfigError, match="app names are lower-case letters"):
+        parse_definition("shop\n", {"processes": {"web": {"command": "x"}}})
+
+
+def test_hosts_are_kept_lower_case_and_wildcards_pass() -> None:
+    parsed = parse_definition(
+        "shop", {"hosts": ["Shop.Test", "*.apps.test"], "processes": {"web": {"command": "x"}}}
+    )
+    assert parsed.hosts == ("shop.test", "*.apps.test")

@@ -26,6 +26,7 @@ from router.server import Router
 from router.settings import RouterSettings
 from tests.agent.conftest import ListSink, get, write_app
 from tests.conftest import free_port
+from tests.helpers import eventually
 
 HOST = "hello.test"
 
@@ -43,12 +44,6 @@ class Cluster:
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
-
-    async def until(self, check: object, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():  # type: ignore[operator]
-            assert time.monotonic() < deadline, "condition not met in time"
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -102,7 +97,7 @@ async def test_both_routers_follow_the_table_and_a_wake_through_one_serves_both(
     async with aiohttp.ClientSession() as http:
         status, body, _ = await get(http, cluster.url(0), HOST)
         assert status == 200
-        await cluster.until(lambda: bool(cluster.clients[1].routes.table.apps["hello"].endpoints))
+        await eventually(lambda: bool(cluster.clients[1].routes.table.apps["hello"].endpoints))
         status, again, headers = await get(http, cluster.url(1), HOST)
     assert status == 200
     assert "Slipway-Wake" not in headers
@@ -115,14 +110,14 @@ async def test_both_routers_follow_the_table_and_a_wake_through_one_serves_both(
 async def test_a_request_in_flight_on_one_router_keeps_the_app_awake(cluster: Cluster) -> None:
     async with aiohttp.ClientSession() as http:
         await get(http, cluster.url(0), HOST)
-        await cluster.until(lambda: cluster.metric("slipway_agent_routers") == 2)
+        await eventually(lambda: cluster.metric("slipway_agent_routers") == 2)
         # 2 s on router 1, far past idle_after, while router 0 sees nothing.
         status, _, _ = await get(http, cluster.url(1), HOST, "/slow?s=2")
         assert status == 200
         assert cluster.metric("slipway_agent_sleeps_total", app="hello") == 0
-    await cluster.until(lambda: str(cluster.agent.machines["hello"].phase) == "asleep", 5)
+    await eventually(lambda: str(cluster.agent.machines["hello"].phase) == "asleep", 5)
     for client in cluster.clients:
-        await cluster.until(lambda c=client: c.routes.table.apps["hello"].endpoints == ())  # type: ignore[misc]
+        await eventually(lambda c=client: c.routes.table.apps["hello"].endpoints == ())  # type: ignore[misc]
 
 
 async def test_requests_through_two_routers_racing_sleeps_are_all_served(
@@ -141,7 +136,7 @@ async def test_requests_through_two_routers_racing_sleeps_are_all_served(
     async with aiohttp.ClientSession() as http:
         tasks = [asyncio.create_task(client(http, i)) for i in (0, 1)]
         try:
-            await cluster.until(
+            await eventually(
                 lambda: cluster.metric("slipway_agent_sleeps_total", app="hello") >= 5, 30
             )
         finally:
@@ -179,8 +174,16 @@ async def test_the_route_feed_is_a_long_poll_answered_on_change(cluster: Cluster
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "error"),
     [
-        ("post", "/v1/activity", b"not json", 400, "the body must be JSON"),
+        ("post", "/v1/activity", b"not json", 400, "the body is not valid JSON"),
         ("post", "/v1/activity", b'{"router": ""}', 400, "router must be a non-empty string"),
+        (
+            "post",
+            "/v1/activity",
+            b'{"router": "r", "version": 1, "apps": {"a": {"requests": 1, "in_flight": 0,'
+            b' "idle_for": 0, "busy": -2}}}',
+            400,
+            "busy must be request-seconds >= 0",
+        ),
         ("post", "/v1/apps/nope/wake", b"", 404, "no app named 'nope'"),
         ("get", "/v1/routes?after=x", b"", 400, "after must be a version number"),
     ],
@@ -225,7 +228,7 @@ async def test_a_wake_the_agent_cannot_take_fails_at_once(cluster: Cluster) -> N
 
 async def test_the_router_reads_every_field_of_the_agents_table(cluster: Cluster) -> None:
     await cluster.agent.wake("hello")
-    await cluster.until(lambda: str(cluster.agent.machines["hello"].phase) == "awake")
+    await eventually(lambda: str(cluster.agent.machines["hello"].phase) == "awake")
     table = RouteTable.from_payload(cluster.agent.table)  # type: ignore[arg-type]
     assert table.to_payload() == cluster.agent.table
     route = table.apps["hello"]
@@ -274,8 +277,7 @@ async def test_a_router_keeps_its_table_while_the_agent_restarts_then_follows_th
                 assert time.monotonic() < deadline, "the router never followed the new agent"
                 await asyncio.sleep(0.02)
             assert second.table["version"] > old  # versions grow across restarts
-            await asyncio.sleep(0.2)
-            assert second.reports.routers() == [client.name]
+            await eventually(lambda: second.reports.routers() == [client.name])
         finally:
             await second.stop()
             await runner.cleanup()

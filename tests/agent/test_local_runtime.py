@@ -17,6 +17,7 @@ from agent.local import LocalRuntime, shell_line
 from agent.runtime import ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
 from tests.agent.conftest import HERE, ListSink
+from tests.helpers import eventually
 
 APP = f"{sys.executable} -S {HERE / 'app.py'}"
 
@@ -31,10 +32,11 @@ class Watched:
         return [s for s in self.statuses if s.process == process][-1]
 
     async def until(self, check: Callable[[ProcessStatus], bool], process: str = "web") -> None:
-        deadline = time.monotonic() + 10
-        while not (self.statuses and check(self.latest(process))):
-            assert time.monotonic() < deadline, f"never reached; last: {self.statuses[-1:]}"
-            await asyncio.sleep(0.01)
+        """Until the latest status of ``process`` passes ``check``."""
+        try:
+            await eventually(lambda: bool(self.statuses) and check(self.latest(process)))
+        except AssertionError as exc:
+            raise AssertionError(f"never reached; last: {self.statuses[-1:]}") from exc
 
 
 @pytest.fixture
@@ -94,10 +96,7 @@ async def test_workers_have_no_port_and_are_ready_once_running(local: Watched) -
     await local.until(lambda s: len(s.instances) == 2, "worker")
     await local.until(lambda s: all(i.ready for i in s.instances), "worker")
     assert [i.port for i in local.latest("worker").instances] == [None, None]
-    deadline = time.monotonic() + 5
-    while local.sink.lines.count(("hello", "worker.2", "working")) == 0:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: ("hello", "worker.2", "working") in local.sink.lines)
 
 
 async def test_a_crash_loop_shows_crashed_with_the_exit_code_and_keeps_restarting(
@@ -137,7 +136,8 @@ async def test_scaling_down_stops_the_process_and_a_stubborn_one_is_killed(
             writer.close()
         except OSError:
             break
-        assert time.monotonic() - started < 5, "still listening after SIGKILL"
+        # It ignores SIGTERM for ever: only the SIGKILL after stop_grace ends it.
+        assert time.monotonic() - started < 20, "still listening after SIGKILL"
         await asyncio.sleep(0.02)
     assert ("hello", "web.1", "ignoring SIGTERM") in local.sink.lines
     assert time.monotonic() - started >= 0.4  # stop_grace passed before SIGKILL
@@ -159,10 +159,7 @@ async def test_long_lines_are_cut_and_partial_last_lines_kept(local: Watched) ->
     command = f"{sys.executable} -c \"import sys; sys.stdout.write('x' * 70000 + chr(10) + 'end')\""
     await local.runtime.apply(spec("once", command))
     await local.runtime.scale("hello", "once", 1)
-    deadline = time.monotonic() + 5
-    while ("hello", "once.1", "end") not in local.sink.lines:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: ("hello", "once.1", "end") in local.sink.lines)
     pieces = [len(t) for a, p, t in local.sink.lines if p == "once.1" and t.startswith("x")]
     assert pieces[:2] == [65536, 70000 - 65536]
 
@@ -190,7 +187,7 @@ async def test_closing_stops_every_child(local: Watched) -> None:
             pids.append(int((await resp.text()).split()[-1]))
     await local.runtime.close()
     # SIGKILL is delivered asynchronously: give the kernel a moment, bounded.
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert [pid for pid in pids if alive(pid)] == []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.activity import AppActivityWire, Reports
+from agent.activity import Reports
 from agent.apps import AppConfig
 from agent.errors import ConfigError
 from agent.machine import AppMachine, EventKind, Phase
 from agent.policy import Policy, Seen, idle
 from agent.runtime import Instance, ProcessSpec, ProcessStatus
+from kit.wire import ActivityReport
 
 FIVE_MINUTES = 300.0
 
@@ -71,7 +72,10 @@ class TestIdlePolicy:
         ("kwargs", "message"),
         [
             ({"idle_after": 0}, "idle_after must be above 0"),
+            ({"idle_after": float("inf")}, "idle_after must be above 0 seconds and finite"),
+            ({"idle_after": float("nan")}, "idle_after must be above 0 seconds and finite"),
             ({"boot_timeout": -1}, "boot_timeout must be above 0"),
+            ({"boot_timeout": float("inf")}, "boot_timeout must be above 0 seconds and finite"),
             ({"min_scale": -1}, "min_scale must be 0 or more"),
             ({"max_scale": 0}, "max_scale must be 1 or more"),
             ({"min_scale": 3, "max_scale": 2}, "min_scale \\(3\\) is above max_scale \\(2\\)"),
@@ -256,7 +260,7 @@ class TestAppMachine:
         assert on.desired == {"web": 0, "worker": 1}
 
 
-def _act(in_flight: int, idle_for: float) -> AppActivityWire:
+def _act(in_flight: int, idle_for: float) -> ActivityReport:
     return {"requests": 1, "in_flight": in_flight, "idle_for": idle_for}
 
 

@@ -7,6 +7,7 @@ in their own process group; the agent's API runs them for the control plane
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -18,14 +19,13 @@ import aiohttp
 import pytest
 
 from agent.forward import RUN_MARGIN, run_limit
+from agent.kubernetes.manifests import once_job
 from agent.local import LocalRuntime
 from agent.once import MAX_RUN_TIMEOUT, OUTPUT_TAIL
 from agent.runtime import ProcessSpec
-from agent.settings import AgentSettings, LocalSettings
 from control.agent_target import AgentClient
-from control.up import Up, UpSettings
-from router.settings import RouterSettings
-from tests.agent.conftest import ListSink
+from kit.oneoff import WATCHER, Watcher
+from tests.agent.conftest import local_up_settings, quiet_up
 
 TOKEN = "slw_agent_token_for_run_tests_0123456789"
 
@@ -79,11 +79,12 @@ async def test_a_timeout_kills_the_whole_process_group_and_says_so(tmp_path: Pat
         )
     finally:
         await runtime.close()
-    assert time.monotonic() - started < 5
+    # Killed at its 0.5 s timeout, not after the 30 s the grandchild would take.
+    assert time.monotonic() - started < 20
     assert not result.ok
     assert result.output == "command timed out after 0.5s"
     child = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while _alive(child):
         assert time.monotonic() < deadline, "the background child survived the timeout"
         time.sleep(0.02)
@@ -113,16 +114,7 @@ def definition(tmp_path: Path) -> dict[str, Any]:
 async def test_the_api_runs_a_release_command_for_the_control_plane_behind_the_token(
     tmp_path: Path,
 ) -> None:
-    up = Up(
-        UpSettings(
-            apps_file=None,
-            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01, token=TOKEN),
-            local=LocalSettings(),
-        ),
-        app_sink=ListSink(),
-        router_sink=ListSink(),
-    )
+    up = quiet_up(local_up_settings(None, agent={"token": TOKEN}))
     await up.start()
     api = f"http://127.0.0.1:{up.api_port}"
     body = {"definition": definition(tmp_path), "command": "echo $GREETING", "timeout": 10}
@@ -168,3 +160,48 @@ def test_a_follower_waits_for_a_forwarded_run_as_long_as_the_run_may_take() -> N
     assert run_limit(b"{") == 0.0
     assert run_limit(json.dumps({"timeout": True}).encode()) == 0.0
     assert run_limit(json.dumps({}).encode()) > 3600  # the default timeout, an hour
+
+
+async def test_a_one_off_over_the_api_runs_as_the_dyno_its_caller_named(tmp_path: Path) -> None:
+    up = quiet_up(local_up_settings(None, agent={"token": TOKEN}))
+    await up.start()
+    api = f"http://127.0.0.1:{up.api_port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    control = AgentClient(api, token=TOKEN, timeout=5)
+    body = {"definition": definition(tmp_path), "command": "echo $DYNO", "timeout": 10}
+
+    async def as_run(name: str) -> tuple[str, str]:
+        # What control/api/runs.py does for `slipway run`: the watcher carries the name.
+        watcher = Watcher(on_output=lambda _: None, name=name)
+        WATCHER.set(watcher)
+        result = await control.run_once("shop", definition(tmp_path), "echo $DYNO", 10)
+        return result.output, watcher.dyno
+
+    try:
+        # The control plane's client tells the agent the name `slipway run` chose.
+        assert await asyncio.create_task(as_run("run.4821")) == ("run.4821\n", "run.4821")
+        # The release phase names none: Heroku's release.1.
+        released = await control.run_once("shop", definition(tmp_path), "echo $DYNO", 10)
+        assert released.output == "release.1\n"
+        async with aiohttp.ClientSession() as http:
+            for bad in ["web.1", "run.", "run.1; id", 7, "release.1"]:
+                async with http.post(
+                    f"{api}/v1/apps/shop/run", json={**body, "dyno": bad}, headers=auth
+                ) as resp:
+                    assert resp.status == 422, bad
+                    assert "dyno must be a one-off's name" in (await resp.json())["error"]
+    finally:
+        await control.close()
+        await up.stop()
+
+
+def test_a_one_off_job_runs_as_the_dyno_named() -> None:
+    job_spec = ProcessSpec("shop", "release", "unused", image="img:1", release=3)
+    named = once_job(job_spec, "rake db:migrate", name="shop-run", timeout=60, dyno="run.12")
+    release = once_job(job_spec, "rake db:migrate", name="shop-run", timeout=60)
+    assert named["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "DYNO", "value": "run.12"}
+    ]
+    assert release["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "DYNO", "value": "release.1"}
+    ]

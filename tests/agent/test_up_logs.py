@@ -7,11 +7,9 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.settings import AgentSettings, LocalSettings
-from control.up import Up, UpSettings
+from control.up import Up
 from logs.settings import LogsSettings
-from router.settings import RouterSettings
-from tests.agent.conftest import ListSink, write_app
+from tests.agent.conftest import ListSink, local_up_settings, write_app
 
 TOKEN = "slw_test_admin_token_0123456789"
 
@@ -23,11 +21,8 @@ async def test_app_and_router_lines_reach_the_logs_service_and_the_console(
     apps.write_text(write_app(tmp_path, "hello"))
     console = ListSink()
     up = Up(
-        UpSettings(
-            apps_file=apps,
-            router=RouterSettings(host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0),
-            agent=AgentSettings(host="127.0.0.1", port=0, tick=0.01),
-            local=LocalSettings(),
+        local_up_settings(
+            apps,
             logs=LogsSettings(
                 http_port=0, forward_port=0, admin_token=TOKEN, spool_dir=tmp_path / "spool"
             ),

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.agent.conftest import StartUp, get, write_app
+from tests.helpers import eventually
 
 HOST = "hello.test"
 
@@ -52,8 +53,9 @@ async def test_an_app_that_never_listens_gets_h20_and_goes_back_to_sleep(
         status, _, headers = await get(http, s.url, HOST)
     assert status == 503
     assert headers["Slipway-Error"] == "H20"
-    assert 0.4 < time.monotonic() - started < 3
-    await s.until(lambda: s.state("hello") == "asleep")
+    # Held for its own 0.5 s boot timeout, not the 60 s default.
+    assert 0.4 < time.monotonic() - started < 20
+    await eventually(lambda: s.state("hello") == "asleep")
     assert s.metric("slipway_agent_boot_timeouts_total", app="hello") == 1
     assert s.up.agent.machines["hello"].reason == "web did not become ready within 0.5s"
 
@@ -100,14 +102,14 @@ async def test_a_crash_loop_shows_as_crashed_restarts_and_recovers_when_fixed(
         def restarts() -> int:
             return s.up.agent.machines["hello"].statuses["web"].instances[0].restarts
 
-        await s.until(lambda: restarts() >= 3)
+        await eventually(lambda: restarts() >= 3)
         assert s.state("hello") == "crashed"
         assert s.metric("slipway_agent_app_state", app="hello", state="crashed") == 1
         status, _, headers = await get(http, s.url, HOST)
         assert (status, headers["Slipway-Error"]) == (503, "H10")  # no wait while looping
 
         fixed.touch()
-        await s.until(lambda: s.state("hello") == "awake")
+        await eventually(lambda: s.state("hello") == "awake")
         status, body, _ = await get(http, s.url, HOST)
     assert status == 200
     assert body.startswith("hello from web.1")
@@ -119,7 +121,7 @@ async def test_an_idle_app_sleeps_and_its_process_stops(slipway: StartUp, tmp_pa
         status, _, _ = await get(http, s.url, HOST)
     assert status == 200
     port = s.up.router.routes.table.apps["hello"].endpoints[0].port
-    await s.until(lambda: s.state("hello") == "asleep", timeout=5)
+    await eventually(lambda: s.state("hello") == "asleep", timeout=5)
     assert s.up.router.routes.table.apps["hello"].endpoints == ()
     assert s.metric("slipway_agent_sleeps_total", app="hello") == 1
 
@@ -131,7 +133,7 @@ async def test_an_idle_app_sleeps_and_its_process_stops(slipway: StartUp, tmp_pa
         writer.close()
         return False
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while not await refused():
         assert time.monotonic() < deadline, "the app process still listens after sleeping"
         await asyncio.sleep(0.02)
@@ -146,7 +148,7 @@ async def test_an_app_stays_awake_while_a_request_is_in_flight(
         status, _, _ = await get(http, s.url, HOST, "/slow?s=1.5")
         assert status == 200
         assert s.metric("slipway_agent_sleeps_total", app="hello") == 0
-    await s.until(lambda: s.state("hello") == "asleep", timeout=5)
+    await eventually(lambda: s.state("hello") == "asleep", timeout=5)
 
 
 async def test_requests_racing_twenty_sleeps_are_all_served(
@@ -168,7 +170,7 @@ async def test_requests_racing_twenty_sleeps_are_all_served(
     async with aiohttp.ClientSession() as http:
         clients = [asyncio.create_task(client(http)) for _ in range(2)]
         try:
-            await s.until(lambda: s.metric("slipway_agent_sleeps_total", app="hello") >= 20, 40)
+            await eventually(lambda: s.metric("slipway_agent_sleeps_total", app="hello") >= 20, 40)
         finally:
             done.set()
             await asyncio.gather(*clients)
@@ -192,13 +194,13 @@ async def test_workers_sleep_and_wake_with_web_and_always_on_ones_keep_running(
         status = machine.statuses.get(process)
         return 0 if status is None else sum(i.ready for i in status.instances)
 
-    await s.until(lambda: running("clock") == 1)
+    await eventually(lambda: running("clock") == 1)
     assert running("worker") == 0
     async with aiohttp.ClientSession() as http:
         status, _, _ = await get(http, s.url, HOST)
     assert status == 200
-    await s.until(lambda: running("worker") == 1)
-    await s.until(lambda: s.state("hello") == "asleep", timeout=5)
-    await s.until(lambda: running("worker") == 0 and running("web") == 0)
+    await eventually(lambda: running("worker") == 1)
+    await eventually(lambda: s.state("hello") == "asleep", timeout=5)
+    await eventually(lambda: running("worker") == 0 and running("web") == 0)
     assert running("clock") == 1
     assert ("hello", "worker.1", "worker up") in s.sink.lines

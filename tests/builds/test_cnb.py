@@ -16,6 +16,7 @@ from control.builds.cnb import (
     order_toml,
     outcome,
     process_command,
+    release_ref,
     started,
 )
 from control.builds.errors import BuildError
@@ -76,6 +77,54 @@ def test_registry_credentials_come_from_the_secret_mounted_as_docker_config() ->
     assert mount == {"name": "docker-config", "mountPath": "/docker-config", "readOnly": True}
 
 
+class TestTheInClusterRegistry:
+    """The chart's in-cluster registry: pushed to by its Service name over plain HTTP,
+    with no credentials; pulled by the nodes as localhost:5000 through the node proxy."""
+
+    SETTINGS = CNBSettings(
+        registry="slipway-registry.slipway.svc:5000",
+        pull_registry="localhost:5000",
+        insecure_registry=True,
+        registry_secret=None,
+    )
+
+    def test_creator_may_use_plain_http_to_the_push_registry_s_host_only(self) -> None:
+        creator = _job(settings=self.SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+        assert {
+            "name": "CNB_INSECURE_REGISTRIES",
+            "value": "slipway-registry.slipway.svc:5000",
+        } in (creator["env"])
+        # creator (platform API 0.12) exits on a flag it does not define: the variable it is.
+        assert not any(a.startswith("-insecure-registry") for a in creator["args"])
+        assert creator["args"][-1] == "slipway-registry.slipway.svc:5000/demo:a1b2c3"
+        assert "-cache-image=slipway-registry.slipway.svc:5000/demo:build-cache" in creator["args"]
+
+    def test_a_registry_with_a_path_is_insecure_for_its_host_alone(self) -> None:
+        settings = CNBSettings(registry="registry.internal:5000/team", insecure_registry=True)
+        creator = _job(settings=settings)["spec"]["template"]["spec"]["containers"][0]
+        insecure = [e["value"] for e in creator["env"] if e["name"] == "CNB_INSECURE_REGISTRIES"]
+        assert insecure == ["registry.internal:5000"]
+
+    def test_a_tls_registry_is_never_spoken_to_in_plain_http(self) -> None:
+        creator = _job()["spec"]["template"]["spec"]["containers"][0]
+        assert "CNB_INSECURE_REGISTRIES" not in {e["name"] for e in creator["env"]}
+
+    def test_without_a_registry_secret_nothing_is_mounted_as_docker_config(self) -> None:
+        """A Secret that does not exist would hold the pod in CreateContainerConfigError."""
+        pod = _job(settings=self.SETTINGS)["spec"]["template"]["spec"]
+        creator = pod["containers"][0]
+        assert [v["name"] for v in pod["volumes"]] == ["workspace", "layers"]
+        assert [m["name"] for m in creator["volumeMounts"]] == ["workspace", "layers"]
+        assert "DOCKER_CONFIG" not in {e["name"] for e in creator["env"]}
+        for version in VERSIONS:
+            kubernetes_validate.validate(_job(settings=self.SETTINGS), version, strict=True)
+
+    def test_the_release_runs_the_same_digest_under_the_pull_registry_s_name(self) -> None:
+        assert release_ref(self.SETTINGS, "demo", DIGEST) == f"localhost:5000/demo@{DIGEST}"
+        plain = CNBSettings(registry="ghcr.io/acme")
+        assert release_ref(plain, "demo", DIGEST) == f"ghcr.io/acme/demo@{DIGEST}"
+
+
 def test_an_init_container_fetches_the_commit_with_git_into_the_shared_workspace() -> None:
     pod = _job()["spec"]["template"]["spec"]
     fetch = pod["initContainers"][0]
@@ -86,8 +135,15 @@ def test_an_init_container_fetches_the_commit_with_git_into_the_shared_workspace
     assert env["SOURCE_COMMIT"] == SHA
     # The URL and commit reach git as variables, never spliced into the script.
     assert SHA not in fetch["command"][2]
-    assert 'git fetch -q --depth 1 "$SOURCE_URL" "$SOURCE_COMMIT"' in fetch["command"][2]
+    assert 'git fetch -q --depth 1 -- "$SOURCE_URL" "$SOURCE_COMMIT"' in fetch["command"][2]
+    assert env["GIT_ALLOW_PROTOCOL"] == "file:git:http:https:ssh"
     assert {"name": "workspace", "mountPath": "/workspace"} in fetch["volumeMounts"]
+
+
+def test_an_app_tokens_source_is_fetched_over_https_and_ssh_only() -> None:
+    fetch = _job(tenant=True)["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e["value"] for e in fetch["env"]}
+    assert env["GIT_ALLOW_PROTOCOL"] == "https:ssh"
 
 
 def test_a_run_image_and_per_app_buildpacks_are_passed_to_creator() -> None:

@@ -130,16 +130,6 @@ async def test_a_node_app_without_npm_on_the_builder_says_the_toolchain_is_missi
         await builder.build("demo", Source.git(str(tmp_path / "repo"), sha))
 
 
-async def test_a_node_app_without_a_lockfile_is_refused_because_npm_ci_needs_one(
-    tmp_path: Path, builder: LocalBuilder
-) -> None:
-    files = {"Procfile": "web: node index.js\n", "package.json": '{"name": "n"}\n'}
-    sha = commit(tmp_path / "repo", files)
-
-    with pytest.raises(DetectError, match=r"without package-lock\.json"):
-        await builder.build("demo", Source.git(str(tmp_path / "repo"), sha))
-
-
 @pytest.mark.parametrize(
     ("app", "commit_sha", "message"),
     [
@@ -195,10 +185,11 @@ async def test_a_build_past_its_timeout_is_killed_with_every_process_it_started(
     with pytest.raises(BuildTimeout, match="timed out after 1s") as caught:
         await builder.build("demo", Source.git("/nowhere", "a" * 40))
 
-    assert time.monotonic() - started < 5
+    # Killed at its 1 s timeout, not after the 30 s the hung git would take.
+    assert time.monotonic() - started < 20
     assert "fetching very slowly" in caught.value.tail
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     while not _gone(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(child)

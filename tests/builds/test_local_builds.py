@@ -61,7 +61,12 @@ async def test_build_output_streams_to_the_sink_line_by_line_as_build_source(
     texts = sink.texts()
     assert all("\n" not in text for text in texts)
     assert "-----> Python app detected" in texts
-    assert "-----> Installing dependencies from requirements.txt" in texts
+    # What a Heroku user reads from Heroku's Python build, in the same order.
+    assert "-----> Installing requirements with pip" in texts
+    assert any(t.startswith("-----> Using Python 3.") for t in texts)
+    assert texts.index("-----> Discovering process types") + 1 == texts.index(
+        "       Procfile declares types -> web, worker"
+    )
     assert any("Successfully installed tinydep-1.0" in text for text in texts)
     assert texts[-1].startswith(f"-----> Build {artifact.build_id} succeeded")
     assert {line[4] for line in sink.lines} == {1000.0}

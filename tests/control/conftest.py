@@ -27,7 +27,7 @@ from control.addons.postgres import PostgresAddons
 from control.addons.redis import RedisAddons
 from control.api.app import build_app
 from control.service import Control
-from control.settings import ControlSettings
+from control.settings import BuildServerSettings, ControlSettings
 from control.store.db import Store
 from control.up import UpSettings
 from logs.settings import LogsSettings
@@ -139,15 +139,19 @@ def shared_provisioners() -> dict[str, Provisioner]:
 
 
 @contextlib.asynccontextmanager
-async def running_api(db: str, tmp_path: Path) -> AsyncIterator[Api]:
+async def running_api(db: str, tmp_path: Path, **options: Any) -> AsyncIterator[Api]:
+    """``options``: other Control arguments (app_domain, reserved_domains, limits, ...)."""
     store = Store.open(db)
     target = RecordingTarget()
     targets_dir = tmp_path / "exporters"
     control = Control(
-        store=store,
-        target=target,
-        provisioners=shared_provisioners(),
-        targets_writer=lambda addons: exporter_targets.write(targets_dir, addons),
+        **{
+            "store": store,
+            "target": target,
+            "provisioners": shared_provisioners(),
+            "targets_writer": lambda addons: exporter_targets.write(targets_dir, addons),
+            **options,
+        }
     )
     await control.start(bootstrap_admin_token=ADMIN_TOKEN)
     app = build_app(control, registry=CollectorRegistry(), ready=lambda: None)
@@ -197,3 +201,13 @@ def up_settings(state: Path, *, logs_port: int = 0, **control: Any) -> UpSetting
             }
         ),
     )
+
+
+def builder_up_settings(state: Path) -> UpSettings:
+    """``up_settings`` with a local builder whose output goes to the logs service, as
+    ``slipway up`` runs by default."""
+    logs_port = free_port()
+    builds = BuildServerSettings(
+        root=str(state / "builds"), logs_url=f"http://127.0.0.1:{logs_port}"
+    )
+    return up_settings(state, logs_port=logs_port, builds=builds)

@@ -80,6 +80,7 @@ def control_server(tmp: Path, *, extra_env: dict[str, str] | None = None) -> Ite
             cwd=Path(__file__).parents[2],
         )
     server = Server(url=f"http://127.0.0.1:{port}", token=ADMIN_TOKEN, stderr=stderr)
+    ready = False
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -92,6 +93,7 @@ def control_server(tmp: Path, *, extra_env: dict[str, str] | None = None) -> Ite
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"control server did not start:\n{stderr.read_text()}")
             time.sleep(0.1)
+        ready = True
         yield server
     finally:
         proc.terminate()
@@ -102,7 +104,10 @@ def control_server(tmp: Path, *, extra_env: dict[str, str] | None = None) -> Ite
             proc.wait()
         # Whatever a test (or the fuzzer) left, the shared servers must not keep it:
         # destroy every add-on still in the server's registry, straight from its store.
-        asyncio.run(_destroy_leftovers(f"sqlite+aiosqlite:///{tmp}/state.db"))
+        # A server that never became ready made none, and may not have made its tables
+        # either: reading them would replace the "did not start" error with "no such table".
+        if ready:
+            asyncio.run(_destroy_leftovers(f"sqlite+aiosqlite:///{tmp}/state.db"))
 
 
 async def _destroy_leftovers(db_url: str) -> None:

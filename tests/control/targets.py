@@ -8,6 +8,7 @@ with real app processes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from control.models import Formation
 from control.releasing import (
@@ -50,6 +51,9 @@ class RecordingTarget:
             for f in last.formation
             for i in range(1, f.quantity + 1)
         ]
+
+    async def autoscale(self, app: str) -> dict[str, Any] | None:
+        return None  # nothing runs: the control plane answers from the formation
 
     async def forget(self, app: str) -> None:
         self.forgotten.append(app)

@@ -10,7 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoPermissionError,
+    WatchError,
+)
 
 from control.addons import Provisioned
 from control.addons.plans import PostgresPlan, RedisPlan
@@ -181,6 +186,80 @@ class TestRedisTenants:
         await client_a.set(f"{a.resource}:greeting", "hi")
         assert await client_a.get(f"{a.resource}:greeting") == b"hi"
 
+    async def test_the_commands_client_libraries_use_still_work(self, two_redis: RedisPair) -> None:
+        client_a, _, a, _ = two_redis
+        key = f"{a.resource}:".__add__  # key("n") -> "slipway_...:n"
+        assert await client_a.incr(key("n")) == 1
+        assert await client_a.expire(key("n"), 60)
+        assert 0 < await client_a.ttl(key("n")) <= 60
+        await client_a.rpush(key("list"), "x", "y")
+        assert await client_a.blpop([key("list")], timeout=1) == (key("list").encode(), b"x")
+        await client_a.hset(key("hash"), mapping={"f": "v"})
+        assert await client_a.hgetall(key("hash")) == {b"f": b"v"}
+        await client_a.sadd(key("set"), "m")
+        assert await client_a.smembers(key("set")) == {b"m"}
+        await client_a.zadd(key("zset"), {"m": 2.0})
+        assert await client_a.zrange(key("zset"), 0, -1, withscores=True) == [(b"m", 2.0)]
+        await client_a.xgroup_create(key("jobs"), "workers", id="0", mkstream=True)
+        await client_a.xadd(key("jobs"), {"job": "1"})
+        read = await client_a.xreadgroup("workers", "w1", {key("jobs"): ">"}, count=1)
+        entry_id = read[0][1][0][0]
+        assert await client_a.xack(key("jobs"), "workers", entry_id) == 1
+        assert await client_a.execute_command("SELECT", 0)  # type: ignore[no-untyped-call]
+        assert await client_a.client_setname("web.1")
+        assert await client_a.client_getname() == "web.1"
+        assert await client_a.ping()
+
+    async def test_a_transaction_with_watch_commits_and_aborts_as_usual(
+        self, two_redis: RedisPair
+    ) -> None:
+        client_a, _, a, _ = two_redis
+        key = f"{a.resource}:balance"
+        await client_a.set(key, 10)
+        async with client_a.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            pipe.multi()
+            pipe.decrby(key, 3)
+            assert await pipe.execute() == [7]
+        async with client_a.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            await client_a.set(key, 0)  # a concurrent write aborts the transaction
+            pipe.multi()
+            pipe.decrby(key, 3)
+            with pytest.raises(WatchError):
+                await pipe.execute()
+
+    async def test_a_tenant_receives_its_own_messages_by_channel_and_by_its_prefix_pattern(
+        self, two_redis: RedisPair
+    ) -> None:
+        client_a, _, a, _ = two_redis
+        pubsub = client_a.pubsub()
+        try:
+            await pubsub.subscribe(f"{a.resource}:events")
+            # Patterns are checked literally against the ACL: the prefix pattern itself.
+            await pubsub.psubscribe(f"{a.resource}:*")
+            for _ in range(2):
+                await pubsub.get_message(timeout=1)  # the two confirmations
+            assert await client_a.publish(f"{a.resource}:events", "hello") == 2
+            kinds = set()
+            for _ in range(2):
+                message = await pubsub.get_message(timeout=2)
+                assert message is not None
+                assert message["data"] == b"hello"
+                kinds.add(message["type"])
+            assert kinds == {"message", "pmessage"}
+        finally:
+            await pubsub.aclose()
+
+    async def test_a_resp3_client_connects_with_hello(self, two_redis: RedisPair) -> None:
+        _, _, a, _ = two_redis
+        client = aioredis.Redis.from_url(a.url, protocol=3)
+        try:
+            await client.set(f"{a.resource}:resp3", "ok")
+            assert await client.get(f"{a.resource}:resp3") == b"ok"
+        finally:
+            await client.aclose()
+
     async def test_a_tenant_cannot_read_or_write_another_tenants_keys(
         self, two_redis: RedisPair
     ) -> None:
@@ -316,3 +395,22 @@ class TestEnsure:
         with pytest.raises(AddonError, match="is gone from its server"):
             await pg_addons.ensure(a.resource, url=a.url, plan="tiny")
         assert await admin_scalar("SELECT 1 FROM pg_roles WHERE rolname = %s", a.resource) is None
+
+    async def test_a_postgres_role_and_the_servers_databases_are_fenced_again(
+        self, pg_addons: PostgresAddons
+    ) -> None:
+        """An operator's slip (GRANT CONNECT ... TO PUBLIC, ALTER ROLE ... CREATEDB) is undone."""
+        a = await pg_addons.create("tiny")
+        try:
+            async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as admin:
+                await admin.execute("GRANT CONNECT ON DATABASE template1 TO PUBLIC")
+                await admin.execute(f'ALTER ROLE "{a.resource}" CREATEDB')
+            await pg_addons.ensure(a.resource, url=a.url, plan="tiny")
+            with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+                await psycopg.AsyncConnection.connect(with_db(a.url, "template1"))
+            createdb = await admin_scalar(
+                "SELECT rolcreatedb FROM pg_roles WHERE rolname = %s", a.resource
+            )
+            assert createdb is False
+        finally:
+            await pg_addons.destroy(a.resource)

@@ -109,7 +109,7 @@ class TestRedisAddon:
     async def test_create_attaches_redis_url_with_a_user_fenced_to_its_prefix(
         self, api: Api, shop: str
     ) -> None:
-        status, _, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "redis"})
+        status, _, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "redis:shared"})
         assert status == 201
         _, config, _ = await api.call("GET", "/apps/shop/config-vars")
         client = aioredis.Redis.from_url(config["REDIS_URL"])
@@ -121,6 +121,43 @@ class TestRedisAddon:
             await client.aclose()
 
 
+class TestHerokuNames:
+    @pytest.mark.parametrize(
+        ("plan", "ours", "attachment"),
+        [
+            ("heroku-postgresql:essential-0", "postgres:mini", "DATABASE"),
+            ("heroku-postgresql:standard-0", "postgres:standard", "DATABASE"),
+        ],
+    )
+    async def test_heroku_s_service_and_plan_names_create_ours(
+        self, api: Api, shop: str, plan: str, ours: str, attachment: str
+    ) -> None:
+        """`heroku addons:create heroku-postgresql:essential-0` works unchanged."""
+        status, addon, _ = await api.call("POST", "/apps/shop/addons", json={"plan": plan})
+        assert status == 201, addon
+        assert (addon["plan"]["name"], addon["attachment"]["name"]) == (ours, attachment)
+
+    async def test_a_heroku_tier_with_no_match_here_lists_our_plans(
+        self, api: Api, shop: str
+    ) -> None:
+        got, error, _ = await api.call(
+            "POST", "/apps/shop/addons", json={"plan": "heroku-postgresql:enormous-9"}
+        )
+        assert (got, error["id"]) == (422, "plan_not_found")
+        assert "mini" in error["message"]
+
+    @pytest.mark.parametrize("plan", ["redis", "heroku-redis", "heroku-redis:mini"])
+    async def test_without_dedicated_redis_a_bare_redis_is_refused_never_made_shared(
+        self, api: Api, shop: str, plan: str
+    ) -> None:
+        """Only the shared server here (no agent to run instances): a Heroku app asking for
+        Redis would get a prefix-fenced user its queue library cannot use, so it is told."""
+        got, error, _ = await api.call("POST", "/apps/shop/addons", json={"plan": plan})
+        assert (got, error["id"]) == (422, "plan_not_found")
+        assert "redis:shared" in error["message"]
+        assert "RQ, Sidekiq, Celery and Bull" in error["message"]
+
+
 class TestAddonErrors:
     @pytest.mark.parametrize(
         ("body", "status", "ident"),
@@ -128,7 +165,7 @@ class TestAddonErrors:
             ({"plan": "mysql"}, 422, "service_not_found"),
             ({"plan": "postgres:huge"}, 422, "plan_not_found"),
             ({"plan": 5}, 422, "invalid_params"),
-            ({"plan": "redis", "attachment": {"name": "lower"}}, 422, "invalid_attachment"),
+            ({"plan": "redis:shared", "attachment": {"name": "lower"}}, 422, "invalid_attachment"),
         ],
     )
     async def test_a_bad_addon_request_is_refused(
@@ -147,7 +184,7 @@ class TestExporterTargets:
         self, api: Api, shop: str
     ) -> None:
         _, pg, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "postgres:mini"})
-        await api.call("POST", "/apps/shop/addons", json={"plan": "redis:mini"})
+        await api.call("POST", "/apps/shop/addons", json={"plan": "redis:shared"})
         text = (api.targets_dir / "postgres-targets.toml").read_text()
         postgres = tomllib.loads(text)
         assert postgres["targets"] == [
@@ -180,7 +217,7 @@ class TestRestart:
     async def test_starting_again_restores_redis_users_from_the_registry(
         self, api: Api, shop: str
     ) -> None:
-        await api.call("POST", "/apps/shop/addons", json={"plan": "redis"})
+        await api.call("POST", "/apps/shop/addons", json={"plan": "redis:shared"})
         _, config, _ = await api.call("GET", "/apps/shop/config-vars")
         user = config["REDIS_URL"].split("//")[1].split(":")[0]
         admin = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
@@ -190,3 +227,96 @@ class TestRestart:
             assert await admin.acl_getuser(user) is not None
         finally:
             await admin.aclose()
+
+
+async def connection_limit(role: str) -> int:
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN) as conn:
+        row = await (
+            await conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,))
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+class TestPlanChanges:
+    """``PATCH /apps/{app}/addons/{addon}`` (``addons:upgrade``): in place, data kept."""
+
+    async def test_a_shared_postgres_moves_to_the_bigger_plans_limits_and_keeps_its_data(
+        self, api: Api, shop: str
+    ) -> None:
+        _, pg, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "postgres:mini"})
+        _, config, _ = await api.call("GET", "/apps/shop/config-vars")
+        url = config["DATABASE_URL"]
+        role = url.split("//")[1].split(":")[0]
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+        assert await connection_limit(role) == 5
+        _, before, _ = await api.call("GET", "/apps/shop/releases")
+
+        # Heroku's tier name, by the attachment, as `heroku addons:upgrade DATABASE ...` says.
+        status, moved, _ = await api.call(
+            "PATCH", "/apps/shop/addons/DATABASE", json={"plan": "heroku-postgresql:essential-1"}
+        )
+        assert status == 200, moved
+        assert (moved["name"], moved["plan"]["name"]) == (pg["name"], "postgres:basic")
+        assert "release" not in moved  # the URL is the same: nothing to release
+        assert await connection_limit(role) == 20
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            assert await (await conn.execute("SELECT n FROM kept")).fetchone() == (7,)
+        assert (await api.call("GET", "/apps/shop/releases"))[1] == before
+        (listed,) = (await api.call("GET", "/apps/shop/addons"))[1]
+        assert listed["plan"]["name"] == "postgres:basic"
+        _, audit, _ = await api.call("GET", "/apps/shop/audit")
+        assert audit[-1]["action"] == "addon.resize"
+        assert audit[-1]["detail"] == {"addon": pg["name"], "from": "mini", "plan": "basic"}
+        # The exporters' limits follow the plan.
+        text = (api.targets_dir / "postgres-targets.toml").read_text()
+        assert tomllib.loads(text)["targets"][0]["limits"] == {"connections": 20}
+
+        # A bare plan name is one of the add-on's own service; back down works the same way.
+        status, back, _ = await api.call(
+            "PATCH", f"/apps/shop/addons/{pg['name']}", json={"plan": "mini"}
+        )
+        assert (status, back["plan"]["name"]) == (200, "postgres:mini")
+        assert await connection_limit(role) == 5
+
+    async def test_changes_that_cannot_be_made_in_place_say_what_to_do(
+        self, api: Api, shop: str
+    ) -> None:
+        _, pg, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "postgres:mini"})
+        _, cache, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "redis:shared"})
+        path = f"/apps/shop/addons/{pg['name']}"
+        cases = [
+            (path, "redis:shared", "plan_change_impossible", "needs a new add-on"),
+            (path, "postgres:huge", "plan_not_found", "plans: mini, basic, standard"),
+            (path, "mini", "plan_unchanged", "already on postgres:mini"),
+            (
+                f"/apps/shop/addons/{cache['name']}",
+                "shared-basic",
+                "plan_change_impossible",
+                "cannot change plan in place",
+            ),
+        ]
+        for where, plan, reason, message in cases:
+            status, refused, _ = await api.call("PATCH", where, json={"plan": plan})
+            assert (status, refused["id"]) == (422, reason), plan
+            assert message in refused["message"], refused
+        status, refused, _ = await api.call("PATCH", path, json={"plan": ""})
+        assert status == 422
+        status, refused, _ = await api.call("PATCH", "/apps/shop/addons/ghost", json={"plan": "x"})
+        assert (status, refused["id"]) == (404, "addon_not_found")
+        (listed, _) = (await api.call("GET", "/apps/shop/addons"))[1]
+        assert listed["plan"]["name"] == "postgres:mini"
+
+    async def test_another_apps_token_cannot_change_a_plan(self, api: Api, shop: str) -> None:
+        _, pg, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "postgres:mini"})
+        await api.call("POST", "/apps", json={"name": "other"})
+        _, token, _ = await api.call("POST", "/tokens", json={"name": "o", "app": "other"})
+        status, _, _ = await api.call(
+            "PATCH",
+            f"/apps/shop/addons/{pg['name']}",
+            json={"plan": "basic"},
+            token=token["token"],
+        )
+        assert status == 403
+        assert (await api.call("GET", "/apps/shop/addons"))[1][0]["plan"]["name"] == "postgres:mini"

@@ -171,7 +171,7 @@ class TestDeploysAndRollback:
         [
             ({"release": "v2"}, "release must be a release version number"),
             ({"release": 0}, "release must be a release version number"),
-            ({"procfile": {"web": "x"}}, "artifact must be a non-empty string"),
+            ({"procfile": {"web": "x"}}, "artifact must be a string of 1-1000 characters"),
             ({"artifact": "/x"}, "procfile must be a non-empty object"),
             ({"artifact": "/x", "procfile": {"Web": "x"}}, "process type 'Web' is invalid"),
             ({"artifact": "/x", "procfile": {"web": " "}}, "must be a non-empty string"),
@@ -226,6 +226,28 @@ class TestFormation:
             True,
         )
 
+    async def test_a_size_is_set_per_process_type_and_reaches_the_target(
+        self, api: Api, shop: str
+    ) -> None:
+        _, formation, _ = await api.call("GET", "/apps/shop/formation")
+        assert [f["size"] for f in formation] == ["standard-1x", "standard-1x"]
+        status, web, _ = await api.call(
+            "PATCH", "/apps/shop/formation/web", json={"size": "Performance-M"}
+        )
+        assert (status, web["size"]) == (200, "performance-m")
+        status, _, _ = await api.call(
+            "PATCH", "/apps/shop/formation/worker", json={"size": "768MB,2cpu"}
+        )
+        _, formation, _ = await api.call("GET", "/apps/shop/formation")
+        assert [(f["type"], f["size"]) for f in formation] == [
+            ("web", "performance-m"),
+            ("worker", "768mb,2cpu"),
+        ]
+        assert [(f.type, f.size) for _, f in api.target.scaled] == [
+            ("web", "performance-m"),
+            ("worker", "768mb,2cpu"),
+        ]
+
     async def test_a_redeploy_keeps_the_formation_and_drops_removed_types(
         self, api: Api, shop: str, tmp_path: Path
     ) -> None:
@@ -249,7 +271,12 @@ class TestFormation:
             ({"min_scale": 3, "max_scale": 2}, "min_scale must not exceed max_scale"),
             ({"quantity": 5, "max_scale": 2}, "quantity 5 exceeds max_scale 2"),
             ({"never_sleep": "yes"}, "never_sleep must be true or false"),
-            ({"size": "large"}, "unknown fields: size"),
+            ({"size": "large"}, "size 'large' is unknown: use one of eco, basic, standard-1x"),
+            ({"size": "10MB"}, "memory must be 64MB to 65536MB"),
+            ({"size": "1GB,100cpu"}, "cpu must be 0.1 to 32 cores"),
+            ({"size": 512}, "size must be a string"),
+            ({"size": None}, "size must be a string: one of eco"),
+            ({"sizes": "eco"}, "unknown fields: sizes"),
         ],
     )
     async def test_a_bad_formation_is_refused_with_the_reason(

@@ -25,7 +25,7 @@ async def test_an_unreachable_addon_server_is_a_503_naming_it(api: Api) -> None:
     status, error, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "postgres"})
     assert (status, error["id"]) == (503, "addon_service_unavailable")
     assert error["message"].startswith("cannot reach the shared PostgreSQL")
-    status, error, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "redis"})
+    status, error, _ = await api.call("POST", "/apps/shop/addons", json={"plan": "redis:shared"})
     assert (status, error["id"]) == (503, "addon_service_unavailable")
     assert "creating redis add-on" in error["message"]
     assert (await api.call("GET", "/apps/shop/addons"))[1] == []

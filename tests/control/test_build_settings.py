@@ -87,6 +87,30 @@ def test_the_kubernetes_builder_reads_its_cnb_settings_and_needs_no_build_root()
     assert local.cnb is None
 
 
+def test_the_in_cluster_registry_is_pushed_over_http_pulled_by_another_name_without_secret() -> (
+    None
+):
+    settings = build_settings_from_env(
+        {
+            "SLIPWAY_BUILDER": "kubernetes",
+            "SLIPWAY_CNB_REGISTRY": "slipway-registry.slipway.svc:5000",
+            "SLIPWAY_CNB_PULL_REGISTRY": "localhost:5000",
+            "SLIPWAY_CNB_INSECURE_REGISTRY": "true",
+            "SLIPWAY_CNB_REGISTRY_SECRET": "",
+        }
+    )
+    assert settings is not None
+    assert settings.cnb is not None
+    assert settings.cnb.registry == "slipway-registry.slipway.svc:5000"
+    assert settings.cnb.pull_registry == "localhost:5000"
+    assert settings.cnb.insecure_registry is True
+    assert settings.cnb.registry_secret is None
+    with pytest.raises(ValueError, match="SLIPWAY_CNB_INSECURE_REGISTRY must be true or false"):
+        build_settings_from_env(
+            {"SLIPWAY_BUILDER": "kubernetes", "SLIPWAY_CNB_INSECURE_REGISTRY": "yes"}
+        )
+
+
 def test_an_unknown_builder_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="SLIPWAY_BUILDER must be local or kubernetes"):
         build_settings_from_env({"SLIPWAY_BUILDER": "docker"})

@@ -11,12 +11,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from control.cli import main
-from control.settings import BuildServerSettings
 from control.up import Up
 from tests.agent.conftest import ListSink
 from tests.builds.apps import commit, git, python_app
-from tests.conftest import free_port
-from tests.control.conftest import ADMIN_TOKEN, up_settings
+from tests.control.conftest import ADMIN_TOKEN, builder_up_settings
 from tests.control.server import Server, cli_runner, control_server
 
 
@@ -91,14 +89,7 @@ class TestBuildsFromTheCli:
 class TestBuildOutputUnderSlipwayUp:
     async def test_builds_create_prints_the_build_s_lines_once_each(self, tmp_path: Path) -> None:
         """The CLI follows output_stream_url on the logs service while the build runs."""
-        logs_port = free_port()
-        settings = up_settings(
-            tmp_path,
-            logs_port=logs_port,
-            builds=BuildServerSettings(
-                root=str(tmp_path / "builds"), logs_url=f"http://127.0.0.1:{logs_port}"
-            ),
-        )
+        settings = builder_up_settings(tmp_path)
         sink = ListSink()
         up = Up(settings, app_sink=sink, router_sink=sink)
         await up.start()

@@ -146,12 +146,75 @@ class TestProcesses:
         out = run(cli, "ps:scale", "web=2", "worker=1", "-a", "cli-ps").output
         assert out == "Scaling cli-ps... done, now running web=2, worker=1\n"
         shown = run(cli, "ps", "-a", "cli-ps").output.splitlines()
-        assert shown == ["=== web (2, sleeps after 300s)", "=== worker (1, sleeps after 300s)"]
+        # No runtime behind `serve control` alone: the types are shown, with nothing running.
+        assert shown == [
+            "=== web (2, sleeps after 5m)",
+            "(none running)",
+            "=== worker (1, sleeps after 5m)",
+            "(none running)",
+        ]
         assert (
             run(cli, "ps:restart", "web", "-a", "cli-ps").output
             == "Restarting web processes of cli-ps... done\n"
         )
         assert "Restarting all" in run(cli, "ps:restart", "-a", "cli-ps").output
+
+    def test_autoscale_is_set_shown_in_ps_changed_and_turned_off(
+        self, cli: CliRunner, app_dir: Path
+    ) -> None:
+        run(cli, "apps:create", "cli-auto")
+        run(cli, "deploy", str(app_dir), "-a", "cli-auto")
+        assert run(cli, "ps:autoscale", "-a", "cli-auto").output == (
+            "cli-auto web does not autoscale (ps:autoscale web --target N)\n"
+        )
+        out = run(
+            cli, "ps:autoscale", "web", "--target", "10", "--min", "1", "--max", "5",
+            "--panic-window", "3s", "-a", "cli-auto",
+        ).output  # fmt: skip
+        assert out == (
+            "cli-auto web now autoscales: 10 in flight per process, 1-5 processes "
+            "(windows 1m/3s, panic at 2x, down after 1m)\n"
+        )
+        formation = json.loads(run(cli, "ps:autoscale", "--json", "-a", "cli-auto").output)
+        assert formation["autoscale"]["panic_window"] == 3.0
+        # One setting changed: the others stay as they were.
+        run(cli, "ps:autoscale", "web", "--scale-down-delay", "2m", "-a", "cli-auto")
+        shown = json.loads(run(cli, "ps:autoscale", "--json", "-a", "cli-auto").output)
+        assert (shown["autoscale"]["target"], shown["autoscale"]["scale_down_delay"]) == (10, 120)
+        assert (shown["min_scale"], shown["max_scale"]) == (1, 5)
+        lines = run(cli, "ps", "-a", "cli-auto").output.splitlines()
+        # `serve control` alone runs no agent: the settings, and no decision to show.
+        assert lines[:2] == [
+            "=== web (1, sleeps after 5m)",
+            "autoscale: 10 in flight per process, 1-5 processes (no agent runs it here)",
+        ]
+        ps_json = json.loads(run(cli, "ps", "--json", "-a", "cli-auto").output)
+        assert (ps_json["autoscale"]["enabled"], ps_json["autoscale"]["max"]) == (True, 5)
+        assert run(cli, "ps:autoscale:disable", "web", "-a", "cli-auto").output == (
+            "Autoscaling of cli-auto web turned off; it runs 1 (ps:scale web=N to change)\n"
+        )
+        assert "autoscale" not in run(cli, "ps", "-a", "cli-auto").output
+        assert json.loads(run(cli, "ps", "--json", "-a", "cli-auto").output)["autoscale"] is None
+
+    def test_bad_autoscale_requests_are_errors(self, cli: CliRunner, app_dir: Path) -> None:
+        run(cli, "apps:create", "cli-auto2")
+        run(cli, "deploy", str(app_dir), "-a", "cli-auto2")
+        cases = [
+            (("web", "--max", "4"), "web does not autoscale yet: give --target"),
+            (("web", "--panic-window", "3s"), "web does not autoscale yet: give --target"),
+            (("web", "--target", "5", "--panic-window", "soon"), "--panic-window: "),
+            (("worker", "--target", "5"), "autoscale applies to web only"),
+            (("clock", "--target", "5"), "cli-auto2 has no process type 'clock'"),
+            (("web", "--target", "0"), "target must be above 0"),
+            (("web", "--target", "5", "--panic-window", "2m"), "at most the stable_window"),
+            (("web", "--target", "5", "--max", "500"), "max_scale must be an integer from 0"),
+        ]
+        for args, message in cases:
+            result = run(cli, "ps:autoscale", *args, "-a", "cli-auto2", ok=False)
+            assert message in result.output, (args, result.output)
+        # Nothing was set by any of them.
+        shown = json.loads(run(cli, "ps:autoscale", "--json", "-a", "cli-auto2").output)
+        assert shown["autoscale"] is None
 
     def test_bad_scale_requests_are_errors(self, cli: CliRunner, app_dir: Path) -> None:
         run(cli, "apps:create", "cli-ps2")
@@ -192,7 +255,7 @@ class TestAddons:
         run(cli, "apps:create", "cli-redis")
         assert (
             "CACHE_URL set"
-            in run(cli, "addons:create", "redis", "--as", "CACHE", "-a", "cli-redis").output
+            in run(cli, "addons:create", "redis:shared", "--as", "CACHE", "-a", "cli-redis").output
         )
 
     def test_an_unknown_service_is_an_error(self, cli: CliRunner) -> None:

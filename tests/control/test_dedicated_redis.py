@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, OutOfMemoryError
+from redis.exceptions import AuthenticationError, NoPermissionError, OutOfMemoryError
 
 from control.addons.dedicated import APP_PREFIX, DedicatedRedis, definition, redis_command
 from control.addons.plans import DEDICATED_REDIS_PLANS
 from control.addons.redis import RedisAddons
 from control.agent_target import LocalAgent
-from control.errors import AddonError
+from control.errors import AddonError, Unprocessable
+from control.settings import AddonServers
 from control.up import Up
 from exporters.targets import Kind, Limits, load_targets
 from tests.agent.conftest import ListSink
@@ -184,8 +185,8 @@ async def test_shared_and_dedicated_plans_are_one_service_and_a_slow_start_leave
         admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
     )
     both = DedicatedRedis(link, shared=shared)
-    assert set(both.plans) == {"mini", "basic", "dedicated"}
-    tenant = await both.create("mini")  # the shared server's ACL user, not an instance
+    assert list(both.plans) == ["mini", "basic", "dedicated", "shared", "shared-basic"]
+    tenant = await both.create("shared")  # the shared server's ACL user, not an instance
     try:
         assert tenant.resource.startswith(TEST_PREFIX)
         assert urlsplit(tenant.url).port == 6379
@@ -203,3 +204,99 @@ async def test_shared_and_dedicated_plans_are_one_service_and_a_slow_start_leave
     with pytest.raises(AddonError, match="not ready"):
         await hasty.create("dedicated")
     assert [app for app in world.up.agent.machines if app.startswith(APP_PREFIX)] == []
+
+
+@pytest.mark.parametrize("plan", ["redis", "heroku-redis", "heroku-redis:mini"])
+async def test_a_bare_or_heroku_redis_is_an_instance_of_its_own_where_queues_work(
+    world: World, plan: str
+) -> None:
+    """What Heroku apps ask for gets a dedicated instance: any key name and Lua work, as the
+    queue libraries need them (RQ's ``rq:queue:*``, its Lua-scripted job moves)."""
+    assert (await world.call("POST", "/apps", {"name": "queued"}))[0] == 201
+    status, addon = await world.call("POST", "/apps/queued/addons", {"plan": plan})
+    assert status == 201, addon
+    assert addon["plan"]["name"] == "redis:mini"
+    url = await world.redis_url("queued")
+    assert urlsplit(url).port != 6379  # not the shared server
+    client = aioredis.Redis.from_url(url)
+    try:
+        assert await client.rpush("rq:queue:default", "job-1") == 1
+        assert await client.eval("return redis.call('llen', KEYS[1])", 1, "rq:queue:default") == 1
+        mini = DEDICATED_REDIS_PLANS["mini"]
+        assert await client.config_get("maxmemory") == {"maxmemory": str(mini.maxmemory_bytes)}
+    finally:
+        await client.aclose()
+
+
+async def test_the_shared_plan_is_there_by_explicit_choice_and_fences_keys(
+    tmp_path: Path,
+) -> None:
+    """With a shared server configured, ``redis:shared`` is a prefix-fenced user: the key
+    names RQ uses are refused, which is why it is never the default."""
+    up = Up(
+        up_settings(tmp_path / "state", addons=AddonServers(redis_admin_url=REDIS_URL)),
+        app_sink=ListSink(),
+        router_sink=ListSink(),
+        addon_prefix=TEST_PREFIX,
+    )
+    await up.start()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        world = World(up, session, tmp_path / "targets")
+        assert (await world.call("POST", "/apps", {"name": "fenced"}))[0] == 201
+        status, addon = await world.call("POST", "/apps/fenced/addons", {"plan": "redis:shared"})
+        assert status == 201, addon
+        client = aioredis.Redis.from_url(await world.redis_url("fenced"))
+        try:
+            with pytest.raises(NoPermissionError):
+                await client.rpush("rq:queue:default", "job-1")
+        finally:
+            await client.aclose()
+        assert (await world.call("DELETE", f"/apps/fenced/addons/{addon['name']}"))[0] == 200
+    finally:
+        await session.close()
+        await up.stop()
+
+
+async def test_a_plan_change_moves_the_running_instances_caps_and_keeps_its_keys(
+    world: World,
+) -> None:
+    assert (await world.call("POST", "/apps", {"name": "gamma"}))[0] == 201
+    status, addon = await world.call("POST", "/apps/gamma/addons", {"plan": "redis:mini"})
+    assert status == 201, addon
+    url = await world.redis_url("gamma")
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.set("kept", "yes")
+        status, moved = await world.call(
+            "PATCH", f"/apps/gamma/addons/{addon['name']}", {"plan": "basic"}
+        )
+        assert status == 200, moved
+        assert (moved["plan"]["name"], "release" in moved) == ("redis:basic", False)
+        basic = DEDICATED_REDIS_PLANS["basic"]
+        assert await client.config_get("maxmemory") == {"maxmemory": str(basic.maxmemory_bytes)}
+        assert await client.config_get("maxclients") == {"maxclients": str(basic.maxclients)}
+        assert await client.get("kept") == b"yes"
+    finally:
+        await client.aclose()
+    assert await world.redis_url("gamma") == url  # same instance, same URL
+    (target,) = [
+        t
+        for t in load_targets(world.targets / "redis-targets.toml", kind=Kind.REDIS)
+        if dict(t.labels)["app"] == "gamma"
+    ]
+    assert target.limits == Limits(connections=basic.maxclients, memory_bytes=basic.maxmemory_bytes)
+
+    # Across a shared server and an instance there is no in-place move, either way.
+    both = DedicatedRedis(
+        LocalAgent(world.up.agent),
+        shared=RedisAddons(
+            admin_url=REDIS_URL, public_host="127.0.0.1", public_port=6379, prefix=TEST_PREFIX
+        ),
+    )
+    resource = next(app for app in world.up.agent.machines if app.startswith(APP_PREFIX))
+    with pytest.raises(Unprocessable, match="redis:shared is on the shared server, this add-on"):
+        await both.resize(resource, app="gamma", url=url, plan="basic", to="shared")
+    with pytest.raises(Unprocessable, match="redis:mini is on a dedicated instance, this add-on"):
+        await both.resize("slipway_x", app="gamma", url=url, plan="shared", to="mini")
+    assert resource in world.up.agent.machines  # untouched

@@ -20,6 +20,7 @@ import pytest
 from control.up import Up
 from tests.agent.conftest import ListSink
 from tests.control.conftest import ADMIN_TOKEN, up_settings
+from tests.helpers import eventually
 
 APP = textwrap.dedent(
     """
@@ -97,10 +98,16 @@ class World:
         return [(d["name"], d["state"], d["release"]["version"]) for d in dynos]
 
     async def until_dynos(self, wanted: list[tuple[str, str, int]]) -> None:
-        deadline = asyncio.get_running_loop().time() + SETTLE
-        while (found := await self.dynos()) != wanted:
-            assert asyncio.get_running_loop().time() < deadline, found
-            await asyncio.sleep(0.05)
+        found: list[tuple[str, str, int]] = []
+
+        async def settled() -> bool:
+            found[:] = await self.dynos()
+            return found == wanted
+
+        try:
+            await eventually(settled, SETTLE, interval=0.05)
+        except AssertionError as exc:
+            raise AssertionError(found) from exc
 
 
 @pytest.fixture
@@ -294,3 +301,58 @@ class TestRestartingSlipway:
                     await world.app_becomes("kept")
             finally:
                 await up.stop()
+
+
+SLOW_RELEASE = textwrap.dedent(
+    """
+    import os, sys, time
+    print("migrating 1 of 2", flush=True)
+    # Waits for the test to have seen the first line: proof it was published as printed.
+    deadline = time.monotonic() + 15
+    while not os.path.exists("go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print("migrating 2 of 2", flush=True)
+    sys.exit(4 if os.environ.get("BREAK_RELEASE") == "yes" else 0)
+    """
+)
+
+
+class TestTheReleasePhasesLines:
+    async def logs_text(self, world: World, query: str) -> str:
+        url = f"{world.logs}/apps/hello/logs?format=text&lines=100&{query}"
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with world.session.get(url, headers=auth) as response:
+            assert response.status == 200
+            return await response.text()
+
+    async def test_they_join_the_apps_log_stream_as_they_are_printed(
+        self, world: World, code: Path
+    ) -> None:
+        (code / "release.py").write_text(SLOW_RELEASE)
+        await world.call("POST", "/apps", {"name": "hello"})
+        deploying = asyncio.create_task(deploy(world, code))
+
+        async def first_line_shown() -> bool:
+            return "migrating 1 of 2" in await self.logs_text(world, "source=release")
+
+        await eventually(first_line_shown, SETTLE, interval=0.05)
+        assert not deploying.done()  # the release phase still runs: it waits for "go"
+        (code / "go").touch()
+        status, release = await deploying
+        assert status == 201, release
+        text = await self.logs_text(world, "source=release")
+        lines = [line.split(" ", 1)[1] for line in text.splitlines()]
+        assert lines == [
+            "slipway[release.1]: migrating 1 of 2",
+            "slipway[release.1]: migrating 2 of 2",
+        ]
+
+    async def test_a_failed_one_ends_with_its_exit_code(self, world: World, code: Path) -> None:
+        (code / "release.py").write_text(SLOW_RELEASE)
+        (code / "go").touch()
+        await world.call("POST", "/apps", {"name": "hello"})
+        await world.call("PATCH", "/apps/hello/config-vars", {"BREAK_RELEASE": "yes"})
+        status, _ = await deploy(world, code)
+        assert status == 422
+        text = await self.logs_text(world, "source=release")
+        assert text.splitlines()[-1].endswith("slipway[release.1]: command exited with code 4")

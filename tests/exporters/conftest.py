@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -32,6 +34,37 @@ def redis_command(port: int, workdir: Path, *extra: str) -> list[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(workdir), *extra]  # fmt: skip
+
+
+def own_backends(admin: psycopg.Connection[Any], application_name: str) -> list[int]:
+    """Pids of the server backends serving this test process's connections by that name.
+
+    Other test runs, benches and exporters share the server and the name; a backend is ours
+    when its client port is the local port of one of this process's sockets.
+    """
+    rows = admin.execute(
+        "SELECT pid, client_port FROM pg_stat_activity WHERE application_name = %s",
+        (application_name,),
+    ).fetchall()
+    ports = own_tcp_ports()
+    return [pid for pid, port in rows if port in ports]
+
+
+def own_tcp_ports() -> set[int]:
+    """Local ports of the TCP sockets this process holds open (Linux's /proc)."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # an fd closed while we list them
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link.removeprefix("socket:[").removesuffix("]"))
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def sample(store: SnapshotStore, target: str, name: str, **labels: str) -> float | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporters.poller import Poller
 from exporters.service import Exporter
 from exporters.settings import ExporterSettings
 from exporters.targets import Kind
@@ -112,7 +113,7 @@ class TestSeveralServers:
             assert names.count("slipway-exporter") == 1
         await exporter.source.close()
 
-    async def test_per_command_series_are_opt_in_and_match_commandstats(
+    async def test_per_command_series_are_on_by_default_and_match_commandstats(
         self, tmp_path: Path, redis_servers: Callable[..., RedisServer]
     ) -> None:
         server = redis_servers()
@@ -120,18 +121,42 @@ class TestSeveralServers:
         with server.client() as client:
             for i in range(7):
                 client.set(f"k{i}", i)
-            plain = await make_exporter(path)
-            await plain.poller.poll_once()
-            assert sample(plain.store, "r", "redis_commands_total", cmd="set") is None
-            detailed = await make_exporter(path, command_stats=True)
-            await detailed.poller.poll_once()
+            default = await make_exporter(path)
+            await default.poller.poll_once()
             stats = client.info("commandstats")["cmdstat_set"]
-            assert sample(detailed.store, "r", "redis_commands_total", cmd="set") == stats["calls"]
+            assert sample(default.store, "r", "redis_commands_total", cmd="set") == stats["calls"]
             assert sample(
-                detailed.store, "r", "redis_commands_duration_seconds_total", cmd="set"
+                default.store, "r", "redis_commands_duration_seconds_total", cmd="set"
             ) == pytest.approx(stats["usec"] / 1e6)
-        await plain.source.close()
-        await detailed.source.close()
+            lean = await make_exporter(path, command_stats=False)
+            await lean.poller.poll_once()
+            assert sample(lean.store, "r", "redis_commands_total", cmd="set") is None
+        await default.source.close()
+        await lean.source.close()
+
+    async def test_the_exporters_own_series_are_redis_exporters(
+        self, tmp_path: Path, redis_servers: Callable[..., RedisServer]
+    ) -> None:
+        server = redis_servers()
+        path = targets_file(tmp_path / "r.toml", {"r": server.url, "gone": "redis://127.0.0.1:1/0"})
+        exporter = await make_exporter(path)
+        now = [0.0]
+        poller = Poller(
+            source=exporter.source,
+            store=exporter.store,
+            settings=exporter.settings,
+            clock=lambda: now[0],
+        )
+        await poller.set_targets(exporter.poller.targets)
+        for _ in range(2):
+            await poller.poll_once()
+            now[0] += exporter.settings.interval
+        store = exporter.store
+        assert sample(store, "r", "redis_exporter_scrapes_total") == 2
+        assert sample(store, "r", "redis_exporter_last_scrape_error", err="") == 0
+        assert sample(store, "r", "redis_exporter_last_scrape_duration_seconds") is not None
+        assert sample(store, "gone", "redis_exporter_last_scrape_error", err="connect") == 1
+        await exporter.source.close()
 
 
 class TestLeastPrivilege:

@@ -17,11 +17,21 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from control.cli import main
+from exporters import redis_info
+from exporters.app import Exposition
+from exporters.collector import SnapshotStore
+from exporters.errors import ErrorKind
+from exporters.samples import Outcome, Sample, down
 from exporters.service import Exporter
 from exporters.settings import ExporterSettings
-from exporters.targets import Kind
+from exporters.targets import Kind, Target
+from kit.runner import supervise
 from tests.conftest import free_port
 from tests.exporters.conftest import RedisServer
+from tests.exporters.promql import parse_exposition
+from tests.helpers import eventually
+
+ADDON_TARGETS = "addon-targets.toml"
 
 
 def write(path: Path, targets: dict[str, str]) -> None:
@@ -52,11 +62,17 @@ async def running(
     path = tmp_path / "targets.toml"
     write(path, {"one": one.url})
     settings = ExporterSettings(
-        kind=Kind.REDIS, targets_file=path, port=free_port(), interval=0.3, timeout=0.2
+        kind=Kind.REDIS,
+        targets_file=path,
+        # The control plane's file: missing (none written yet) until a test writes it.
+        addon_targets_file=tmp_path / ADDON_TARGETS,
+        port=free_port(),
+        interval=0.3,
+        timeout=0.2,
     )
     exporter = Exporter(settings)
     stop = asyncio.Event()
-    task = asyncio.ensure_future(exporter.serve(stop))
+    task = asyncio.ensure_future(supervise(exporter.serve, stop=stop))
     base = f"http://127.0.0.1:{settings.port}"
     async with aiohttp.ClientSession() as session, asyncio.timeout(10):
         while True:
@@ -72,9 +88,10 @@ async def running(
 
 
 async def wait_for_targets(session: aiohttp.ClientSession, base: str, names: set[str]) -> None:
-    async with asyncio.timeout(10):
-        while target_names((await get(session, f"{base}/metrics"))[1]) != names:
-            await asyncio.sleep(0.05)
+    async def listed() -> bool:
+        return target_names((await get(session, f"{base}/metrics"))[1]) == names
+
+    await eventually(listed, interval=0.05)
 
 
 class TestEndpoints:
@@ -96,6 +113,57 @@ class TestEndpoints:
                 assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
                 body = await response.text()
             assert "process_resident_memory_bytes" in body  # live part, rendered every time
+
+    async def test_the_body_is_rendered_after_the_round_not_by_the_scrape(
+        self, tmp_path: Path, redis_servers: Callable[..., RedisServer]
+    ) -> None:
+        path = tmp_path / "targets.toml"
+        write(path, {"one": redis_servers().url})
+        settings = ExporterSettings(  # one round in this test: the next is 60 s away
+            kind=Kind.REDIS, targets_file=path, port=free_port(), interval=60.0, timeout=2.0
+        )
+        exporter = Exporter(settings)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(supervise(exporter.serve, stop=stop))
+        base = f"http://127.0.0.1:{settings.port}"
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def ready() -> bool:
+                    try:
+                        return (await get(session, f"{base}/readyz"))[0] == 200
+                    except aiohttp.ClientConnectionError:
+                        return False
+
+                await eventually(ready, interval=0.02)
+                assert exporter.exposition.renders == 1  # by the round, before any scrape
+                for _ in range(3):
+                    status, text = await get(session, f"{base}/metrics")
+                    assert status == 200
+                    assert 'redis_up{target="one"} 1' in text
+                assert exporter.exposition.renders == 1
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 10) == 0
+
+    async def test_process_series_reach_every_target_once_in_each_family(
+        self, running: tuple[Exporter, str, Path, RedisServer, RedisServer]
+    ) -> None:
+        _, base, path, one, two = running
+        write(path, {"one": one.url, "two": two.url})
+        async with aiohttp.ClientSession() as session:
+            await wait_for_targets(session, base, {"one", "two"})
+            metrics = parse_exposition((await get(session, f"{base}/metrics"))[1])
+            probed = parse_exposition((await get(session, f"{base}/probe?target=two"))[1])
+        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes"):
+            targets = [s.labels.get("target") for s in metrics if s.name == name]
+            assert targets == [None, "one", "two"]  # None: the exporter itself, unlabelled
+            assert [s.labels for s in probed if s.name == name] == [{"target": "two"}]
+        assert {s.labels.get("target") for s in probed} == {"two"}
+        names = [s.name for s in metrics]
+        # each family's lines stay together, as the text format requires
+        runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+        assert len(runs) == len(set(runs))
 
     async def test_readyz_waits_for_the_targets_file_and_the_first_round(
         self, tmp_path: Path
@@ -141,15 +209,34 @@ class TestReload:
         _, base, path, _, _ = running
         caplog.set_level(logging.ERROR)
         path.write_text("[[targets]]\nname = 'x'\n")
-        async with asyncio.timeout(5):
-            while "targets file rejected" not in caplog.text:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: "targets file rejected" in caplog.text, interval=0.05)
         record = next(
             r for r in caplog.records if r.getMessage().startswith("targets file rejected")
         )
         assert "exactly one of 'dsn'" in record.reason
         async with aiohttp.ClientSession() as session:
             assert target_names((await get(session, f"{base}/metrics"))[1]) == {"one"}
+
+    async def test_the_control_planes_file_joins_the_targets_and_may_not_repeat_a_name(
+        self,
+        running: tuple[Exporter, str, Path, RedisServer, RedisServer],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        _, base, path, _, two = running
+        addon_targets = path.with_name(ADDON_TARGETS)
+        caplog.set_level(logging.ERROR)
+        async with aiohttp.ClientSession() as session:
+            assert target_names((await get(session, f"{base}/metrics"))[1]) == {"one"}
+            write(addon_targets, {"addon-two": two.url})
+            await wait_for_targets(session, base, {"one", "addon-two"})
+            write(addon_targets, {"one": two.url})  # a name the operator's file has
+            await eventually(
+                lambda: any("named as in" in getattr(r, "reason", "") for r in caplog.records),
+                interval=0.05,
+            )
+            assert target_names((await get(session, f"{base}/metrics"))[1]) == {"one", "addon-two"}
+            addon_targets.unlink()  # none left: the operator's targets only
+            await wait_for_targets(session, base, {"one"})
 
 
 class TestCommandLine:
@@ -210,3 +297,22 @@ class TestCommandLine:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+class TestBackgroundRendering:
+    def test_mid_round_a_scrape_gets_the_last_rounds_body_until_the_refresh(self) -> None:
+        store = SnapshotStore(kind=Kind.REDIS, families=redis_info.FAMILIES)
+        exposition = Exposition(store=store)
+        exposition.background = True
+        target = Target(name="r", dsn="redis://127.0.0.1:1/0")
+        store.put(target, down("redis_up", ErrorKind.CONNECT), duration=0.1, now_wall=1.0)
+        exposition.refresh()
+        assert b'redis_up{target="r"} 0' in exposition.body()
+        store.put(target, Outcome([Sample("redis_up", (), 1.0)]), duration=0.1, now_wall=2.0)
+        assert b'redis_up{target="r"} 0' in exposition.body()  # the round is not over
+        assert exposition.renders == 1
+        exposition.refresh()  # what the poll loop does when the round ends
+        assert b'redis_up{target="r"} 1' in exposition.body()
+        exposition.background = False  # no poll loop: a scrape renders what changed
+        store.put(target, down("redis_up", ErrorKind.TIMEOUT), duration=0.1, now_wall=3.0)
+        assert b'redis_up{target="r"} 0' in exposition.body()

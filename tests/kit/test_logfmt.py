@@ -4,7 +4,7 @@ import logging
 import sys
 from pathlib import Path
 
-from control.kit.logfmt import LogfmtFormatter, configure, format_fields, quote
+from kit.logfmt import LogfmtFormatter, configure, format_fields, quote
 
 
 def test_bare_values_stay_bare_and_others_are_quoted() -> None:

@@ -2,7 +2,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from control.kit.ops import ops_app
+from kit.ops import ops_app
 
 
 async def test_ops_endpoints_answer_and_readyz_says_why_not() -> None:

@@ -45,6 +45,10 @@ KINDS: dict[tuple[str, str, str], str] = {
     ("discovery.k8s.io", "v1", "endpointslices"): "EndpointSlice",
     ("coordination.k8s.io", "v1", "leases"): "Lease",
     ("batch", "v1", "jobs"): "Job",
+    ("batch", "v1", "cronjobs"): "CronJob",
+    ("apps", "v1", "statefulsets"): "StatefulSet",
+    ("", "v1", "persistentvolumeclaims"): "PersistentVolumeClaim",
+    ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
 }
 Res = tuple[str, str, str]
 

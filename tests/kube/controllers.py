@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests.helpers import TIMEOUT
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import NAMESPACE
 
@@ -58,7 +59,7 @@ def endpoint_slice(
 
 
 async def replicas_become(
-    apiserver: ApiServer, name: str, replicas: int, timeout: float = 5
+    apiserver: ApiServer, name: str, replicas: int, timeout: float = TIMEOUT
 ) -> None:
     """Wait (bounded) until the Deployment's spec asks for ``replicas``: what a controller sees."""
     async with asyncio.timeout(timeout):

@@ -31,6 +31,20 @@ class WatchedRuntime:
         self.known = {(s.app, s.process) for s in existing}
         self.scaled: list[tuple[str, str, int]] = []
 
+    activity_interval: float | None = None
+
+    def describe(self, config: AppConfig) -> None:
+        pass
+
+    def last_activity(self, app: str) -> float | None:
+        return None
+
+    async def record_activity(self, app: str, process: str, at: float) -> None:
+        pass
+
+    async def restart(self, app: str, process: str) -> None:
+        pass
+
     async def apply(self, spec: ProcessSpec) -> None:
         if (spec.app, spec.process) not in self.known:  # created: reported at 0 replicas
             self.known.add((spec.app, spec.process))

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,10 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from agent.apps import load_apps
+from agent.autoscaler import Autoscaler
 from exporters.targets import Kind, parse_targets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +26,7 @@ VALUES = Path(__file__).parent / "values"
 KUBE_VERSION = "1.30.0"
 NAMESPACE = "slipway"
 #: Custom resources kubernetes-validate has no schema for, checked by hand below.
-CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRDS = {("monitoring.coreos.com/v1", k) for k in ("ServiceMonitor", "PrometheusRule")}
 #: The metric names the router and agent export (router/metrics.py, the agent's metrics).
 KNOWN_METRICS = {
     "slipway_router_requests_total",
@@ -34,12 +36,43 @@ KNOWN_METRICS = {
     "slipway_agent_apps",
     "slipway_agent_wakes_total",
     "slipway_agent_sleeps_total",
+    # Checked against a real monitor's registry in tests/agent/test_dynos.py.
+    "slipway_dyno_memory_rss_bytes",
+    "slipway_dyno_memory_swap_bytes",
+    "slipway_dyno_memory_quota_bytes",
+    "slipway_dyno_cpu_seconds_total",
+    "slipway_dyno_r14_total",
+    "slipway_dyno_r15_total",
+    # Checked against a real autoscaler's registry below.
+    "slipway_autoscale_desired_replicas",
+    "slipway_autoscale_decisions_total",
 }
+
+
+#: What an operator must give on top of the defaults: the shared secrets (a generated one
+#: would change on every `helm template`).
+REQUIRED: dict[str, Any] = {
+    "agent": {"token": "agent-token-" + "a" * 32},
+    "logs": {"sharedKey": "forward-key-" + "b" * 32},
+}
+#: The control plane's Secret (SLIPWAY_DATABASE_URL and the admin token).
+CONTROL: dict[str, Any] = {"enabled": True, "existingSecret": "slipway-control"}
+
+
+def with_required(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` over REQUIRED, one level deep."""
+    merged = {k: dict(v) for k, v in REQUIRED.items()}
+    for key, value in values.items():
+        if isinstance(value, dict) and key in merged:
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def values_of(name: str) -> dict[str, Any]:
     if name == "default":
-        return {}
+        return with_required({})
     loaded: dict[str, Any] = yaml.safe_load((VALUES / f"{name}.yaml").read_text())
     return loaded
 
@@ -141,7 +174,7 @@ def test_the_router_exposes_one_ops_port_however_many_workers() -> None:
 )
 def test_bad_values_are_refused_naming_the_key(values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=re.escape(complaint)):
-        render(values)
+        render(with_required(values))
 
 
 # -- RBAC -----------------------------------------------------------------------------------------
@@ -162,6 +195,7 @@ AGENT_LEAST = {
     *(("apps", "deployments/scale", v) for v in ("get", "patch", "update")),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("list", "watch")),
     *(("", "pods", v) for v in ("list", "watch")),
+    ("metrics.k8s.io", "pods", "list"),
 }
 LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
 DEPLOY = {
@@ -175,8 +209,36 @@ DEPLOY = {
 }
 
 
+def assert_control_role(
+    docs: list[dict[str, Any]],
+    name: str,
+    granted: Mapping[tuple[str, str], Iterable[str]],
+    *,
+    namespace: str | None,
+) -> None:
+    """Role and RoleBinding ``name`` give the control plane's ServiceAccount exactly
+    ``granted`` in ``namespace`` (None: the release's), nothing cluster-wide, and both
+    validate; with control's defaults the chart renders no such Role."""
+    role = named(docs, "Role", name)
+    binding = named(docs, "RoleBinding", name)
+    for doc in (role, binding):
+        assert doc["metadata"].get("namespace") in (
+            (None, NAMESPACE) if namespace is None else (namespace,)
+        )
+    assert rules_of(role) == {(g, r, verb) for (g, r), verbs in granted.items() for verb in verbs}
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "slipway-control", "namespace": NAMESPACE}
+    ]
+    assert named(docs, "ServiceAccount", "slipway-control")["automountServiceAccountToken"]
+    assert of_kind(docs, "ClusterRole") == []
+    for doc in (role, binding):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    plain = render(with_required({"control": CONTROL}))
+    assert name not in {r["metadata"]["name"] for r in of_kind(plain, "Role")}
+
+
 def test_the_agent_gets_exactly_the_least_rules_and_nothing_cluster_wide() -> None:
-    docs = render({})
+    docs = render(with_required({}))
     assert of_kind(docs, "ClusterRole") == []
     assert of_kind(docs, "ClusterRoleBinding") == []
     assert {r["metadata"]["name"] for r in of_kind(docs, "Role")} == {
@@ -202,7 +264,7 @@ def test_deploy_rights_add_only_create_and_delete_of_app_objects_in_the_apps_nam
 
 
 def test_with_the_control_plane_the_agent_may_create_what_it_defines() -> None:
-    docs = render({"control": {"enabled": True}})
+    docs = render(with_required({"control": CONTROL}))
     assert rules_of(named(docs, "Role", "slipway-agent-apps")) == AGENT_LEAST | DEPLOY
     control = named(docs, "Deployment", "slipway-control")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in control["containers"][0]["env"]}
@@ -210,14 +272,18 @@ def test_with_the_control_plane_the_agent_may_create_what_it_defines() -> None:
 
 
 def test_only_the_agent_mounts_an_api_token(scenario: tuple[str, list[dict[str, Any]]]) -> None:
-    _, docs = scenario
+    name, docs = scenario
     for sa in of_kind(docs, "ServiceAccount"):
+        # The control plane holds one only to run build Jobs (test_chart_builds.py).
+        api_users = {"slipway-agent", "slipway-control"} if name == "full" else {"slipway-agent"}
         expected = None if sa["metadata"]["name"] == "slipway-agent" else False
+        if sa["metadata"]["name"] in api_users - {"slipway-agent"}:
+            expected = True
         assert sa.get("automountServiceAccountToken") is expected, sa["metadata"]["name"]
     for dep in of_kind(docs, "Deployment"):
         pod = dep["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == dep["metadata"]["name"]
-        if dep["metadata"]["name"] != "slipway-agent":
+        if dep["metadata"]["name"] not in api_users:
             assert pod["automountServiceAccountToken"] is False
 
 
@@ -275,8 +341,8 @@ def test_the_components_run_with_their_commands_and_ports() -> None:
 
 
 def test_control_is_rendered_only_when_enabled() -> None:
-    assert not [d for d in render({}) if d["metadata"]["name"] == "slipway-control"]
-    assert named(render({"control": {"enabled": True}}), "Deployment", "slipway-control")
+    assert not [d for d in render(with_required({})) if d["metadata"]["name"] == "slipway-control"]
+    assert named(render(with_required({"control": CONTROL})), "Deployment", "slipway-control")
 
 
 def test_exporter_targets_are_a_secret_mounted_read_only() -> None:
@@ -293,7 +359,7 @@ def test_exporter_targets_are_a_secret_mounted_read_only() -> None:
 
 
 def test_disruption_budgets_keep_a_router_and_a_leader_candidate_up() -> None:
-    docs = render({})
+    docs = render(with_required({}))
     assert named(docs, "PodDisruptionBudget", "slipway-router")["spec"]["minAvailable"] == 1
     assert named(docs, "PodDisruptionBudget", "slipway-agent")["spec"]["maxUnavailable"] == 1
     # One replica: a budget would block node drains for ever.
@@ -325,7 +391,7 @@ def test_the_ingress_sends_every_app_host_to_the_router_with_streaming_settings(
 
 
 def test_each_dashboard_file_becomes_a_configmap_for_the_grafana_sidecar() -> None:
-    docs = render({})
+    docs = render(with_required({}))
     maps = [cm for cm in of_kind(docs, "ConfigMap") if "dashboard" in cm["metadata"]["name"]]
     files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
     assert sorted(k for cm in maps for k in cm["data"]) == files
@@ -338,24 +404,53 @@ def test_each_dashboard_file_becomes_a_configmap_for_the_grafana_sidecar() -> No
 def test_the_router_agent_dashboard_queries_only_metrics_that_exist() -> None:
     dash = json.loads((CHART / "dashboards" / "router-agent.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
-    used = {m for e in exprs for m in re.findall(r"\bslipway_[a-z_]+", e)}
+    used = {m for e in exprs for m in re.findall(r"\bslipway_[a-z_0-9]+", e)}
     assert used == KNOWN_METRICS
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
-    for topic in ("requests", "latency", "errors", "asleep", "awake", "wakes", "wake duration"):
+    for topic in (
+        "requests", "latency", "errors", "asleep", "awake", "wakes", "wake duration",
+        "dyno memory", "r14", "desired replicas", "decisions by reason",
+    ):  # fmt: skip
         assert topic in titles, topic
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    # No two panels overlap on the grid (a new row placed over an old one hides it).
+    cells = [
+        (x, y)
+        for p in dash["panels"]
+        for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+        for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells))
+
+
+def test_the_dashboard_s_autoscaling_series_are_what_the_autoscaler_exports() -> None:
+    """Names and labels from a real Autoscaler's registry after one decision."""
+    registry = CollectorRegistry()
+    scaler = Autoscaler(registry)
+    scaler.decisions_total.labels(app="shop", process="web", reason="panic").inc()
+    samples = {s.name: set(s.labels) for m in registry.collect() for s in m.samples}
+    assert samples["slipway_autoscale_decisions_total"] == {"app", "process", "reason"}
+    dash = json.loads((CHART / "dashboards" / "router-agent.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    assert "by (app, reason) (increase(slipway_autoscale_decisions_total" in exprs
+    # The desired gauge is read at scrape time from the decisions: its labels are declared.
+    families = {m.name: m for m in registry.collect()}
+    assert "slipway_autoscale_desired_replicas" in families
+    assert 'slipway_autoscale_desired_replicas{app=~"$app", process="web"}' in exprs
 
 
 def test_fluent_bit_files_become_one_configmap_and_none_without_files(tmp_path: Path) -> None:
     chart = tmp_path / "slipway"
     shutil.copytree(CHART, chart)
     shutil.rmtree(chart / "files" / "fluent-bit", ignore_errors=True)
-    assert not [d for d in render({}, chart) if d["metadata"]["name"] == "slipway-fluent-bit"]
+    assert not [
+        d for d in render(with_required({}), chart) if d["metadata"]["name"] == "slipway-fluent-bit"
+    ]
     (chart / "files" / "fluent-bit").mkdir(parents=True)
     conf = "[OUTPUT]\n    Name forward\n    Host ${SLIPWAY_LOGS_HOST}\n"
     (chart / "files" / "fluent-bit" / "fluent-bit.conf").write_text(conf)
     (chart / "files" / "fluent-bit" / "parsers.conf").write_text("[PARSER]\n    Name cri\n")
-    cm = named(render({}, chart), "ConfigMap", "slipway-fluent-bit")
+    cm = named(render(with_required({}), chart), "ConfigMap", "slipway-fluent-bit")
     assert cm["data"]["fluent-bit.conf"] == conf.rstrip("\n")
     assert set(cm["data"]) == {"fluent-bit.conf", "parsers.conf"}
 
@@ -373,20 +468,9 @@ def test_the_agent_reads_its_apps_file_from_a_configmap_it_can_parse(tmp_path: P
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["SLIPWAY_APPS"] == "/etc/slipway/apps/apps.toml"
     assert env["SLIPWAY_IDLE_AFTER"] == "5m"
-    default_env = {e["name"] for e in named(render({}), "Deployment", "slipway-agent")[
-        "spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    default = named(render(with_required({})), "Deployment", "slipway-agent")
+    default_env = {e["name"] for e in default["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "SLIPWAY_APPS" not in default_env
-
-
-#: Variables read through a prefix plus a name the code builds, and the one file
-#: that reads each (the names are spelled out there).
-DYNAMIC_PREFIXES = {
-    "SLIPWAY_LOGS_": "logs/cli.py",
-    "SLIPWAY_KUBE_": "agent/kubernetes/settings.py",
-    "SLIPWAY_EXPORTER_": "exporters/cli.py",
-}
-#: Set by the chart for a wiring the code does not read yet (see docs/kubernetes.md).
-NOT_READ_YET: set[str] = set()
 
 
 def _code_text() -> str:
@@ -397,31 +481,8 @@ def _code_text() -> str:
     )
 
 
-def test_every_slipway_variable_the_chart_sets_is_one_the_code_reads() -> None:
-    """A renamed flag must not leave a pod silently on its defaults (127.0.0.1, say)."""
-    code = _code_text()
-    docs = render({**values_of("full"), "control": {"enabled": True}})
-    for name, _, container in containers(docs):
-        for env in container.get("env", []):
-            var = env["name"]
-            if not var.startswith("SLIPWAY_") or var in NOT_READ_YET:
-                continue
-            prefix = next((p for p in DYNAMIC_PREFIXES if var.startswith(p)), None)
-            if prefix is None:
-                assert f'"{var}"' in code, (name, var)
-                continue
-            reader = (ROOT / DYNAMIC_PREFIXES[prefix]).read_text()
-            suffix = var[len(prefix) :]
-            if prefix == "SLIPWAY_EXPORTER_":
-                kind, _, suffix = suffix.partition("_")
-                assert kind in {"POSTGRES", "REDIS"}, (name, var)
-                assert f'f"{{env}}_{suffix}"' in reader, (name, var)
-            else:
-                assert f'"{suffix}"' in reader or f'"{suffix.lower()}"' in reader, (name, var)
-
-
 def test_servers_in_pods_listen_on_every_address() -> None:
-    docs = render({**values_of("full"), "control": {"enabled": True}})
+    docs = render(values_of("full"))
     for name, _, container in containers(docs):
         hosts = {
             e["name"]: e.get("value")
@@ -454,17 +515,79 @@ def _token_refs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_the_agent_routers_and_control_share_a_generated_agent_token() -> None:
-    docs = render({"control": {"enabled": True}})
+def test_the_agent_routers_and_control_share_the_given_agent_token() -> None:
+    docs = render(with_required({"control": CONTROL}))
     refs = _token_refs(docs)
     assert set(refs) == {"slipway-agent", "slipway-router", "slipway-control"}
     assert {(r["name"], r["key"]) for r in refs.values()} == {("slipway-agent-token", "token")}
     secret = named(docs, "Secret", "slipway-agent-token")
-    assert len(base64.b64decode(secret["data"]["token"])) == 48
+    assert base64.b64decode(secret["data"]["token"]).decode() == REQUIRED["agent"]["token"]
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def test_an_operator_supplied_agent_token_secret_is_used_instead() -> None:
-    docs = render({"agent": {"tokenSecret": "my-token"}})
+    docs = render(with_required({"agent": {"tokenSecret": "my-token"}}))
     assert {r["name"] for r in _token_refs(docs).values()} == {"my-token"}
     assert not [d for d in of_kind(docs, "Secret") if d["metadata"]["name"].endswith("agent-token")]
+
+
+def test_the_agent_token_is_the_same_on_every_render() -> None:
+    """Under `helm template` (Argo CD, Flux) lookup finds nothing: a generated token would
+    differ per render, and pods started at different times would refuse each other."""
+    first, second = render(with_required({})), render(with_required({}))
+    assert named(first, "Secret", "slipway-agent-token") == named(
+        second, "Secret", "slipway-agent-token"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"logs": {"sharedKey": "k" * 32}}, "agent.token is required"),
+        ({"agent": {"token": "t" * 32}}, "logs.sharedKey is required"),
+    ],
+)
+def test_a_missing_shared_secret_is_refused_saying_what_to_set(
+    values: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(complaint)):
+        render(values)
+    # Without logs there is no forward key to give.
+    render({"agent": {"token": "t" * 32}, "logs": {"enabled": False}})
+
+
+def test_the_agent_posts_platform_lines_to_the_logs_service_with_the_token_logs_expects() -> None:
+    """R14/R15 on Kubernetes: the agent's URL is the logs Service's, and the logs service's
+    platform token is the agent's own (the same Secret key); no logs, no URL."""
+    docs = render(with_required({}))
+
+    def env(name: str) -> dict[str, Any]:
+        pod = named(docs, "Deployment", name)["spec"]["template"]["spec"]
+        return {e["name"]: e for e in pod["containers"][0]["env"]}
+
+    agent, logs = env("slipway-agent"), env("slipway-logs")
+    assert agent["SLIPWAY_AGENT_LOGS_URL"]["value"] == f"http://slipway-logs.{NAMESPACE}.svc:8082"
+    assert (
+        logs["SLIPWAY_LOGS_PLATFORM_TOKEN"]["valueFrom"]
+        == agent["SLIPWAY_AGENT_TOKEN"]["valueFrom"]
+    )
+    docs = render(with_required({"logs": {"enabled": False}}))
+    assert "SLIPWAY_AGENT_LOGS_URL" not in env("slipway-agent")
+
+
+def test_a_terminating_router_keeps_serving_until_the_ingress_forgets_it_then_drains() -> None:
+    docs = render(values_of("full"))
+    pod = named(docs, "Deployment", "slipway-router")["spec"]["template"]["spec"]
+    (router,) = pod["containers"]
+    pre_stop = router["lifecycle"]["preStop"]["sleep"]["seconds"]
+    env = {e["name"]: e.get("value") for e in router["env"]}
+    drain = float(env["SLIPWAY_ROUTER_DRAIN_GRACE"].removesuffix("s"))
+    assert pre_stop >= 5
+    assert drain >= 25
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + 5
+
+
+def test_a_grace_period_shorter_than_the_drain_is_refused() -> None:
+    values = with_required({"router": {"terminationGracePeriodSeconds": 30}})
+    with pytest.raises(helm.HelmRenderError, match=re.escape("must cover router.preStopSeconds")):
+        render(values)

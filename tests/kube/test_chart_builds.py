@@ -11,6 +11,7 @@ import pytest
 
 from tests.kube.test_chart import (
     CHART,
+    CONTROL,
     KUBE_VERSION,
     NAMESPACE,
     _code_text,
@@ -19,21 +20,24 @@ from tests.kube.test_chart import (
     of_kind,
     render,
     rules_of,
+    with_required,
 )
 
-BUILDS: dict[str, Any] = {
-    "control": {
-        "enabled": True,
-        "builds": {
-            "kubernetes": True,
-            "namespace": "slipway-builds",
-            "registry": "ghcr.io/acme",
-            "registrySecret": "ghcr",
-            "runImage": "paketobuildpacks/run-jammy-base",
-            "timeout": "20m",
-        },
+BUILDS: dict[str, Any] = with_required(
+    {
+        "control": {
+            **CONTROL,
+            "builds": {
+                "kubernetes": True,
+                "namespace": "slipway-builds",
+                "registry": "ghcr.io/acme",
+                "registrySecret": "ghcr",
+                "runImage": "paketobuildpacks/run-jammy-base",
+                "timeout": "20m",
+            },
+        }
     }
-}
+)
 #: What control/builds/kube.py calls: create, list+watch and delete the Job; list+watch
 #: its pod; follow the pod's log. Nothing else, and nothing outside the builds' namespace.
 BUILD_RULES = {
@@ -58,7 +62,7 @@ def test_kubernetes_builds_give_control_exactly_the_job_and_pod_rules_in_the_bui
     ]
     assert of_kind(docs, "ClusterRole") == []
     # Without builds on the cluster, control has neither a Role nor a token.
-    plain = render({"control": {"enabled": True}})
+    plain = render(with_required({"control": CONTROL}))
     assert not [r for r in of_kind(plain, "Role") if "control" in r["metadata"]["name"]]
     assert (
         named(plain, "ServiceAccount", "slipway-control")["automountServiceAccountToken"] is False
@@ -104,7 +108,7 @@ def test_the_builds_rendering_lints_and_validates() -> None:
 
 
 def test_builds_on_the_cluster_need_a_registry() -> None:
-    values = {"control": {"enabled": True, "builds": {"kubernetes": True}}}
+    values = with_required({"control": {**CONTROL, "builds": {"kubernetes": True}}})
     with pytest.raises(
         helm.HelmRenderError, match=re.escape("control.builds.registry is required")
     ):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from control.settings import ControlSettings, build_settings_from_env
 from control.store.db import Store
 from tests.builds.apps import RecordingSink
 from tests.control.targets import RecordingTarget
+from tests.helpers import eventually
 from tests.kube.conftest import make_client
 from tests.kube.podlogs import LoggingApiServer
 
@@ -61,25 +62,22 @@ async def apiserver() -> AsyncIterator[LoggingApiServer]:
 
 
 def builder_for(
-    server: LoggingApiServer, sink: RecordingSink, registry: CollectorRegistry, timeout: float = 20
+    server: LoggingApiServer,
+    sink: RecordingSink,
+    registry: CollectorRegistry,
+    timeout: float = 20,
+    settings: CNBSettings | None = None,
 ) -> KubernetesBuilder:
     async def connect() -> client.ApiClient:
         return make_client(server)
 
     return KubernetesBuilder(
-        CNBSettings(namespace=NS, registry=REGISTRY, registry_secret="regcred"),
+        settings or CNBSettings(namespace=NS, registry=REGISTRY, registry_secret="regcred"),
         sink=sink,
         metrics=BuildMetrics(registry),
         timeout=timeout,
         connect=connect,
     )
-
-
-async def eventually(check: Callable[[], Any], timeout: float = REACT) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (found := check()):
-            await asyncio.sleep(0.01)
-    return found
 
 
 class Kubelet:
@@ -245,6 +243,37 @@ async def test_the_digest_comes_from_the_log_when_the_status_lost_the_report(
     assert registry.get_sample_value("slipway_build_cache_total", {"outcome": "miss"}) == 1
 
 
+async def test_an_in_cluster_registry_build_pushes_over_http_and_the_nodes_pull_it_as_localhost(
+    apiserver: LoggingApiServer,
+) -> None:
+    settings = CNBSettings(
+        namespace=NS,
+        registry=REGISTRY,
+        pull_registry="localhost:5000",
+        insecure_registry=True,
+        registry_secret=None,
+    )
+    builder = builder_for(apiserver, RecordingSink(), CollectorRegistry(), settings=settings)
+    kubelet = Kubelet(apiserver)
+    try:
+        build = asyncio.create_task(
+            builder.build("demo", Source.git("https://git.test/demo.git", SHA), build_id="b3")
+        )
+        job = await kubelet.job_created()
+        creator = job["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "CNB_INSECURE_REGISTRIES", "value": REGISTRY} in creator["env"]
+        assert creator["args"][-1] == f"{REGISTRY}/demo:b3"
+        await kubelet.fetch()
+        await kubelet.creator_runs("===> EXPORTING", f"*** Digest: {DIGEST}")
+        await kubelet.creator_ends(0, REPORT)
+        async with asyncio.timeout(REACT):
+            artifact = await build
+    finally:
+        await builder.close()
+    assert artifact.digest == DIGEST
+    assert artifact.image == f"localhost:5000/demo@{DIGEST}"
+
+
 async def test_a_creator_that_exits_non_zero_fails_the_build_with_the_tail_of_its_output(
     apiserver: LoggingApiServer,
 ) -> None:
@@ -374,7 +403,7 @@ async def test_through_the_builds_api_a_failed_build_leaves_the_running_release_
         await control.create_app("demo", actor="me")
         source = {"url": "https://git.test/demo.git", "version": SHA}
         kubelet = Kubelet(apiserver)
-        first = await builds.create("demo", source, actor="me")
+        first = await builds.create("demo", source, actor="me", tenant=False)
         await kubelet.job_created()
         await kubelet.fetch()
         await kubelet.creator_runs(*CREATOR_LINES)
@@ -390,7 +419,7 @@ async def test_through_the_builds_api_a_failed_build_leaves_the_running_release_
 
         await apiserver.delete_object("jobs", NS, kubelet.job["metadata"]["name"])
         await apiserver.delete_object("pods", NS, kubelet.pod_name)
-        second = await builds.create("demo", source, actor="me")
+        second = await builds.create("demo", source, actor="me", tenant=False)
         await kubelet.job_created()
         await kubelet.fetch()
         await kubelet.creator_runs("ERROR: failed to export: denied: push to registry")
@@ -407,7 +436,7 @@ async def test_through_the_builds_api_a_failed_build_leaves_the_running_release_
         await store.close()
 
 
-async def test_serve_control_builds_on_kubernetes_with_the_app_s_buildpacks_and_cancels_by_delete(
+async def test_serve_control_builds_on_kubernetes_with_the_app_s_buildpacks_and_leaves_it_on_stop(
     apiserver: LoggingApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The real connection path: a kubeconfig naming the test apiserver.
@@ -442,7 +471,7 @@ async def test_serve_control_builds_on_kubernetes_with_the_app_s_buildpacks_and_
             actor="me",
         )  # fmt: skip
         source = {"url": "https://git.test/demo.git", "version": SHA}
-        build = await builds.create("demo", source, actor="me")
+        build = await builds.create("demo", source, actor="me", tenant=False)
         job = await Kubelet(apiserver).job_created()
         pod = job["spec"]["template"]["spec"]
         assert "-order=/layers/order.toml" in pod["containers"][0]["args"]
@@ -450,12 +479,14 @@ async def test_serve_control_builds_on_kubernetes_with_the_app_s_buildpacks_and_
         assert 'id = "paketo-buildpacks/procfile"' in env["ORDER_TOML"]
         assert job["spec"]["activeDeadlineSeconds"] == 900
     finally:
-        await builds.close()  # cancels the build in flight
+        await builds.close()  # stops following the build in flight
         await store.close()
-    name = job["metadata"]["name"]
+    # The Job runs on (bounded by its activeDeadlineSeconds) for the next control plane.
     assert build.status is BuildStatus.PENDING
-    assert apiserver.deletes == [("jobs", name, {"propagationPolicy": "Background"})]
-    assert apiserver.objects_of("jobs") == []
+    assert apiserver.deletes == []
+    assert [j["metadata"]["name"] for j in apiserver.objects_of("jobs")] == [
+        job["metadata"]["name"]
+    ]
 
 
 async def test_without_kubernetes_credentials_the_build_fails_saying_where_it_looked(

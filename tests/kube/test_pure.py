@@ -9,7 +9,6 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.kubernetes import manifests
-from agent.kubernetes.connect import api_client
 from agent.kubernetes.errors import (
     ApiUnavailable,
     Conflict,
@@ -22,6 +21,7 @@ from agent.kubernetes.errors import (
 from agent.kubernetes.settings import KubeSettings, from_env
 from agent.kubernetes.status import Cache, status_of
 from agent.runtime import Instance
+from kit.kube import api_client
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import NAMESPACE
 from tests.kube.controllers import endpoint_slice, pod
@@ -181,3 +181,38 @@ current-context: test
 async def test_a_missing_kubeconfig_is_refused_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(Rejected, match=r"cannot load kubeconfig .*nope"):
         await api_client(str(tmp_path / "nope"))
+
+
+def _failing(cache: Cache, message: str = "exceeded quota: q") -> Cache:
+    (dep,) = cache.deployments.of(("blog", "web"))
+    condition = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}
+    dep["status"] = {"conditions": [condition | {"message": message}]}
+    cache.deployments.put(dep)
+    return cache
+
+
+def test_pods_the_cluster_refuses_to_create_make_the_process_crashed_with_the_reason() -> None:
+    status = status_of(_failing(cache_with(pods=[], slices=[])), ("blog", "web"))
+    assert status.crashed
+    (instance,) = status.instances
+    assert instance.reason == "FailedCreate: exceeded quota: q"
+    assert not instance.ready
+
+
+def test_a_replica_failure_with_every_asked_pod_there_or_nothing_asked_is_no_crash() -> None:
+    p = pod("blog", "web", 1, ip="10.0.0.1")
+    sl = endpoint_slice("blog", "web", [("blog-web-1", "10.0.0.1", True)], port=5000)
+    assert not status_of(_failing(cache_with(pods=[p], slices=[sl])), ("blog", "web")).crashed
+    asleep = _failing(cache_with(pods=[], slices=[], replicas=0))
+    assert status_of(asleep, ("blog", "web")).instances == ()
+
+
+def test_a_pods_start_time_is_its_instances_since() -> None:
+    p = pod("blog", "web", 1, ip="10.0.0.1")
+    p["status"]["startTime"] = "2026-12-06T06:00:00Z"
+    sl = endpoint_slice("blog", "web", [("blog-web-1", "10.0.0.1", True)], port=5000)
+    (instance,) = status_of(cache_with(pods=[p], slices=[sl]), ("blog", "web")).instances
+    assert instance.started_at == 1796536800.0
+    p["status"]["startTime"] = "not a time"
+    (instance,) = status_of(cache_with(pods=[p], slices=[]), ("blog", "web")).instances
+    assert instance.started_at is None

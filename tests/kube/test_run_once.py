@@ -8,7 +8,7 @@ to its end and reads its pod's log tail; on timeout it deletes the Job.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kmock
@@ -20,6 +20,7 @@ from agent.kubernetes import runtime as kube_runtime
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.settings import KubeSettings
 from agent.runtime import OnceResult, ProcessSpec
+from tests.helpers import eventually
 from tests.kube.conftest import NAMESPACE, make_client
 from tests.kube.podlogs import LoggingApiServer
 
@@ -49,13 +50,6 @@ async def runtime(apiserver: LoggingApiServer) -> AsyncIterator[KubernetesRuntim
         )
         yield rt
         await rt.close()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (found := check()):
-            await asyncio.sleep(0.01)
-    return found
 
 
 class JobController:
@@ -130,8 +124,12 @@ async def test_a_release_command_is_a_job_of_the_image_with_the_release_secret(
     assert container["command"] == ["/cnb/lifecycle/launcher"]
     assert container["args"] == ["python manage.py migrate"]
     assert container["envFrom"] == [{"secretRef": {"name": "blog-env-v4"}}]
-    # Its pods are not instances of a process type: the runtime's pod watch must not see them.
-    assert manifests.APP_LABEL not in spec["template"]["metadata"]["labels"]
+    # Its pods carry the app's labels so Fluent Bit ships their output to the app's stream as
+    # release lines, yet they are not instances of a process type: key_of leaves them out.
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert pod_labels[manifests.APP_LABEL] == "blog"
+    assert pod_labels[manifests.SOURCE_LABEL] == "release"
+    assert manifests.key_of({"metadata": {"labels": pod_labels}}) is None
     # The release's Secret exists before the Job that needs it, with its config vars.
     secret = apiserver.get("secrets", NAMESPACE, "blog-env-v4")
     assert secret is not None

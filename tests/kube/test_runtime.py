@@ -88,7 +88,10 @@ async def test_apply_creates_a_labelled_deployment_at_zero_replicas_and_a_web_se
     assert container["command"] == ["/cnb/process/web"]
     assert container["image"] == SPEC.image
     # Config vars come from the release's immutable Secret, never inline in the Deployment.
-    assert container["env"] == [{"name": "PORT", "value": "5000"}]
+    assert container["env"] == [
+        {"name": "PORT", "value": "5000"},
+        {"name": "DYNO", "value": "web.1"},
+    ]
     assert container["envFrom"] == [{"secretRef": {"name": "blog-env-v3"}}]
     assert "postgres://" not in json.dumps(dep)
     secret = apiserver.get("secrets", NAMESPACE, "blog-env-v3")

@@ -32,12 +32,14 @@ current-context: t
         "SLIPWAY_KUBE_LEASE_NAMESPACE": "slipway",
         "SLIPWAY_KUBE_LEASE_NAME": "slipway-agent",
     }
-    async with kubernetes_stack(
-        env, registry=CollectorRegistry(), kubeconfig=str(kubeconfig)
-    ) as kube:
+    registry = CollectorRegistry()
+    async with kubernetes_stack(env, registry=registry, kubeconfig=str(kubeconfig)) as kube:
+        assert registry.get_sample_value("slipway_agent_leader") == 0.0
         async with asyncio.timeout(5):
             while not kube.elector.is_leader():
                 await asyncio.sleep(0.01)
+        # What the chart's "no agent leader" alert sums over the replicas.
+        assert registry.get_sample_value("slipway_agent_leader") == 1.0
         assert kube.tasks.names() == ["kube-lease"]
         await kube.runtime.apply(SPEC)
         await kube.runtime.scale("blog", "web", 1)

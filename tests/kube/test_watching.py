@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.runtime import ProcessStatus
+from tests.helpers import eventually
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import NAMESPACE
 from tests.kube.controllers import endpoint_slice, pod
@@ -33,12 +34,6 @@ async def runtime(
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
-
-
-async def until(check: object, timeout: float = 5) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
 
 
 async def started(runtime: KubernetesRuntime) -> AsyncIterator[ProcessStatus]:
@@ -96,14 +91,14 @@ async def test_an_apiserver_outage_turns_readiness_off_and_is_counted_until_it_e
     assert runtime.ready() is None
     apiserver.outage = True
     await apiserver.drop_watches()
-    await until(lambda: all(w.problem for w in runtime.watches))
+    await eventually(lambda: all(w.problem for w in runtime.watches))
     reason = runtime.ready()
     assert reason is not None
     assert "503" in reason
     assert sample(registry, "slipway_agent_kube_watch_failures_total", resource="deployments") >= 1
     assert sample(registry, "slipway_agent_kube_watch_healthy", resource="deployments") == 0
     apiserver.outage = False
-    await until(lambda: runtime.ready() is None)
+    await eventually(lambda: runtime.ready() is None)
     assert sample(registry, "slipway_agent_kube_watch_healthy", resource="deployments") == 1
     # And the view is live again.
     await apiserver.put(
@@ -123,7 +118,7 @@ async def test_watches_ask_for_bookmarks_and_timeouts_and_bookmarks_keep_the_ver
     # Only deployments change; the pods watch learns the newer version from a bookmark.
     await runtime.scale("blog", "web", 1)
     await next_status(statuses)
-    await until(lambda: int(pods.resource_version or 0) > before)
+    await eventually(lambda: int(pods.resource_version or 0) > before)
     assert (
         sample(registry, "slipway_agent_kube_watch_events_total", resource="pods", type="bookmark")
         >= 1
@@ -140,7 +135,7 @@ async def test_a_watch_the_apiserver_ends_at_its_timeout_is_resumed_not_relisted
 ) -> None:
     statuses = await started(runtime)
     count = len(apiserver.watch_requests)
-    await until(lambda: len(apiserver.watch_requests) >= count + 3, timeout=5)
+    await eventually(lambda: len(apiserver.watch_requests) >= count + 3, timeout=5)
     later = apiserver.watch_requests[count:]
     assert all(r.get("resourceVersion") for r in later)
     assert sample(registry, "slipway_agent_kube_relists_total", resource="deployments") == 1

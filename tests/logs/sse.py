@@ -1,4 +1,4 @@
-"""A small SSE reader for tests: events as (event, id, data) with a bounded wait."""
+"""SSE for tests: kit.sse's parser with a bounded wait and the data decoded as JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from kit.sse import Parser
 
 
 @dataclass
@@ -20,30 +22,21 @@ class Event:
 class SSE:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.response = response
-        self.comments = 0
+        self.parser = Parser()
+
+    @property
+    def comments(self) -> int:
+        return self.parser.comments
 
     async def next(self, timeout: float = 5.0) -> Event:
-        event, ident, data = "message", None, []
         async with asyncio.timeout(timeout):
             while True:
                 raw = await self.response.content.readline()
                 if not raw:
                     raise EOFError("stream ended")
-                line = raw.decode().rstrip("\n")
-                if not line:
-                    if data:
-                        return Event(event, ident, json.loads("\n".join(data)))
-                    continue
-                if line.startswith(":"):
-                    self.comments += 1
-                    continue
-                name, _, value = line.partition(": ")
-                if name == "data":
-                    data.append(value)
-                elif name == "id":
-                    ident = value
-                elif name == "event":
-                    event = value
+                done = self.parser.feed(raw)
+                if done is not None:
+                    return Event(done.event, done.id, json.loads(done.data))
 
     async def take(self, n: int, timeout: float = 5.0) -> list[Event]:
         return [await self.next(timeout) for _ in range(n)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import re
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from logs.archive import Spool, Uploader, hour_prefixes, object_key
 from logs.errors import ArchiveError
 from logs.metrics import LogsMetrics
-from logs.model import Source
+from logs.model import LogLine, Source
 from logs.ring import Filter, Hub
 from logs.s3 import S3Store
 from logs.service import LogService
@@ -240,3 +241,72 @@ class TestArchiveReads:
                     assert r.status == 503
         finally:
             await stop()
+
+
+def lines_for(seqs: range, text: str = "l", at: float = T) -> list[LogLine]:
+    return [LogLine(s, at, Source.APP, "web.1", f"{text}{s}") for s in seqs]
+
+
+class TestWhatARestartReadsBack:
+    def test_the_newest_lines_of_each_app_come_back_after_recovery(self, tmp_path: Path) -> None:
+        spool = spool_at(tmp_path)
+        spool.append("shop", lines_for(range(1, 40)), T)
+        spool.seal_all()
+        spool.append("shop", lines_for(range(1000, 1010)), T)  # a later process, still open
+        spool.append("blog", lines_for(range(5, 8)), T)
+        spool.close()  # as a kill leaves them
+        again = spool_at(tmp_path)
+        again.recover()
+        recent = again.recent(15, apps=10)
+        assert [line.seq for line in recent["shop"]] == [*range(34, 40), *range(1000, 1010)][-15:]
+        assert [line.text for line in recent["blog"]] == ["l5", "l6", "l7"]
+
+    def test_a_torn_last_line_is_left_out(self, tmp_path: Path) -> None:
+        spool = spool_at(tmp_path)
+        spool.append("shop", lines_for(range(1, 4)), T)
+        spool.close()
+        [journal] = (tmp_path / "shop").iterdir()
+        with journal.open("ab") as f:
+            f.write(b'{"app": "shop", "seq": 4, "ti')
+        again = spool_at(tmp_path)
+        again.recover()
+        assert [line.seq for line in again.recent(10, apps=10)["shop"]] == [1, 2, 3]
+
+    def test_a_big_journal_is_read_from_its_end(self, tmp_path: Path) -> None:
+        spool = spool_at(tmp_path, flush_bytes=10**9)
+        spool.append("shop", lines_for(range(1, 20_001), "x" * 100), T)
+        spool.seal_all()
+        recent = spool.recent(1500, apps=10)["shop"]
+        assert [line.seq for line in recent] == list(range(18_501, 20_001))
+
+    def test_only_the_most_recently_written_apps_come_back(self, tmp_path: Path) -> None:
+        spool = spool_at(tmp_path)
+        for n, app in enumerate(("old", "mid", "new")):
+            spool.append(app, lines_for(range(n * 10 + 1, n * 10 + 3)), T)
+        spool.seal_all()
+        assert sorted(spool.recent(10, apps=2)) == ["mid", "new"]
+
+
+class TestSpoolBounds:
+    def test_past_max_open_the_oldest_journal_is_sealed(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path, max_bytes=10**7, flush_bytes=10**7, flush_age=60.0, max_open=2)
+        for app in ("a", "b", "c"):
+            spool.append(app, lines_for(range(1, 3)), T)
+        assert [p.parent.name for p in spool.ready()] == ["a"]
+        spool.close()
+
+    def test_without_a_store_the_oldest_journals_are_pruned_to_keep_acking(
+        self, tmp_path: Path
+    ) -> None:
+        spool = spool_at(tmp_path, max_bytes=4000)
+        for hour in range(4):
+            at = T + hour * 3600
+            spool.append("shop", lines_for(range(hour * 10, hour * 10 + 10), at=at), at)
+        spool.seal_all()
+        assert not spool.has_room()
+        uploader = Uploader(spool, None, metrics=LogsMetrics(CollectorRegistry()))
+        assert asyncio.run(uploader.upload_ready())
+        assert spool.has_room()
+        kept = spool.recent(100, apps=10)["shop"]
+        assert kept[-1].seq == 39  # the newest survive
+        assert kept[0].seq > 0

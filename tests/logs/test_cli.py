@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import json
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from fluent import sender
 from prometheus_client import CollectorRegistry
 
 from control.cli import main
+from kit.runner import supervise
 from logs.auth import StaticTokens
 from logs.cli import _follow, _show, run_service
 from logs.component import LogsComponent
@@ -47,7 +49,7 @@ async def running(tmp_path: Path, moto: Moto) -> AsyncIterator[LogsSettings]:
     )
     await S3Store(bucket="archive", endpoint_url=moto.url).ensure_bucket()
     stop = asyncio.Event()
-    task = asyncio.create_task(run_service(settings, stop))
+    task = asyncio.create_task(supervise(functools.partial(run_service, settings), stop=stop))
     async with asyncio.timeout(10), aiohttp.ClientSession() as http:
         while True:
             with contextlib.suppress(aiohttp.ClientError):
@@ -85,6 +87,31 @@ class TestServeAndRead:
         assert code == 0
         assert out == "2026-11-18T11:06:40.000000+00:00 app[web.1]: booted\n"
 
+    async def test_the_app_is_named_with_dash_a_or_slipway_app_as_by_every_command(
+        self, running: LogsSettings
+    ) -> None:
+        s = sender.FluentSender("slipway.shop", host="127.0.0.1", port=running.forward_port)
+        await asyncio.to_thread(s.emit_with_time, "web.1", 1_795_000_000, {"log": "named"})
+        await asyncio.to_thread(s.close)
+        env = {
+            "SLIPWAY_LOGS_URL": f"http://127.0.0.1:{running.http_port}",
+            "SLIPWAY_TOKEN": "shop-secret",
+        }
+        expected = "2026-11-18T11:06:40.000000+00:00 app[web.1]: named\n"
+        async with asyncio.timeout(10):
+            while (await asyncio.to_thread(cli, "logs", "-a", "shop", env=env))[1] != expected:
+                await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(cli, "logs", "--app", "shop", env=env) == (0, expected)
+        by_dyno = await asyncio.to_thread(cli, "logs", "-a", "shop", "-d", "web.1", env=env)
+        assert by_dyno == (0, expected)
+        from_env = await asyncio.to_thread(cli, "logs", env={**env, "SLIPWAY_APP": "shop"})
+        assert from_env == (0, expected)
+        # The argument wins over SLIPWAY_APP, as an explicit name should.
+        other = await asyncio.to_thread(cli, "logs", "shop", env={**env, "SLIPWAY_APP": "nope"})
+        assert other == (0, expected)
+        code, out = await asyncio.to_thread(cli, "logs", env=env)
+        assert (code, "no app given: use -a APP" in out) == (2, True)
+
     async def test_a_wrong_token_is_a_clear_cli_error(self, running: LogsSettings) -> None:
         env = {"SLIPWAY_LOGS_URL": f"http://127.0.0.1:{running.http_port}", "SLIPWAY_TOKEN": "nope"}
         code, out = await asyncio.to_thread(cli, "logs", "shop", env=env)
@@ -110,7 +137,7 @@ class TestServeAndRead:
         store = S3Store(bucket="archive", endpoint_url=moto.url)
         await store.ensure_bucket()
         stop = asyncio.Event()
-        task = asyncio.create_task(run_service(settings, stop))
+        task = asyncio.create_task(supervise(functools.partial(run_service, settings), stop=stop))
         s = sender.FluentSender("slipway.shop", host="127.0.0.1", port=settings.forward_port)
         async with asyncio.timeout(10):
             while not await asyncio.to_thread(s.emit, "web.1", {"log": "keep me"}):

@@ -85,6 +85,37 @@ class TestModes:
         [batch] = decode(["t", [[T, {"m": 1}]], {"fluent_signal": 1}])
         assert batch.signal == 1
 
+    def test_a_cmetrics_payload_is_not_read_as_entries(self) -> None:
+        """Fluent Bit's metrics frame: one msgpack map in the bin, not [time, record] entries."""
+        cmetrics = pack({"meta": {"cmetrics": {}}, "metrics": [{"name": "cpu"}]})
+        [batch] = decode(["fluentbit.metrics", cmetrics, {"chunk": "c" * 32, "fluent_signal": 1}])
+        assert (batch.signal, batch.entries, batch.chunk) == (1, [], "c" * 32)
+
+    def test_str32_packed_entries_are_read_byte_for_byte(self) -> None:
+        """Fluentd's out_forward: the entries as str32, not valid UTF-8 (EventTime, ints)."""
+        entries = entries_stream([pack_event_time(T), {"message": "hi", "n": 0xD7}])
+        frame = b"\x93" + pack("slipway.shop.web.1") + b"\xdb" + len(entries).to_bytes(4, "big")
+        [batch] = ForwardDecoder().feed(frame + entries + pack({"size": 1, "compressed": "text"}))
+        [(time, record)] = batch.entries
+        assert time == pytest.approx(T, abs=1e-6)
+        assert record == {"message": "hi", "n": 0xD7}
+
+    def test_invalid_utf8_in_a_tag_is_refused(self) -> None:
+        raw = pack(["slipway.shop.web.1", T, {"log": "x"}]).replace(b"shop", b"sh\xffp")
+        with pytest.raises(FrameError) as err:
+            ForwardDecoder().feed(raw)
+        assert err.value.reason == "bad_tag"
+
+    def test_invalid_utf8_in_a_forward_mode_record_is_replaced(self) -> None:
+        raw = pack(["t", [[T, {"log": "ok"}]]]).replace(b"ok", b"\xff\xfe")
+        [batch] = ForwardDecoder().feed(raw)
+        assert batch.entries[0][1]["log"] == "\ufffd\ufffd"
+
+    def test_a_refused_frame_carries_its_chunk_so_the_client_can_be_told(self) -> None:
+        with pytest.raises(FrameError) as err:
+            decode(["t", b"x", {"compressed": "brotli", "chunk": "abc"}])
+        assert err.value.chunk == "abc"
+
     def test_invalid_utf8_in_a_line_is_replaced_not_fatal(self) -> None:
         raw = msgpack.packb(["t", T, {"log": "ok"}], use_bin_type=True).replace(b"ok", b"\xff\xfe")
         [batch] = ForwardDecoder().feed(raw)
@@ -108,7 +139,9 @@ class TestMalformedFrames:
             (["t", [[T, {}]], "options"], "bad_option"),
             (["t", [[T, {}]], {"size": 5}], "bad_size"),
             (["t", [[T, {}]], {"chunk": 7}], "bad_option"),
-            (["t", b"x", {"compressed": "zstd"}], "bad_option"),
+            (["t", b"x", {"compressed": "lz4"}], "bad_option"),
+            (["t", b"x", {"compressed": "zstd"}], "bad_zstd"),
+            (["t", [[T, {}]], {"fluent_signal": "1"}], "bad_option"),
             (["t", b"not gzip", {"compressed": "gzip"}], "bad_gzip"),
             (["t", b"\xc1", {}], "bad_msgpack"),
             (["t", True, {}], "bad_frame"),
@@ -166,6 +199,7 @@ REASONS = {
     "bad_msgpack",
     "bad_ext",
     "too_large",
+    "bad_zstd",
 }
 
 

@@ -16,6 +16,7 @@ from fluent import asyncsender, sender
 from logs.forward import pack_event_time
 from logs.model import Source
 from logs.ring import Filter
+from tests.helpers import eventually
 from tests.logs.conftest import ForwardClient, Service, start_service
 
 T = 1_795_000_000.5
@@ -40,12 +41,6 @@ def kube_record(text: str, app: str = "shop", process: str = "web") -> dict[str,
 def texts(svc: Service, app: str = "shop") -> list[str]:
     lines, _ = svc.hub.history(app, Filter(), lines=10_000)
     return [line.text for line in lines]
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 class TestFluentBitFrames:
@@ -96,14 +91,21 @@ class TestFluentBitFrames:
         assert (line.process, line.text, line.time) == ("worker.2", "msg", 1_795_000_000.0)
         await client.close()
 
-    async def test_the_router_tag_makes_router_lines(self, svc: Service) -> None:
+    async def test_a_forwarded_router_tag_is_kept_as_an_app_line_not_the_platforms(
+        self, svc: Service
+    ) -> None:
+        """Attack: a sender with access to the port forges `slipway[router]` lines for shop
+        (a fake 200 to hide an outage). Router lines only come in process; this one is
+        acked and kept as `app[router]`, and the claim is counted."""
         client = await ForwardClient.connect(svc.forward_port)
         await client.send(
             ["slipway.shop.router", [[T, {"log": "at=info status=200"}]], {"chunk": "r"}]
         )
         assert await client.reply() == {"ack": "r"}
         [line] = svc.hub.history("shop", Filter(), lines=10)[0]
-        assert (line.source, line.process) == (Source.ROUTER, "router")
+        assert (line.source, line.process) == (Source.APP, "router")
+        assert svc.hub.history("shop", Filter(source=Source.ROUTER), lines=10)[0] == []
+        assert svc.sample("slipway_logs_lines_relabelled_total", claimed="router") == 1
         await client.close()
 
     async def test_records_of_no_known_app_are_counted_and_still_acked(self, svc: Service) -> None:
@@ -139,7 +141,8 @@ class TestFluentLogger:
         await asyncio.to_thread(s.close)
         await eventually(lambda: len(texts(svc)) == 50)
         lines = svc.hub.history("shop", Filter(), lines=100)[0]
-        assert lines[0].source is Source.RELEASE
+        # a release tag from outside is an app line: release lines come from the platform
+        assert (lines[0].source, lines[0].process) == (Source.APP, "release")
         assert lines[-1].time == T + 49
 
 
@@ -147,7 +150,7 @@ class TestMalformedFrames:
     async def test_a_bad_frame_closes_only_its_connection(self, svc: Service) -> None:
         good = await ForwardClient.connect(svc.forward_port)
         bad = await ForwardClient.connect(svc.forward_port)
-        await bad.send(["slipway.shop.web.1", "not entries", {"compressed": "zstd"}])
+        await bad.send(["slipway.shop.web.1", "not entries", {"compressed": "lz4"}])
         assert await bad.closed_by_server()
         assert svc.sample("slipway_logs_forward_errors_total", reason="bad_option") == 1
         await good.send(["slipway.shop.web.1", [[T, {"log": "still here"}]], {"chunk": "ok"}])

@@ -205,6 +205,10 @@ class TestBadRequests:
             ("lines=-1", "lines must be between"),
             ("source=kernel", "source must be one of"),
             ("since=last-tuesday", "since must be unix seconds or ISO 8601"),
+            # NaN, inf and 1e20 pass float() but no datetime holds them.
+            ("since=nan&until=nan", "since must be unix seconds from 0 to 253402300799"),
+            ("since=1e20&until=1e20", "since must be unix seconds from 0 to"),
+            ("since=0&until=inf", "until must be unix seconds from 0 to"),
         ],
     )
     async def test_each_bad_parameter_gets_a_400_that_says_why(

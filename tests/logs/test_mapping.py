@@ -16,13 +16,19 @@ class TestTags:
         [
             ("slipway.shop.web.1", Target("shop", Source.APP, "web.1")),
             ("slipway.shop.worker", Target("shop", Source.APP, "worker")),
-            ("slipway.shop.router", Target("shop", Source.ROUTER, "router")),
-            ("slipway.shop.build", Target("shop", Source.BUILD, "build")),
-            ("slipway.shop.release", Target("shop", Source.RELEASE, "release")),
         ],
     )
     def test_slipway_tags_name_app_and_process(self, tag: str, target: Target) -> None:
         assert target_from_tag(tag) == target
+
+    @pytest.mark.parametrize("source", [Source.ROUTER, Source.BUILD, Source.RELEASE])
+    def test_a_tag_claiming_a_platform_source_names_an_app_process_instead(
+        self, source: Source
+    ) -> None:
+        """Attack: a shipper tags its lines slipway.shop.router to pass them off as the
+        platform's; they stay app lines of process `router`, with the claim kept for a count."""
+        target = target_from_tag(f"slipway.shop.{source.value}")
+        assert target == Target("shop", Source.APP, source.value, claimed=source)
 
     @pytest.mark.parametrize(
         "tag",
@@ -48,6 +54,19 @@ class TestKubernetesMetadata:
         labels = {"slipway.dev/app": "shop", "slipway.dev/source": "build"}
         record = self.record(**labels, **{"slipway.dev/build": "9f2c4e1a"})
         assert resolve("kube.x", record, {}) == Target("shop", Source.BUILD, "build.9f2c4e1a")
+
+    def test_a_pod_labelled_as_the_router_stays_an_app_line(self) -> None:
+        """Attack: a record whose metadata says slipway.dev/source=router; no platform pod is
+        labelled so, so it is the app's own line."""
+        record = self.record(**{"slipway.dev/app": "shop", "slipway.dev/source": "router"})
+        target = resolve("kube.x", record, {})
+        assert target is not None
+        assert (target.source, target.claimed) == (Source.APP, Source.ROUTER)
+
+    def test_a_release_phase_pod_is_a_release_source(self) -> None:
+        """The platform labels its release Jobs' pods (agent/kubernetes/manifests.py)."""
+        record = self.record(**{"slipway.dev/app": "shop", "slipway.dev/source": "release"})
+        assert resolve("kube.x", record, {}) == Target("shop", Source.RELEASE, "release")
 
     def test_a_pod_without_the_app_label_falls_back_to_the_tag(self) -> None:
         assert resolve("slipway.blog.web.1", self.record(), {}) == Target(

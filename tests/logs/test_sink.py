@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from agent.output import ProcessLogSink
 from control.builds.model import LogSink as BuildLogSink
 from logs.archive import Spool
 from logs.auth import parse_tokens_env, read_tokens_file
+from logs.component import LogsComponent
 from logs.metrics import LogsMetrics
 from logs.model import Source
 from logs.ring import Filter, Hub
 from logs.service import LogService
+from logs.settings import LogsSettings
 from router.accesslog import LogSink
 
 
@@ -94,6 +97,22 @@ class TestSpooling:
         spool.flush()
         assert b"at=info status=200" in journal.read_bytes()
         spool.close()
+
+    async def test_without_an_archive_bucket_lines_still_reach_the_disk_within_a_tick(
+        self, tmp_path: Path
+    ) -> None:
+        """`slipway up` has a spool and no S3: a crash must not lose more than a tick."""
+        settings = LogsSettings(http_port=0, forward_port=0, spool_dir=tmp_path / "spool")
+        component = LogsComponent(settings, registry=CollectorRegistry())
+        await component.start()
+        try:
+            component.service.emit("shop", "at=info status=200 after a tick")
+            [journal] = (tmp_path / "spool" / "shop").iterdir()
+            async with asyncio.timeout(5):
+                while b"after a tick" not in journal.read_bytes():
+                    await asyncio.sleep(0.05)
+        finally:
+            await component.stop()
 
 
 class TestTokens:

@@ -84,7 +84,7 @@ APP_JSON = """{
   "env": {"SECRET_KEY": {"generator": "secret"}, "MODE": "prod"},
   "environments": {"review": {
     "env": {"MODE": "review"},
-    "addons": [{"plan": "heroku-redis", "as": "CACHE"}],
+    "addons": [{"plan": "redis:shared", "as": "CACHE"}],
     "scripts": {"postdeploy": "echo seeded with $MODE"}
   }}
 }"""

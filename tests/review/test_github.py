@@ -10,7 +10,6 @@ import pytest
 from control.review.errors import PayloadError, SignatureError
 from control.review.github import (
     Ignored,
-    MemoryDeliveries,
     PullRequestAction,
     PullRequestEvent,
     PushEvent,
@@ -62,30 +61,6 @@ def test_a_signature_under_another_secret_or_of_a_changed_body_is_refused() -> N
         verify_signature(SECRET, body, sign(b"another secret", body))
     with pytest.raises(SignatureError):
         verify_signature(SECRET, body + b" ", sign(SECRET, body))
-
-
-def test_a_delivery_is_claimed_once_and_again_only_after_release() -> None:
-    store = MemoryDeliveries()
-    assert store.claim("72d3162e-cc78-11e3-81ab-4c9367dc0958") is True
-    assert store.claim("72d3162e-cc78-11e3-81ab-4c9367dc0958") is False
-    store.release("72d3162e-cc78-11e3-81ab-4c9367dc0958")
-    assert store.claim("72d3162e-cc78-11e3-81ab-4c9367dc0958") is True
-
-
-def test_the_delivery_store_forgets_the_least_recently_seen_past_its_size() -> None:
-    store = MemoryDeliveries(size=2)
-    store.claim("a")
-    store.claim("b")
-    store.claim("a")  # seen again: now the most recent
-    store.claim("c")  # evicts b
-    assert len(store) == 2
-    assert store.claim("a") is False
-    assert store.claim("b") is True
-
-
-def test_a_delivery_store_needs_room_for_one_id() -> None:
-    with pytest.raises(ValueError, match="at least one id"):
-        MemoryDeliveries(size=0)
 
 
 @pytest.mark.parametrize("action", ["opened", "reopened", "synchronize"])

@@ -8,7 +8,7 @@ import pytest
 
 from control.review.appjson import Addon, AddonKind, Generated, parse_app_json
 from control.review.errors import ReviewError
-from control.review.github import PullRequestEvent, PushEvent, parse_event
+from control.review.github import Ignored, PullRequestEvent, PushEvent, parse_event
 from control.review.plan import (
     Build,
     DestroyApp,
@@ -152,3 +152,23 @@ def test_a_pipeline_with_bad_names_is_refused(kwargs: dict[str, object], message
     }
     with pytest.raises(ReviewError, match=message):
         Pipeline(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_a_pipeline_with_a_branch_deploys_staging_from_that_branch_only() -> None:
+    pipeline = Pipeline(
+        name="hello", domain="review.example.test", staging_app="hello-staging", branch="release"
+    )
+    to_release = parse_event("push", payloads.push("refs/heads/release"), branch="release")
+    to_main = parse_event("push", payloads.push("refs/heads/main"))
+    assert isinstance(to_release, PushEvent)
+    assert isinstance(to_main, PushEvent)
+    skipped = parse_event("push", payloads.push("refs/heads/main"), branch="release")
+    assert skipped == Ignored("push to 'main', not the pipeline's branch 'release'")
+
+    assert plan_event(to_release, pipeline, CONFIG).actions == (
+        Build("hello-staging", CLONE, payloads.HEAD_SHA),
+        Release("hello-staging"),
+    )
+    ignored = plan_event(to_main, pipeline, CONFIG)
+    assert ignored.actions == ()
+    assert "not the pipeline's branch release" in ignored.summary

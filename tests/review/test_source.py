@@ -30,3 +30,25 @@ async def test_an_unknown_commit_or_repository_is_an_error(tmp_path: Path) -> No
         await GitAppJson().read(str(tmp_path / "repo"), "0" * 40)
     with pytest.raises(ReviewError, match="not a hexadecimal sha"):
         await GitAppJson().read(str(tmp_path / "repo"), "HEAD")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("--upload-pack=touch {marker}", "option"), ("ext::sh -c touch% {marker}", "remote helper")],
+)
+async def test_a_clone_url_that_is_an_option_or_a_helper_runs_nothing(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    """Attack: a webhook payload whose clone_url makes git run a command."""
+    marker = tmp_path / "pwned"
+    with pytest.raises(ReviewError, match=reason):
+        await GitAppJson().read(url.format(marker=marker), "a" * 40)
+    assert not marker.exists()
+
+
+async def test_git_s_error_shows_no_credentials_of_the_clone_url(unused_port: int) -> None:
+    url = f"http://x-access-token:ghs_s3cr3t@127.0.0.1:{unused_port}/r.git?token=tok-42"
+    with pytest.raises(ReviewError) as caught:
+        await GitAppJson().read(url, "a" * 40)
+    assert "ghs_s3cr3t" not in str(caught.value)
+    assert "tok-42" not in str(caught.value)

@@ -12,7 +12,10 @@ import pytest
 
 from control.building import Builds
 from control.review.apply import ControlReviewApps
-from control.review.plan import DestroyApp, Pipeline, Plan
+from control.review.deliveries import DeliveryRunner
+from control.review.plan import DestroyApp, Pipeline, Plan, RunOnce
+from control.review.records import ReviewRecords, ReviewState
+from control.review.source import GitAppJson
 from control.review.stale import StaleReviewApps
 from control.service import Control
 from control.store.db import Store
@@ -115,3 +118,73 @@ class TestStaleness:
             "github",
             "shop-pr-9",
         )
+
+
+class TestPredestroyOfStaleApps:
+    async def test_a_stale_app_runs_the_predestroy_recorded_before_a_restart(
+        self, control: tuple[Control, Builds, Clock], tmp_path: Path
+    ) -> None:
+        """Was: stale apps were destroyed without pr-predestroy (no app.json at hand)."""
+        service, _, clock = control
+        await service.create_app("shop-pr-1", actor="me")
+        await service.create_app("shop-pr-2", actor="me")
+        await ReviewRecords(service.store).set_status(
+            "shop-pr-1", ReviewState.DEPLOYED, "deployed", predestroy="python dump.py",
+            now=clock.now,
+        )  # fmt: skip
+        # The control plane restarts: a fresh store, control plane and scheduler.
+        store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db")
+        try:
+            again = Control(store=store, target=RecordingTarget(), clock=clock)
+            await again.start()
+            clock.now += 10 * DAY
+            recorder = RecordingReviewApps()
+            stale = StaleReviewApps(
+                Builds(again, builder=None, sink=RecordingSink(), clock=clock),
+                recorder,
+                pipeline=PIPELINE,
+                records=ReviewRecords(store),
+                clock=clock,
+            )
+            plan = await stale.tick()
+        finally:
+            await store.close()
+        assert plan.actions == (
+            RunOnce("shop-pr-1", "python dump.py", "pr-predestroy"),
+            DestroyApp("shop-pr-1"),
+            DestroyApp("shop-pr-2"),
+        )
+
+    async def test_the_task_runs_the_recorded_predestroy_destroys_and_records_it(
+        self, control: tuple[Control, Builds, Clock]
+    ) -> None:
+        service, builds, clock = control
+        await service.create_app("shop-pr-3", actor="me")
+        records = ReviewRecords(service.store)
+        await records.set_status(
+            "shop-pr-3", ReviewState.DEPLOYED, "deployed", predestroy="echo bye", now=clock.now
+        )
+        clock.now += 10 * DAY
+        sink = RecordingSink()
+        review = ControlReviewApps(service, builds, sink=sink, clock=clock)
+        runner = DeliveryRunner(
+            review, records, pipeline=PIPELINE, app_json=GitAppJson(), sink=sink, clock=clock
+        )
+        stale = StaleReviewApps(
+            builds, runner, pipeline=PIPELINE, records=records, interval=0.01, clock=clock
+        )
+        task = asyncio.create_task(stale.run(), name="review-stale")
+        try:
+            async with asyncio.timeout(10):
+                while await service.list_apps(after=None, limit=10):
+                    await asyncio.sleep(0.01)
+                await review.idle()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        recorded = await records.status("shop-pr-3")
+        assert recorded is not None
+        assert recorded.state is ReviewState.DESTROYED
+        assert recorded.reason == "stale after 5 days: shop-pr-3: done"
+        assert ("shop-pr-3", "release", "pr-predestroy", "bye") in [x[:4] for x in sink.lines]
+        assert ("shop-pr-3", "release", "review") in [line[:3] for line in sink.lines]

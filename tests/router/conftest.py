@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,16 @@ from tests.conftest import free_port
 
 HERE = Path(__file__).parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+async def send(port: int, data: bytes) -> bytes:
+    """Raw bytes to a router on loopback; everything it answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)  # read() returning means closed
+    writer.close()
+    return answer
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -93,6 +104,12 @@ class RunningRouter:
 
     def route(self, *apps: AppRoute) -> None:
         self.routes.replace(RouteTable.build(self.routes.table.version + 1, apps))
+
+
+def in_flight(r: RunningRouter, app: str = "hello") -> int:
+    """Requests ``app`` has in flight at ``r`` (0 before its first one arrived)."""
+    entry = r.router.activity.apps.get(app)
+    return 0 if entry is None else entry.in_flight
 
 
 async def start_router(

@@ -15,7 +15,7 @@ from pathlib import Path
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 from tests.router.conftest import AppProcess, wait_port
 
 
@@ -34,7 +34,7 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(app: AppProcess, tmp_pat
             }
         )
     )
-    port, ops = free_port(), free_port()
+    port, ops = free_port(), free_ports(3)  # ops, and worker 0 and 1 on ops + 1, ops + 2
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -106,7 +106,7 @@ def until_ready(port: int) -> int:
 
 
 def test_a_worker_that_dies_takes_the_router_down_to_be_restarted(tmp_path: Path) -> None:
-    port, ops = free_port(), free_port()
+    port, ops = free_port(), free_ports(3)  # ops, and worker 0 and 1 on ops + 1, ops + 2
     proc = subprocess.Popen(
         [sys.executable, "-m", "control", "serve", "router", "--port", str(port),
          "--ops-port", str(ops), "--workers", "2"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,49 @@ def test_the_wire_form_round_trips() -> None:
 def test_a_malformed_table_is_refused_with_the_reason(payload: object) -> None:
     with pytest.raises(RouteTableError, match="malformed route table"):
         RouteTable.from_payload(payload)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ([], "the table must be a JSON object"),
+        ({"version": "1", "apps": {}}, "version must be an integer"),
+        ({"version": True, "apps": {}}, "version must be an integer"),
+        ({"version": 1, "apps": []}, "apps must be an object"),
+        ({"version": 1, "apps": {"a": "x"}}, "app 'a' must be an object"),
+        ({"version": 1, "apps": {"a": {"hosts": "a.test"}}}, "hosts must be a list of host names"),
+        ({"version": 1, "apps": {"a": {"hosts": [1]}}}, "hosts must be a list of host names"),
+        ({"version": 1, "apps": {"a": {"hosts": [], "endpoints": {}}}}, "endpoints must be a list"),
+        (
+            {"version": 1, "apps": {"a": {"hosts": [], "endpoints": [{"host": 5, "port": 1}]}}},
+            "an endpoint's host must be",
+        ),
+        (
+            {
+                "version": 1,
+                "apps": {"a": {"hosts": [], "endpoints": [{"host": "h", "port": "80"}]}},
+            },
+            "an endpoint's port must be an integer from 1 to 65535",
+        ),
+        (
+            {"version": 1, "apps": {"a": {"hosts": [], "endpoints": [{"host": "h", "port": 0}]}}},
+            "an endpoint's port must be an integer from 1 to 65535",
+        ),
+        ({"version": 1, "apps": {"a": {"hosts": [], "state": "sleepy"}}}, "state must be one of"),
+        ({"version": 1, "apps": {"a": {"hosts": [], "boot_timeout": "60"}}}, "boot_timeout"),
+        ({"version": 1, "apps": {"a": {"hosts": [], "boot_timeout": -1}}}, "boot_timeout"),
+        ({"version": 1, "apps": {"a": {"hosts": [], "max_held": 2.5}}}, "max_held must be"),
+        ({"version": 1, "apps": {"a": {"hosts": [], "max_held": True}}}, "max_held must be"),
+        ({"version": 1, "apps": {"a": {"hosts": [], "reason": 7}}}, "reason must be a string"),
+    ],
+)
+def test_each_wrong_field_is_named_in_the_refusal_before_any_route_is_built(
+    payload: object, reason: str
+) -> None:
+    # Checked before typed objects exist: a compiled router would otherwise raise a bare
+    # TypeError from a constructor instead of saying which field to fix.
+    with pytest.raises(RouteTableError, match="malformed route table: .*" + re.escape(reason)):
+        RouteTable.from_payload(payload)
 
 
 def test_a_route_file_that_is_not_json_says_so(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router.routes import AppRoute, Endpoint
-from tests.router.conftest import RunningRouter, start_router
+from tests.router.conftest import RunningRouter, send, start_router
 from tests.router.rawapps import RawApp
 
 HEAD = b"POST / HTTP/1.1\r\nHost: hello.test\r\n"
@@ -47,15 +47,6 @@ async def recorded() -> AsyncIterator[tuple[RunningRouter, RawApp]]:
     yield r, raw
     await r.router.stop(grace=0.5)
     await raw.stop()
-
-
-async def send(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), 5)  # read() returning means closed
-    writer.close()
-    return answer
 
 
 async def test_a_well_framed_post_does_reach_the_app(

@@ -1,0 +1,122 @@
+"""The app page's live parts for a signed-in user: its logs, its chart data, a build's page.
+
+Each handler checks the session may see the app first (``visible_app``: 404 alike for
+another team's app and for none), then calls the same code the bearer-token API does:
+``control.livelogs.relay`` for the logs (the browser never holds a token; the relay uses
+the control plane's own, passes only the stream parameters and ``Last-Event-ID``, and
+answers 502 when the logs service is down or refuses), and ``requests_payload`` /
+``events_payload`` of control/api/live.py for the charts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from control.api.live import events_payload, requests_payload
+from control.dashboard.app_page import app_path, visible_app
+from control.dashboard.embeds import logs_embed
+from control.dashboard.html import ROOT, ago, h, page
+from control.dashboard.web import DASHBOARD, flash_of, session_of
+from control.errors import NotFound
+from control.livelogs import install, relay
+from control.rollup.source import RequestSource
+
+
+async def logs_stream(request: web.Request) -> web.StreamResponse:
+    dash = request.app[DASHBOARD]
+    app = await visible_app(request)
+    if dash.logs is None:
+        raise web.HTTPServiceUnavailable(
+            reason="no logs service is configured here: set SLIPWAY_LOGS_URL"
+        )
+    return await relay(request, app=app.name, upstream=dash.logs)
+
+
+def _source(request: web.Request) -> RequestSource:
+    source = request.app[DASHBOARD].requests
+    if source is None:
+        raise NotFound(
+            "request charts are not configured here: under `slipway up` they come from the "
+            "routers; on Kubernetes set SLIPWAY_PROMETHEUS_URL",
+            id="charts_unavailable",
+        )
+    return source
+
+
+async def chart_points(request: web.Request) -> web.StreamResponse:
+    app = await visible_app(request)
+    payload = await requests_payload(_source(request), app.name, request.query, now=time.time())
+    return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+async def chart_events(request: web.Request) -> web.StreamResponse:
+    dash = request.app[DASHBOARD]
+    app = await visible_app(request)
+    payload = await events_payload(
+        dash.control, dash.requests, app.name, request.query, now=time.time()
+    )
+    return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+async def build_page(request: web.Request) -> web.StreamResponse:
+    """One build: what it built, how it went, and its output, streamed while it runs."""
+    session = session_of(request)
+    control = request.app[DASHBOARD].control
+    app = await visible_app(request)
+    build_id = request.match_info["build"]
+    if not build_id.isalnum() or len(build_id) > 64:
+        raise NotFound(f"{app.name} has no build {build_id!r}", id="build_not_found")
+    async with control.store.tx(write=False) as tx:
+        build = await tx.get_build(app, build_id)
+    release = (
+        h('<a href="{}">v{}</a> ({})', app_path(app.name, "#releases"), build.release,
+          build.release_status or "")
+        if build.release is not None
+        else "—"
+    )  # fmt: skip
+    body = h(
+        '<nav class="crumbs" aria-label="breadcrumb"><a href="{}/">Apps</a> / '
+        '<a href="{}">{}</a> / build {}</nav>'
+        '<h1>Build {} <span class="state" id="build-status" data-state="{}">{}</span></h1>'
+        '<dl class="build"><dt>Source</dt><dd><code>{}</code> {}</dd><dt>Commit</dt>'
+        "<dd><code>{}</code></dd><dt>Started</dt><dd>{} by {}</dd><dt>Finished</dt><dd>{}</dd>"
+        "<dt>Release</dt><dd>{}</dd></dl>"
+        '<section id="output"><h2>Output</h2>{}</section>',
+        ROOT,
+        app_path(app.name, "#activity"),
+        app.name,
+        build.id,
+        build.id,
+        build.status,
+        build.status,
+        build.source_url,
+        build.source_version or "",
+        build.commit or "—",
+        ago(build.created_at),
+        build.actor,
+        ago(build.finished_at) if build.finished_at is not None else "still running",
+        release,
+        logs_embed(
+            app_path(app.name, "/logs/stream"),
+            f"Output of build {build.id}",
+            attrs={"source": "build", "process": f"build.{build.id}", "controls": "search"},
+        ),
+    )
+    return page(
+        f"build {build.id}",
+        body,
+        user=session.user.name,
+        csrf=session.csrf,
+        flash=flash_of(request),
+        modules=("live-logs",),
+    )
+
+
+def register(app: web.Application) -> None:
+    install(app)
+    app.router.add_get("/apps/{app}/logs/stream", logs_stream)
+    app.router.add_get("/apps/{app}/metrics/requests", chart_points)
+    app.router.add_get("/apps/{app}/events", chart_events)
+    app.router.add_get("/apps/{app}/builds/{build}", build_page)
