@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from exporters.collector import SnapshotStore
+from exporters.service import Exporter
 from tests.conftest import free_port
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -34,6 +35,13 @@ def redis_command(port: int, workdir: Path, *extra: str) -> list[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(workdir), *extra]  # fmt: skip
+
+
+async def poll_round(exporter: Exporter) -> None:
+    """A poll round as if an interval had passed since the last: every target is due,
+    failing ones too (the backoff is skipped rather than slept through)."""
+    exporter.poller._states.clear()
+    await exporter.poller.poll_once()
 
 
 def own_backends(admin: psycopg.Connection[Any], application_name: str) -> list[int]:

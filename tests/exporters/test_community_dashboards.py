@@ -29,7 +29,7 @@ from exporters.service import Exporter
 from exporters.settings import ExporterSettings
 from exporters.targets import Kind
 from tests.conftest import free_port
-from tests.exporters.conftest import PG_ADMIN, RedisServer
+from tests.exporters.conftest import PG_ADMIN, RedisServer, poll_round
 from tests.exporters.promql import (
     Rendering,
     Series,
@@ -221,8 +221,8 @@ class Scrapes:
 
 
 async def scrape(exporter: Exporter, job: str, targets: list[str]) -> Scrapes:
-    await exporter.poller.poll_once()
-    await exporter.poller.poll_once()  # a second poll: counters of the exporter's own move
+    await poll_round(exporter)
+    await poll_round(exporter)  # a second poll: counters of the exporter's own move
     runner = web.AppRunner(exporter.app(), access_log=None)
     await runner.setup()
     port = free_port()
@@ -254,7 +254,7 @@ async def postgres_scrapes(tmp_path: Path, addon_database: str) -> AsyncIterator
         'labels = { app = "blue" }\n'
     )
     exporter = Exporter(
-        ExporterSettings(kind=Kind.POSTGRES, targets_file=path, interval=2.0, timeout=1.5)
+        ExporterSettings(kind=Kind.POSTGRES, targets_file=path, interval=20.0, timeout=10.0)
     )
     assert await exporter.reload()
     try:
@@ -275,7 +275,7 @@ async def redis_scrapes(
     path = tmp_path / "redis.toml"
     path.write_text(f'[[targets]]\nname = "blue-redis"\ndsn = "{server.url}"\n')
     exporter = Exporter(
-        ExporterSettings(kind=Kind.REDIS, targets_file=path, interval=2.0, timeout=1.5)
+        ExporterSettings(kind=Kind.REDIS, targets_file=path, interval=20.0, timeout=10.0)
     )
     assert await exporter.reload()
     try:
