@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from kit.logfmt import configure, format_fields
-from kit.redact import mask_data, mask_text, mask_url
+from kit.redact import mask_data, mask_path, mask_text, mask_url
 
 
 class TestAUrlsCredentials:
@@ -54,6 +54,34 @@ class TestAUrlsCredentials:
     )
     def test_a_url_without_credentials_is_unchanged(self, url: str) -> None:
         assert mask_url(url) == url
+
+
+class TestRequestTargets:
+    """What the router logs: a path and its query, as the client sent them."""
+
+    @pytest.mark.parametrize(
+        ("target", "masked"),
+        [
+            ("/x?access_token=abc&page=2", "/x?access_token=***&page=2"),
+            ("/cb?code=abc&state=xyz", "/cb?code=***&state=xyz"),
+            ("/x?API_KEY=abc;apikey=def", "/x?API_KEY=***;apikey=***"),
+            ("/x?%74oken=abc&page=2", "/x?%74oken=***&page=2"),
+            ("/f?X-Amz-Signature=abc&X-Amz-Date=1", "/f?X-Amz-Signature=***&X-Amz-Date=1"),
+            ("/a?token=", "/a?token="),  # nothing to hide
+            ("http://u:pw@h/x?password=abc", "http://***@h/x?password=***"),
+        ],
+    )
+    def test_secret_query_values_are_masked_and_the_rest_kept(
+        self, target: str, masked: str
+    ) -> None:
+        assert mask_path(target) == masked
+
+    @pytest.mark.parametrize(
+        "target",
+        ["/", "/users/42", "/search?q=shoes&page=2", "/x?country_code=US&promo_code=ABC", "*"],
+    )
+    def test_a_target_without_credentials_is_returned_as_it_is(self, target: str) -> None:
+        assert mask_path(target) == target
 
 
 class TestFreeText:
