@@ -2,6 +2,8 @@
 
 A ``LogSink`` must not block: ``emit`` is called on the proxy's hot path.
 The stream sink batches the lines of one loop iteration into one write.
+Every line, whichever sink it goes to (this process's log, the app's log
+stream), shows the path with its secret query values masked (kit/redact.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from typing import Protocol, TextIO
 
 from kit.logfmt import quote
+from kit.redact import mask_path
 
 
 class LogSink(Protocol):
@@ -37,10 +40,14 @@ def router_line(
     protocol: str,
     wake_ms: int | None,
 ) -> str:
-    """One line in Heroku's router format, plus ``app=`` and (when it waited) ``wake=``."""
+    """One line in Heroku's router format, plus ``app=`` and (when it waited) ``wake=``.
+
+    ``path`` is the raw request target: ``?access_token=`` and the like are masked here.
+    """
+    shown = mask_path(path) if path else "/"
     head = f"at=error code={error_code} desc={quote(error_desc)} " if error_code else "at=info "
     line = (
-        f"{head}method={method} path={_always_quoted(path or '/')} host={quote(host)} app={app} "
+        f"{head}method={method} path={_always_quoted(shown)} host={quote(host)} app={app} "
         f"request_id={request_id} fwd={_always_quoted(fwd)} dyno={dyno} connect={connect_ms}ms "
         f"service={service_ms}ms status={status} bytes={bytes_out} protocol={protocol}"
     )

@@ -59,3 +59,50 @@ async def test_app_and_router_lines_reach_the_logs_service_and_the_console(
     assert any("method=GET" in line for line in console.router_lines)
     assert any(app == "hello" for app, _, _ in console.lines)
     assert any((tmp_path / "spool").iterdir())  # spooled for the archive
+
+
+async def test_a_token_in_a_request_path_never_reaches_the_apps_log_stream(
+    tmp_path: Path,
+) -> None:
+    """The router's line in the app's stream (what `slipway logs` shows) masks the token."""
+    secret = "SECRETxyz123"
+    apps = tmp_path / "apps.toml"
+    apps.write_text(write_app(tmp_path, "hello"))
+    console = ListSink()
+    up = Up(
+        local_up_settings(
+            apps,
+            logs=LogsSettings(
+                http_port=0, forward_port=0, admin_token=TOKEN, spool_dir=tmp_path / "spool"
+            ),
+        ),
+        app_sink=console,
+        router_sink=console,
+    )
+    await up.start()
+    try:
+        assert up.logs is not None
+        logs_url = f"http://127.0.0.1:{up.logs.http_port}/apps/hello/logs?format=text&lines=50"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{up.router.port}/x?access_token={secret}&page=2"
+            async with http.get(url, headers={"Host": "hello.test"}) as resp:
+                await resp.read()
+            text = ""
+            for _ in range(100):  # the router's line is written as the response ends
+                async with http.get(logs_url, headers=auth) as resp:
+                    assert resp.status == 200
+                    text = await resp.text()
+                if "slipway[router]:" in text:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await up.stop()
+    [line] = [line for line in text.splitlines() if "slipway[router]:" in line]
+    assert 'path="/x?access_token=***&page=2"' in line, line
+    assert secret not in text
+    assert not [line for line in console.router_lines if secret in line]
+    assert any("page=2" in line for line in console.router_lines)
+    for spooled in (tmp_path / "spool").rglob("*"):
+        if spooled.is_file():
+            assert secret.encode() not in spooled.read_bytes()

@@ -24,7 +24,11 @@ async def hello(request: web.Request) -> web.Response:
 
 async def headers(request: web.Request) -> web.Response:
     return web.json_response(
-        {"headers": {k.lower(): v for k, v in request.headers.items()}, "method": request.method}
+        {
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "method": request.method,
+            "path_qs": request.path_qs,
+        }
     )
 
 
