@@ -238,6 +238,7 @@ class Agent:
                 raise UnknownApp(app)
             await self._tasks.cancel(f"agent-scale:{app}")
             self.autoscaler.forget(app)
+            self.queues.forget(app)
             self._dirty.pop(app, None)
             for process in machine.config.processes:
                 self._applied.pop((app, process), None)
@@ -249,6 +250,10 @@ class Agent:
             # later app of the same name does not start from the old one's last view.
             for key in [k for k in self._unclaimed if k[0] == app]:
                 del self._unclaimed[key]
+            # Nor series: /metrics keeps no label set of a deleted app (agent/metrics.py).
+            self.metrics.forget(app)
+            if self.dynos is not None:
+                self.dynos.forget(app)
             self._publish()
             log.info("app forgotten", extra={"app": app})
         self._locks.pop(app, None)

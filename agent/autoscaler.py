@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from agent.apps import WEB
 from agent.autoscale import Decision, Memory, Reason, Sample, decide
 from agent.machine import AppMachine, Phase
+from agent.metrics import remove_series
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,9 @@ class Autoscaler:
         return changes
 
     def forget(self, app: str) -> None:
+        """A deleted app: its state, its decisions and their counter's series go."""
         self._apps.pop(app, None)
+        remove_series(self.decisions_total, app=app)
 
     def view(self, app: str) -> dict[str, Any]:
         """The app's autoscaling now and its last decisions, newest first."""

@@ -34,6 +34,7 @@ from agent.dyno import (
     runtime_metrics_lines,
 )
 from agent.dynosize import Size
+from agent.metrics import remove_series
 from agent.output import ProcessLogSink
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ class DynoMonitor:
         #: (app, dyno) -> its target and state after the last round.
         self.tracked: dict[tuple[str, str], tuple[Target, Tracked]] = {}
         self._failing = False
+        #: Apps deleted during this round (``forget``): their samples, taken before, are
+        #: dropped rather than counted into series just removed.
+        self._gone: set[str] = set()
         self.r14 = Counter(
             "slipway_dyno_r14",
             "Samples of an instance over its memory quota (Heroku's R14 warning).",
@@ -135,8 +139,16 @@ class DynoMonitor:
             # longer watches; the new leader's monitor exports them.
             self.tracked = {}
 
+    def forget(self, app: str) -> None:
+        """A deleted app: its R14/R15 counters and its last samples (the gauges) go."""
+        remove_series(self.r14, app=app)
+        remove_series(self.r15, app=app)
+        self.tracked = {key: value for key, value in self.tracked.items() if key[0] != app}
+        self._gone.add(app)
+
     async def round(self, now: float) -> None:
         started = time.perf_counter()
+        self._gone = set()
         try:
             found = await self.source.sample()
         except Exception as exc:  # a source that fails this round may answer the next
@@ -155,6 +167,8 @@ class DynoMonitor:
         seen: dict[tuple[str, str], tuple[Target, Tracked]] = {}
         wall = time.time()
         for target, sample in found:
+            if target.app in self._gone:
+                continue
             key = (target.app, target.dyno)
             previous = self.tracked.get(key)
             tracked, events = judge(previous[1] if previous else None, sample, target.size, now)
@@ -181,6 +195,8 @@ class DynoMonitor:
                     await self.source.kill(target, "R15 (memory quota vastly exceeded)")
         self.tracked = seen
         for target in self.source.killed():
+            if target.app in self._gone:
+                continue
             for line in killed_lines(target.size.hard_limit_bytes // (1024 * 1024)):
                 self._publish(target, line, wall)
             self.r15.labels(target.app, target.process).inc()

@@ -1,4 +1,9 @@
-"""The agent's metrics, every family ``slipway_agent_*``, in a registry passed in."""
+"""The agent's metrics, every family ``slipway_agent_*``, in a registry passed in.
+
+A deleted app leaves no series behind: ``remove_series`` takes its label sets out of
+the families that keep them (these, the dyno monitor's, the autoscaler's, the queue
+watcher's); the families read at scrape time follow the agent's state by themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,32 @@ from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 # Seconds from a wake to a ready web process: a small app boots in a few hundred
 # ms, a Rails app in 10-20 s, and the boot timeout stops it at 60 s.
 WAKE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 STATES = ("asleep", "waking", "awake", "crashed", "draining")
+
+
+def remove_series(metric: MetricWrapperBase, **labels: str) -> None:
+    """Every series of ``metric`` whose labels include ``labels`` goes, by ``remove()``.
+
+    The label sets are read off the metric's own samples (a histogram's buckets carry
+    ``le`` as well: skipped, their ``_count`` names the set): prometheus-client's
+    ``remove_by_labels`` does the same from 0.24, and pyproject allows 0.20.
+    """
+    doomed = {
+        tuple(sample.labels.values())
+        for family in metric.collect()
+        for sample in family.samples
+        if "le" not in sample.labels
+        and "quantile" not in sample.labels
+        and all(sample.labels.get(name) == value for name, value in labels.items())
+    }
+    for values in doomed:
+        metric.remove(*values)
 
 
 class AgentMetrics:
@@ -50,6 +75,17 @@ class AgentMetrics:
             registry=registry,
         )
         registry.register(_Snapshot(phases, in_flight, routers, version))
+
+    def forget(self, app: str) -> None:
+        """A deleted app's series go (a later app of the same name starts from none)."""
+        for metric in (
+            self.wakes,
+            self.sleeps,
+            self.boot_timeouts,
+            self.crashes,
+            self.wake_duration,
+        ):
+            remove_series(metric, app=app)
 
 
 class _Snapshot(Collector):

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
 
 from agent.apps import AppConfig
+from agent.metrics import remove_series
 from agent.queues import Depth, Kind, Op, QueueSource, QueueState, decide
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,22 @@ class QueueWatcher:
             )
         )
         for (config, process, source, watched), depth in zip(jobs, depths, strict=True):
+            if self._watched.get((config.name, process)) is not watched:
+                continue  # its app was deleted while the sources were read (``forget``)
             self._decide(config, process, source, watched, depth, now)
         seen = {(c.name, p) for c, p, _, _ in jobs}
         for key in set(self._watched) - seen:
-            # An app (or its source) gone: its demand goes with it.
+            # An app (or its source) gone: its demand goes with it, and its depth series.
+            remove_series(self.metrics.jobs, app=key[0], process_type=key[1])
             if self._watched.pop(key).state.replicas:
                 self._demand(key[0], key[1], 0)
+
+    def forget(self, app: str) -> None:
+        """A deleted app: what was read of its queues, and its series, go."""
+        for key in [key for key in self._watched if key[0] == app]:
+            del self._watched[key]
+        remove_series(self.metrics.jobs, app=app)
+        remove_series(self.metrics.decisions, app=app)
 
     def _decide(
         self,

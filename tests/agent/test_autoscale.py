@@ -329,6 +329,23 @@ class TestAutoscaler:
         )
         assert counted == 1
 
+    def test_a_deleted_app_leaves_no_autoscale_series(self) -> None:
+        registry = CollectorRegistry()
+        scaler = Autoscaler(registry)
+        machine = self.awake()
+        changes = scaler.tick([machine], lambda app: 30.0, 1.0)
+        assert changes  # a panic: one decision counted
+        labels = {"app": "shop", "process": "web"}
+        assert registry.get_sample_value("slipway_autoscale_desired_replicas", labels)
+        scaler.forget("shop")
+        left = [
+            (family.name, sample.labels)
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.labels.get("app") == "shop"
+        ]
+        assert left == []
+
     def test_the_sample_is_each_router_s_time_average_between_reports(self) -> None:
         """``busy`` grew by 12 request-seconds over 2 s on r1 (6 on average, though its
         count at report time is 0) and r2 sends none: its count (3) is taken."""

@@ -357,3 +357,57 @@ async def test_a_sandboxed_process_is_sampled_whole_and_killed_whole(tmp_path: P
     finally:
         task.cancel()
         await runtime.close()
+
+
+async def test_a_deleted_app_leaves_no_series_behind(tmp_path: Path) -> None:
+    """Defined over the agent's API, woken, over its quota (R14s), deleted: /metrics then
+    names the app nowhere, neither the counters (R14, wakes) nor the gauges."""
+    (tmp_path / "mem").mkdir()
+    (tmp_path / "mem" / "hog.py").write_text((HERE / "hog.py").read_text())
+    settings = local_up_settings(
+        None, local=LocalSettings(stop_grace=1.0), dynos=DynoSettings(interval=INTERVAL)
+    )
+    registry = CollectorRegistry()
+    up = Up(settings, registry=registry, app_sink=SourcedSink(), router_sink=_Drop())
+    await up.start()
+    try:
+        api = f"http://127.0.0.1:{up.api_port}"
+        definition = {
+            "hosts": ["mem.test"],
+            "env": {"HOG_MB": "80"},
+            "processes": {
+                "web": {
+                    "command": f"{sys.executable} -S hog.py",
+                    "cwd": str(tmp_path / "mem"),
+                    "size": "64MB",
+                }
+            },
+        }
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{api}/v1/apps/mem", json=definition) as resp:
+                assert resp.status < 300, await resp.text()
+            url = f"http://127.0.0.1:{up.router.port}/"
+            async with http.get(url, headers={"Host": "mem.test"}) as resp:
+                assert resp.status == 200
+            r14 = {"app": "mem", "process": "web"}
+            await eventually(lambda: registry.get_sample_value("slipway_dyno_r14_total", r14))
+            assert registry.get_sample_value("slipway_agent_wakes_total", {"app": "mem"}) == 1
+            async with http.get(f"{api}/metrics") as resp:
+                before = await resp.text()
+            assert 'slipway_dyno_memory_rss_bytes{app="mem"' in before
+            async with http.delete(f"{api}/v1/apps/mem") as resp:
+                assert resp.status == 204
+            await asyncio.sleep(INTERVAL * 4)  # rounds of samples after the deletion
+            async with http.get(f"{api}/metrics") as resp:
+                after = await resp.text()
+    finally:
+        await up.stop()
+    # The router's own per-app families (router/counters.py) share this registry under
+    # `slipway up` and keep their counts: not the agent's to remove.
+    left = [
+        line
+        for line in after.splitlines()
+        if 'app="mem"' in line and not line.startswith("slipway_router_")
+    ]
+    assert left == [], left
+    assert "slipway_dyno_r14_total" in before

@@ -149,6 +149,32 @@ async def test_a_job_queued_while_the_app_sleeps_wakes_its_worker_which_sleeps_a
         await redis.delete(f"rq:queue:{queue}", f"rq:wip:{queue}")
 
 
+async def test_a_deleted_app_leaves_no_queue_series_behind(
+    agent: Agent, registry: CollectorRegistry, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    queue = f"mask-{secrets.token_hex(4)}"
+    await agent.define(parse_definition("jobs", worker_app(tmp_path, queue)))
+    try:
+        await redis.rpush(f"rq:queue:{queue}", "job-1")
+        up = {"app": "jobs", "process_type": "worker", "direction": "up"}
+        await eventually(
+            lambda: registry.get_sample_value("slipway_queue_scale_decisions_total", up), 10
+        )
+        assert waiting(registry) is not None
+        await agent.forget("jobs")
+        for _ in range(3):  # polls after the deletion put nothing back
+            await agent.queues.poll(0.0)
+        left = [
+            (family.name, sample.labels)
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.labels.get("app") == "jobs"
+        ]
+        assert left == []
+    finally:
+        await redis.delete(f"rq:queue:{queue}", f"rq:wip:{queue}")
+
+
 async def test_a_postgres_query_is_a_source_too(
     agent: Agent, registry: CollectorRegistry, tmp_path: Path
 ) -> None:
