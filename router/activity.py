@@ -50,6 +50,11 @@ class Activity:
         entry.in_flight -= 1
         entry.last_seen = now
 
+    def forget(self, app: str) -> None:
+        """A deleted app's entry goes; the caller waits until it has none in flight
+        (``end`` needs the entry)."""
+        self.apps.pop(app, None)
+
     def report(self, now: float) -> dict[str, ActivityReport]:
         return {
             app: {

@@ -2,7 +2,9 @@
 
 No locks and no label look-ups per request; ``router.metrics.RouterStats`` (a
 prometheus Collector, interpreted) turns them into families at scrape time, as
-client_python's custom collectors do.
+client_python's custom collectors do. So a series exists while its dict key does:
+``forget(app)`` takes a deleted app's keys out (the router calls it from a route
+table swap, never from a request).
 """
 
 from __future__ import annotations
@@ -80,3 +82,15 @@ class Counters:
         if hist is None:
             hist = self.wakes[app] = Histogram(WAKE_BUCKETS)
         hist.observe(seconds)
+
+    def forget(self, app: str) -> None:
+        """Every count of ``app`` goes: its series leave /metrics at the next scrape."""
+        for key in [k for k in self.requests if k[0] == app]:
+            del self.requests[key]
+        for code in [k for k in self.errors if k[0] == app]:
+            del self.errors[code]
+        self.durations.pop(app, None)
+        self.wakes.pop(app, None)
+        self.connect_errors.pop(app, None)
+        self.bytes_in.pop(app, None)
+        self.bytes_out.pop(app, None)

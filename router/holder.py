@@ -34,3 +34,8 @@ class Holder:
     def counts(self) -> dict[str, int]:
         """Held requests per app, as a copy (for the metrics)."""
         return dict(self._held)
+
+    def forget(self, app: str) -> None:
+        """A deleted app's entry goes (only once none of its requests is held: the
+        router checks that none is in flight, and a held request is in flight)."""
+        self._held.pop(app, None)

@@ -79,6 +79,10 @@ class Proxy:
         self._rr[app] = start + 1
         return start
 
+    def forget(self, app: str) -> None:
+        """A deleted app's round-robin position goes (a later app of the name starts at 0)."""
+        self._rr.pop(app, None)
+
     def order(self, route: AppRoute, start: int) -> list[Endpoint]:
         """Endpoints to try from ``start`` (round robin): its own first, connected anew if need
         be, so every endpoint gets its turn; then, past a failure, idle connections first."""

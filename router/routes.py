@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -225,6 +225,8 @@ class Routes:
 
     ``wait_for(app, ...)`` is how a held request learns its app has endpoints
     (or crashed): one mechanism for in-process and remote route feeds.
+    ``watch(fn)``: ``fn(old, new)`` after every swap (the router forgets the
+    series of apps gone from the table), so a swap costs what it costs, never a request.
     """
 
     def __init__(self, table: RouteTable | None = None) -> None:
@@ -232,8 +234,14 @@ class Routes:
         #: A table was given or fed: until then every host would be a 404, so not ready.
         self.synced = table is not None
         self._waiters: dict[str, list[tuple[asyncio.Future[AppRoute], frozenset[Endpoint]]]] = {}
+        self._watchers: list[Callable[[RouteTable, RouteTable], None]] = []
+
+    def watch(self, watcher: Callable[[RouteTable, RouteTable], None]) -> None:
+        """Call ``watcher(old, new)`` after each ``replace``."""
+        self._watchers.append(watcher)
 
     def replace(self, table: RouteTable) -> None:
+        old = self.table
         self.table, self.synced = table, True
         for name in list(self._waiters):
             route = table.apps.get(name)
@@ -246,6 +254,8 @@ class Routes:
                     waiting.remove((fut, refused))
             if not waiting:
                 del self._waiters[name]
+        for watcher in self._watchers:
+            watcher(old, table)
 
     def fail(self, app: str, reason: str) -> None:
         """Release everyone waiting for ``app`` with a crashed route (the wake failed)."""

@@ -1,4 +1,12 @@
-"""The router as a running thing: the proxy listener, the ops listener, the sweeper, the drain."""
+"""The router as a running thing: the proxy listener, the ops listener, the sweeper, the drain.
+
+An app gone from the route table (deleted) takes its series with it: on the swap
+the router drops its counts, activity, held count and round-robin position, and so
+its label sets from every ``slipway_router_*`` family. One still in flight then
+(a slow response, a held request, an open tunnel) would need them to end and be
+counted: its app is forgotten by the first sweep once nothing of it is in flight.
+A request's path does no look-up for any of this.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from router.counters import Counters
 from router.holder import Holder
 from router.metrics import RouterStats
 from router.proxy import Proxy
-from router.routes import Routes
+from router.routes import Routes, RouteTable
 from router.settings import RouterSettings
 from router.waking import Waker
 
@@ -56,6 +64,9 @@ class Router:
             self.counters,
         )
         registry.register(self.stats)
+        #: Apps gone from the route table whose series are still to go (see the docstring).
+        self._gone: set[str] = set()
+        routes.watch(self._replaced)
         self.port = settings.port
         self.ops_port = settings.ops_port
         self._proxy: Proxy | None = None
@@ -122,6 +133,36 @@ class Router:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.proxy.sweep(loop.time())
+            if self._gone:
+                self._forget_gone()
+
+    def _replaced(self, old: RouteTable, new: RouteTable) -> None:
+        apps = new.apps
+        self._gone.update(app for app in old.apps if app not in apps)
+        # Back before its series went (a deletion and a re-creation, one poll apart).
+        self._gone.difference_update([app for app in self._gone if app in apps])
+        if self._gone:
+            self._forget_gone()
+
+    def _forget_gone(self) -> None:
+        """Drop the state, and so the series, of every gone app with nothing in flight.
+
+        Every request that will count against an app is in its in-flight count from
+        the moment it resolves the app (held ones and tunnels included) until it has
+        been counted, in one step: an app with none in flight can take no more counts,
+        and no new request resolves it once the table lacks it.
+        """
+        for app in list(self._gone):
+            entry = self.activity.apps.get(app)
+            if entry is not None and entry.in_flight > 0:
+                continue  # its end needs the entry: a later sweep takes it
+            self.counters.forget(app)
+            self.activity.forget(app)
+            self.holder.forget(app)
+            if self._proxy is not None:
+                self._proxy.forget(app)
+            self._gone.discard(app)
+            log.debug("app gone from the route table; its series dropped", extra={"app": app})
 
     async def stop(self, grace: float | None = None) -> None:
         """Readiness off, stop accepting, let in-flight requests and tunnels finish, close."""
