@@ -6,6 +6,7 @@ never answers costing the page at most the deadline, and no source at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -120,25 +121,33 @@ def with_exporter(tmp_path: Path, exporter_port: int) -> Iterator[tuple[Server, 
     yield from started(tmp_path, env)
 
 
-@pytest.fixture
-async def exporter_world(
-    tmp_path: Path, exporter_port: int, with_exporter: tuple[Server, dict[str, Any]]
-) -> AsyncIterator[tuple[Server, dict[str, Any]]]:
-    """The real Postgres exporter on loopback, reading the targets file control writes."""
+@contextlib.asynccontextmanager
+async def postgres_exporter(
+    tmp_path: Path, port: int, *, interval: float, timeout: float
+) -> AsyncIterator[None]:
+    """The real Postgres exporter on loopback, polling the targets file control writes."""
     settings = ExporterSettings(
         kind=Kind.POSTGRES,
         targets_file=tmp_path / "control" / "exporters" / "postgres-targets.toml",
-        port=exporter_port,
-        interval=0.3,
-        timeout=0.25,
+        port=port,
+        interval=interval,
+        timeout=timeout,
     )
     stop = asyncio.Event()
     task = asyncio.ensure_future(supervise(Exporter(settings).serve, stop=stop))
     try:
-        yield with_exporter
+        yield
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def exporter_world(
+    tmp_path: Path, exporter_port: int, with_exporter: tuple[Server, dict[str, Any]]
+) -> AsyncIterator[tuple[Server, dict[str, Any]]]:
+    async with postgres_exporter(tmp_path, exporter_port, interval=0.3, timeout=0.25):
+        yield with_exporter
 
 
 @pytest.fixture
@@ -217,21 +226,8 @@ def targets_control(
 async def targets_world(
     tmp_path: Path, exporter_port: int, targets_control: tuple[str, Server, dict[str, Any]]
 ) -> AsyncIterator[tuple[str, Server, dict[str, Any]]]:
-    """The real exporter polling the targets file control wrote."""
-    settings = ExporterSettings(
-        kind=Kind.POSTGRES,
-        targets_file=tmp_path / "control" / "exporters" / "postgres-targets.toml",
-        port=exporter_port,
-        interval=0.5,
-        timeout=0.4,
-    )
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(supervise(Exporter(settings).serve, stop=stop))
-    try:
+    async with postgres_exporter(tmp_path, exporter_port, interval=0.5, timeout=0.4):
         yield targets_control
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_connections_are_measured_against_the_plans_limit(
