@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from control.agent_target import AgentClient, AgentTarget
 from control.backups.settings import BackupSettings, backup_settings_from_env
 from control.builders import LoggedLines
+from control.cli_options import DB, LOG_LEVEL, POSTGRES_ADMIN_DSN
 from control.detached import DetachedTarget
 from control.errors import ControlError
 from control.provisioning import kube_addons_client, needs_kube_api
@@ -24,7 +25,6 @@ from control.releasing import ReleaseTarget
 from control.rollup.prometheus import PrometheusSource
 from control.server import ControlPlane
 from control.settings import (
-    DEFAULT_DB_URL,
     AddonServers,
     ControlSettings,
     KubeAddons,
@@ -41,24 +41,10 @@ log = logging.getLogger(__name__)
 
 
 @click.command("control")
-@click.option(
-    "--db",
-    "db_url",
-    # SLIPWAY_DATABASE_URL is the documented name (the chart's Secret holds it); the old
-    # SLIPWAY_DB_URL is still read, so an existing install keeps its store.
-    envvar=["SLIPWAY_DATABASE_URL", "SLIPWAY_DB_URL"],
-    default=DEFAULT_DB_URL,
-    show_default=True,
-    help="State store: sqlite+aiosqlite:///FILE or postgresql+psycopg://... (SLIPWAY_DATABASE_URL)",
-)
+@DB
 @click.option("--host", envvar="SLIPWAY_CONTROL_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="SLIPWAY_CONTROL_PORT", default=8000, show_default=True, type=int)
-@click.option(
-    "--postgres-admin-dsn",
-    envvar="SLIPWAY_ADDON_POSTGRES_DSN",
-    default=None,
-    help="Admin DSN of the shared PostgreSQL for add-ons.",
-)
+@POSTGRES_ADMIN_DSN
 @click.option("--postgres-public-host", envvar="SLIPWAY_ADDON_POSTGRES_HOST", default="127.0.0.1")
 @click.option(
     "--postgres-public-port", envvar="SLIPWAY_ADDON_POSTGRES_PORT", default=5432, type=int
@@ -115,7 +101,7 @@ log = logging.getLogger(__name__)
     show_default=True,
     help="How long a release command may run.",
 )
-@click.option("--log-level", envvar="SLIPWAY_LOG_LEVEL", default="info", show_default=True)
+@LOG_LEVEL
 def serve(
     *, db_url: str, host: str, port: int, postgres_admin_dsn: str | None,
     postgres_public_host: str, postgres_public_port: int, redis_admin_url: str | None,

@@ -22,29 +22,12 @@ import click
 from control.backups.records import Backup, Status
 from control.backups.service import Backups, backups_for
 from control.backups.settings import backup_settings_from_env
+from control.cli_options import DB, LOG_LEVEL, POSTGRES_ADMIN_DSN
 from control.errors import ControlError
-from control.settings import DEFAULT_DB_URL
 from control.store.db import Store
 from kit import logfmt
 
 log = logging.getLogger(__name__)
-
-_DB = click.option(
-    "--db",
-    "db_url",
-    envvar=["SLIPWAY_DATABASE_URL", "SLIPWAY_DB_URL"],
-    default=DEFAULT_DB_URL,
-    show_default=True,
-    help="The control plane's state store (SLIPWAY_DATABASE_URL).",
-)
-_DSN = click.option(
-    "--postgres-admin-dsn",
-    envvar="SLIPWAY_ADDON_POSTGRES_DSN",
-    default=None,
-    help="Admin DSN of the shared PostgreSQL (SLIPWAY_ADDON_POSTGRES_DSN); not needed for a "
-    "dedicated instance, reached as its own admin through its add-on's URL in the store.",
-)
-_LEVEL = click.option("--log-level", envvar="SLIPWAY_LOG_LEVEL", default="info")
 
 
 @click.group("pg-backups")
@@ -55,9 +38,9 @@ def pg_backups() -> None:
 @pg_backups.command("run")
 @click.argument("app")
 @click.argument("backup")
-@_DB
-@_DSN
-@_LEVEL
+@DB
+@POSTGRES_ADMIN_DSN
+@LOG_LEVEL
 def run(app: str, backup: str, db_url: str, postgres_admin_dsn: str | None, log_level: str) -> None:
     """Capture and verify BACKUP of APP, recorded running by the control plane."""
     logfmt.configure(log_level)
@@ -75,9 +58,9 @@ def run(app: str, backup: str, db_url: str, postgres_admin_dsn: str | None, log_
 @pg_backups.command("tick")
 @click.argument("app")
 @click.argument("addon")
-@_DB
-@_DSN
-@_LEVEL
+@DB
+@POSTGRES_ADMIN_DSN
+@LOG_LEVEL
 def tick(app: str, addon: str, db_url: str, postgres_admin_dsn: str | None, log_level: str) -> None:
     """The scheduled capture of APP's ADDON if it is due (a CronJob's command)."""
     logfmt.configure(log_level)
@@ -106,9 +89,9 @@ def tick(app: str, addon: str, db_url: str, postgres_admin_dsn: str | None, log_
     default=None,
     help="The restore's record in the store, which this settles (the control plane's Job).",
 )
-@_DB
-@_DSN
-@_LEVEL
+@DB
+@POSTGRES_ADMIN_DSN
+@LOG_LEVEL
 def restore(
     app: str,
     backup: str,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from control.backups import records
@@ -17,30 +18,48 @@ from control.backups.service import OWNER_SILENCE, Backups
 from control.store.db import Store
 from tests.backups.conftest import Env, backups_env, fill
 from tests.backups.test_schedule import paris
-from tests.control.conftest import pg_scratch, pg_url  # noqa: F401  (fixtures)
+from tests.control.conftest import db_url, pg_scratch, pg_url  # noqa: F401  (fixtures)
 from tests.helpers import eventually
 from tests.logs.conftest import Moto
 
 
-def replica(env: Env, store: Store) -> Backups:
-    """Another control plane on the same store, bucket and clock."""
-    return Backups(
+@pytest.fixture
+async def shared_env(
+    tmp_path: Path,
+    moto_server: Moto,
+    db_url: str,  # noqa: F811
+) -> AsyncIterator[Env]:
+    """The backups' world on a store replicas can share: a SQLite file, then PostgreSQL."""
+    async with backups_env(tmp_path, moto_server, db_url=db_url) as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def another_replica(env: Env) -> AsyncIterator[tuple[Backups, Store]]:
+    """Another control plane on the same store, bucket and clock, and its own connections
+    to that store."""
+    store = Store.open(env.db_url)
+    other = Backups(
         store=store,
         admin_dsn=env.backups._admin_dsn,
         s3=env.s3,
         settings=env.backups.settings,
         clock=env.clock,
     )
+    try:
+        yield other, store
+    finally:
+        await other.close()
+        await store.close()
 
 
-async def two_replicas_tick_together(env: Env) -> None:
+async def test_two_replicas_on_one_store_capture_a_scheduled_run_once(shared_env: Env) -> None:
+    env = shared_env
     db = await env.app_with_db("prod")
     await fill(db, rows=20)
     env.clock.now = paris(2026, 5, 1, 12, 0)
     await env.backups.set_schedule("prod", "DATABASE", "02:00 Europe/Paris")
-    other_store = Store.open(env.db_url)
-    other = replica(env, other_store)
-    try:
+    async with another_replica(env) as (other, other_store):
         env.clock.now = paris(2026, 5, 2, 2, 0, 5)
         # The other replica's tick read the schedules just before this one ran the due one,
         # and acts on what it read only after: the claim tells it the run is taken.
@@ -63,22 +82,6 @@ async def two_replicas_tick_together(env: Env) -> None:
         )
         assert len(mine) + len(theirs) == 1
         assert [b.name for b in await env.backups.backups("prod")] == ["a001", "a002"]
-    finally:
-        await other.close()
-        await other_store.close()
-
-
-async def test_two_replicas_on_one_sqlite_file_capture_a_scheduled_run_once(env: Env) -> None:
-    await two_replicas_tick_together(env)
-
-
-async def test_two_replicas_on_one_postgresql_store_capture_a_scheduled_run_once(
-    tmp_path: Path,
-    moto_server: Moto,
-    pg_url: str,  # noqa: F811
-) -> None:
-    async with backups_env(tmp_path, moto_server, db_url=pg_url) as env:
-        await two_replicas_tick_together(env)
 
 
 async def test_a_claim_read_before_another_replica_ran_it_is_refused(env: Env) -> None:
@@ -99,12 +102,11 @@ async def test_a_claim_read_before_another_replica_ran_it_is_refused(env: Env) -
         assert not await records.claim_run(tx, fresh, now=12.0)
 
 
-async def replicas_fail_only_the_backups_of_a_process_that_stopped(env: Env) -> None:
+async def test_replicas_on_one_store_fail_only_a_stopped_ones_backups(shared_env: Env) -> None:
+    env = shared_env
     db = await env.app_with_db("prod")
     await fill(db, rows=20)
-    other_store = Store.open(env.db_url)
-    other = replica(env, other_store)
-    try:
+    async with another_replica(env) as (other, _):
         assert other.owner != env.backups.owner
         assert env.backups.owner.split(":")[1] == str(os.getpid())
         # This replica captures, so its backup's record names it as the owner.
@@ -152,22 +154,6 @@ async def replicas_fail_only_the_backups_of_a_process_that_stopped(env: Env) -> 
         env.clock.now += 10 * OWNER_SILENCE
         assert await other.fail_orphaned() == 0
         assert (await other.get("prod", mine.name)).status is Status.RUNNING
-    finally:
-        await other.close()
-        await other_store.close()
-
-
-async def test_replicas_on_one_sqlite_file_fail_only_a_stopped_ones_backups(env: Env) -> None:
-    await replicas_fail_only_the_backups_of_a_process_that_stopped(env)
-
-
-async def test_replicas_on_one_postgresql_store_fail_only_a_stopped_ones_backups(
-    tmp_path: Path,
-    moto_server: Moto,
-    pg_url: str,  # noqa: F811
-) -> None:
-    async with backups_env(tmp_path, moto_server, db_url=pg_url) as env:
-        await replicas_fail_only_the_backups_of_a_process_that_stopped(env)
 
 
 async def seen_at(env: Env, owner: str) -> float | None:
@@ -185,31 +171,26 @@ async def test_the_scheduler_beats_while_it_runs_so_its_backups_stay_its_own(env
             tx, await tx.get_app("prod"), kind="manual", addon="x", resource=db,
             key_prefix="p/", now=env.clock.now, owner=env.backups.owner,
         )  # fmt: skip
-    other_store = Store.open(env.db_url)
-    other = replica(env, other_store)
-    task = asyncio.create_task(env.backups.run(interval=0.05, heartbeat=0.05))
-    try:
-        owner = env.backups.owner
-        await eventually(lambda: _is(seen_at(env, owner), env.clock.now))
-        # Time passes (a long scheduled capture would hold the tick): the beats go on.
-        env.clock.now += 5 * OWNER_SILENCE
-        await eventually(lambda: _is(seen_at(env, owner), env.clock.now))
-        await other.heartbeat()
-        assert await other.fail_orphaned() == 0
-        assert (await env.backups.get("prod", left.name)).status is Status.RUNNING
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    try:
+    async with another_replica(env) as (other, _):
+        task = asyncio.create_task(env.backups.run(interval=0.05, heartbeat=0.05))
+        try:
+            owner = env.backups.owner
+            await eventually(lambda: _is(seen_at(env, owner), env.clock.now))
+            # Time passes (a long scheduled capture would hold the tick): the beats go on.
+            env.clock.now += 5 * OWNER_SILENCE
+            await eventually(lambda: _is(seen_at(env, owner), env.clock.now))
+            await other.heartbeat()
+            assert await other.fail_orphaned() == 0
+            assert (await env.backups.get("prod", left.name)).status is Status.RUNNING
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         # Stopped: once it has been silent three beats, another replica fails its backup.
         env.clock.now += OWNER_SILENCE + 1
         await other.heartbeat()
         assert await other.fail_orphaned() == 1
         assert (await env.backups.get("prod", left.name)).status is Status.FAILED
-    finally:
-        await other.close()
-        await other_store.close()
 
 
 async def _is(found: Awaitable[float | None], expected: float) -> bool:

@@ -6,6 +6,7 @@ never answers costing the page at most the deadline, and no source at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -22,6 +23,7 @@ import pytest
 from control.cli import main
 from control.dashboard.addon_health import (
     AMBER,
+    DEADLINE,
     AddonHealth,
     Check,
     parse_samples,
@@ -120,25 +122,33 @@ def with_exporter(tmp_path: Path, exporter_port: int) -> Iterator[tuple[Server, 
     yield from started(tmp_path, env)
 
 
-@pytest.fixture
-async def exporter_world(
-    tmp_path: Path, exporter_port: int, with_exporter: tuple[Server, dict[str, Any]]
-) -> AsyncIterator[tuple[Server, dict[str, Any]]]:
-    """The real Postgres exporter on loopback, reading the targets file control writes."""
+@contextlib.asynccontextmanager
+async def postgres_exporter(
+    tmp_path: Path, port: int, *, interval: float, timeout: float
+) -> AsyncIterator[None]:
+    """The real Postgres exporter on loopback, polling the targets file control writes."""
     settings = ExporterSettings(
         kind=Kind.POSTGRES,
         targets_file=tmp_path / "control" / "exporters" / "postgres-targets.toml",
-        port=exporter_port,
-        interval=0.3,
-        timeout=0.25,
+        port=port,
+        interval=interval,
+        timeout=timeout,
     )
     stop = asyncio.Event()
     task = asyncio.ensure_future(supervise(Exporter(settings).serve, stop=stop))
     try:
-        yield with_exporter
+        yield
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def exporter_world(
+    tmp_path: Path, exporter_port: int, with_exporter: tuple[Server, dict[str, Any]]
+) -> AsyncIterator[tuple[Server, dict[str, Any]]]:
+    async with postgres_exporter(tmp_path, exporter_port, interval=0.3, timeout=0.25):
+        yield with_exporter
 
 
 @pytest.fixture
@@ -217,21 +227,8 @@ def targets_control(
 async def targets_world(
     tmp_path: Path, exporter_port: int, targets_control: tuple[str, Server, dict[str, Any]]
 ) -> AsyncIterator[tuple[str, Server, dict[str, Any]]]:
-    """The real exporter polling the targets file control wrote."""
-    settings = ExporterSettings(
-        kind=Kind.POSTGRES,
-        targets_file=tmp_path / "control" / "exporters" / "postgres-targets.toml",
-        port=exporter_port,
-        interval=0.5,
-        timeout=0.4,
-    )
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(supervise(Exporter(settings).serve, stop=stop))
-    try:
+    async with postgres_exporter(tmp_path, exporter_port, interval=0.5, timeout=0.4):
         yield targets_control
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_connections_are_measured_against_the_plans_limit(
@@ -274,9 +271,18 @@ async def test_connections_are_measured_against_the_plans_limit(
                 await conn.close()
 
 
+#: What the app page costs besides its health reads (sign-in check, a few reads of the local
+#: store, a render): a few ms when idle; on a machine loaded by CI and other test runs one
+#: page alone has taken most of a second. Far below what it must beat: without the deadline
+#: a silent exporter holds the page for aiohttp's default of 5 minutes.
+PAGE_MARGIN = 1.0
+
+
 async def test_an_exporter_that_never_answers_costs_the_page_at_most_the_deadline(
     hanging_world: tuple[Server, dict[str, Any]],
 ) -> None:
+    """docs/dashboard.md: every read of one page shares DEADLINE; an exporter that hangs
+    costs the page at most that, and its add-ons say they had no answer within it."""
     server, addons = hanging_world
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         await sign_in(session, server.url)
@@ -287,16 +293,16 @@ async def test_an_exporter_that_never_answers_costs_the_page_at_most_the_deadlin
                 assert reply.status == 200
                 text = await reply.text()
             took.append(time.perf_counter() - started)
+    print(f"page times with a hanging exporter: {[round(t * 1000) for t in took]} ms")
     for addon in addons.values():
         cell = health_cell(text, addon["name"])
-        assert "no answer within 250 ms" in cell
+        assert f"no answer within {DEADLINE * 1000:.0f} ms" in cell
         assert overall(cell) == "unknown"
-    # The deadline is 250 ms; the rest of the page is a few reads of a local store. Without
-    # the deadline a silent exporter would hold the page for aiohttp's 5 minutes; the
-    # margin above 250 ms is for a loaded machine, where a page alone can take a second.
-    print(f"page times with a hanging exporter: {[round(t * 1000) for t in took]} ms")
-    assert max(took) < 3, took
-    assert sorted(took)[2] >= 0.25, took  # it did wait for the exporter, once, together
+    assert max(took) < DEADLINE + PAGE_MARGIN, took
+    assert sorted(took)[2] >= DEADLINE, took  # it did wait for the exporter
+    # Both add-ons ask the silent exporter. Read in turn, each page would wait for it twice;
+    # the fastest of five pages (the least disturbed by load) shows they wait together.
+    assert min(took) < 2 * DEADLINE, took
 
 
 def test_the_health_cell_escapes_what_it_shows() -> None:
