@@ -272,10 +272,10 @@ async def test_connections_are_measured_against_the_plans_limit(
 
 
 #: What the app page costs besides its health reads (sign-in check, a few reads of the local
-#: store, a render): a few ms when idle; on a machine loaded by CI and other test runs one
-#: page alone has taken most of a second. Far below what it must beat: without the deadline
-#: a silent exporter holds the page for aiohttp's default of 5 minutes.
-PAGE_MARGIN = 1.0
+#: store, a render): a few ms when idle, 0.6 s seen at load 10 on 2 cores, and CI's runner
+#: is slower still. Far below what it must beat: without the deadline a silent exporter
+#: holds the page for aiohttp's default of 5 minutes.
+PAGE_MARGIN = 2.0
 
 
 async def test_an_exporter_that_never_answers_costs_the_page_at_most_the_deadline(
@@ -300,9 +300,8 @@ async def test_an_exporter_that_never_answers_costs_the_page_at_most_the_deadlin
         assert overall(cell) == "unknown"
     assert max(took) < DEADLINE + PAGE_MARGIN, took
     assert sorted(took)[2] >= DEADLINE, took  # it did wait for the exporter
-    # Both add-ons ask the silent exporter. Read in turn, each page would wait for it twice;
-    # the fastest of five pages (the least disturbed by load) shows they wait together.
-    assert min(took) < 2 * DEADLINE, took
+    # That the reads wait together, not in turn, is shown with ten add-ons in
+    # test_addon_health_sources.py, where the margin is five deadlines, not a few ms.
 
 
 def test_the_health_cell_escapes_what_it_shows() -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -64,6 +66,27 @@ async def redis_exporter(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_every_read_of_a_page_shares_one_deadline() -> None:
+    """Ten add-ons behind an exporter that never answers: read in turn they would cost
+    ten deadlines; sharing one, the page waits about one. Five is a bound no loaded
+    machine reaches and no sequential reader meets."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(32)  # accepts (in the backlog) and never answers
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        sources = HealthSources(exporters={"postgres": base, "redis": base})
+        addons = [addon(f"postgres-{i}", "postgres") for i in range(5)]
+        addons += [addon(f"redis-{i}", "redis") for i in range(5)]
+        started = time.perf_counter()
+        found = await read_health(sources, "shop", addons)
+        took = time.perf_counter() - started
+    assert took >= sources.deadline
+    assert took < 5 * sources.deadline, took
+    for a in addons:
+        assert found[a.name].note == f"no answer within {sources.deadline * 1000:.0f} ms"
+        assert found[a.name].state == "unknown"
 
 
 def memory_state(found: dict[str, AddonHealth]) -> str | None:
