@@ -62,9 +62,7 @@ async def platform_lines_handler(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="this token may not write platform lines\n")
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+    raw = await _body(request)
     try:
         body = json.loads(raw)
     except ValueError:
@@ -74,6 +72,19 @@ async def platform_lines_handler(request: web.Request) -> web.Response:
     for app, source, process, text, at in lines:
         service.append(app, source, process, text, at)
     return web.Response(status=204)
+
+
+async def _body(request: web.Request) -> bytes:
+    """The whole body, at most MAX_BODY bytes: ``content.read(n)`` gives what has arrived so
+    far, not n bytes, so a body in several TCP segments is read to its end here."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _lines_of(body: object) -> list[Any]:

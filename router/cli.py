@@ -70,6 +70,12 @@ log = logging.getLogger(__name__)
     help="The agent's API (http://agent:9081): route feed, activity reports, wakes.",
 )
 @click.option(
+    "--logs-url",
+    envvar="SLIPWAY_ROUTER_LOGS_URL",
+    help="The logs service's HTTP API (http://logs:8082): router lines reach the apps' "
+    "streams through it, posted with SLIPWAY_AGENT_TOKEN [only this router's log].",
+)
+@click.option(
     "--underscores-in-headers/--no-underscores-in-headers",
     default=False,
     show_default=True,
@@ -87,6 +93,7 @@ def serve(
     upstream_timeout: float | None,
     drain_grace: float | None,
     agent_url: str | None,
+    logs_url: str | None,
     underscores_in_headers: bool,
     log_level: str,
 ) -> None:
@@ -101,6 +108,7 @@ def serve(
         reuse_port=workers > 1,
         routes_file=routes_file,
         underscores_in_headers=underscores_in_headers,
+        logs_url=logs_url or None,
     )
     if upstream_timeout is not None:
         settings = replace(settings, upstream_timeout=upstream_timeout)
@@ -112,6 +120,8 @@ def serve(
         raise click.ClickException(f"{exc}; fix the file or drop --routes") from exc
     if agent_url is not None and not agent_url.startswith(("http://", "https://")):
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--agent-url")
+    if logs_url and not logs_url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--logs-url")
     if workers <= 1:
         sys.exit(run(functools.partial(_serve, settings, routes, agent_url)))
     sys.exit(
@@ -128,7 +138,9 @@ async def _serve(
 ) -> int:
     token = os.environ.get("SLIPWAY_AGENT_TOKEN") or None
     agent = AgentClient(agent_url, routes=routes, token=token, tasks=tasks) if agent_url else None
-    router = Router(settings, routes=routes, registry=CollectorRegistry(), waker=agent, tasks=tasks)
+    router = Router(
+        settings, routes=routes, registry=CollectorRegistry(), waker=agent, tasks=tasks, token=token
+    )
     if agent is not None:
         agent.activity = router.activity
         await agent.start()

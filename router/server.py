@@ -6,6 +6,10 @@ its label sets from every ``slipway_router_*`` family. One still in flight then
 (a slow response, a held request, an open tunnel) would need them to end and be
 counted: its app is forgotten by the first sweep once nothing of it is in flight.
 A request's path does no look-up for any of this.
+
+With a logs service in another process (``settings.logs_url``, Kubernetes) every router
+line is also queued for it (router/lines.py); the poster is one of the router's
+background tasks, and the drain ends with one last bounded post of what is queued.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from kit.logpost import PlatformLogSink
 from kit.ops import bound_port, ops_app
 from kit.tasks import TaskSet
 from router.accesslog import LogSink, StreamSink
@@ -24,6 +29,7 @@ from router.activity import Activity
 from router.client import ClientConnection
 from router.counters import Counters
 from router.holder import Holder
+from router.lines import PostedLines, Tee
 from router.metrics import RouterStats
 from router.proxy import Proxy
 from router.routes import Routes, RouteTable
@@ -47,13 +53,23 @@ class Router:
         sink: LogSink | None = None,
         waker: Waker | None = None,
         tasks: TaskSet | None = None,
+        token: str | None = None,
     ) -> None:
-        """``tasks``: the process's task set (the sweeper runs in it, so its death stops the
-        process); None only when a test drives the router alone."""
+        """``tasks``: the process's task set (the sweeper and the line poster run in it, so
+        their death stops the process); None only when a test drives the router alone.
+        ``token``: the bearer token for the logs service's platform route, with
+        ``settings.logs_url``."""
         self.settings = settings
         self.routes = routes
         self.registry = registry
-        self.sink = sink or StreamSink()
+        self.sink: LogSink = sink or StreamSink()
+        #: Lines for the logs service in another process, when there is one.
+        self.poster: PlatformLogSink | None = None
+        if settings.logs_url is not None:
+            self.poster = PlatformLogSink(
+                settings.logs_url, token=token, registry=registry, component="router"
+            )
+            self.sink = Tee(self.sink, PostedLines(self.poster))
         self.waker = waker
         self.activity = Activity()
         self.holder = Holder()
@@ -119,6 +135,8 @@ class Router:
         self._server = server
         self.port = server.sockets[0].getsockname()[1]
         self._tasks.start("router-sweeper", self._sweep())
+        if self.poster is not None:
+            self._tasks.start("router-log-lines", self.poster.run())
         log.info(
             "router listening",
             extra={
@@ -190,5 +208,7 @@ class Router:
             proxy.pool.close()
             log.info("router drained", extra={"cut": left})
         await self._tasks.stop()
+        if self.poster is not None:
+            await self.poster.drain()
         if self._ops is not None:
             await self._ops.cleanup()

@@ -48,3 +48,6 @@ class RouterSettings:
     """X-Forwarded-Proto when the ingress did not set one."""
     underscores_in_headers: bool = False
     """Forward request headers whose names hold ``_``; off, they are dropped (as nginx does)."""
+    logs_url: str | None = None
+    """The logs service's HTTP API: router lines are posted to its ``/platform/lines`` too
+    (so they reach the apps' streams when it runs in another process, as on Kubernetes)."""

@@ -30,8 +30,8 @@ from agent.kubernetes.dynos import PodMetricsSource
 from agent.kubernetes.lease import Elector
 from agent.kubernetes.runtime import KubernetesRuntime
 from agent.kubernetes.stack import kubernetes_stack
-from agent.logpost import PlatformLogSink
 from agent.settings import AgentSettings
+from kit.logpost import PlatformLogSink
 from kit.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,9 @@ async def serve_kubernetes(
         # R14/R15 lines are the platform's, posted to it (else only this agent's log).
         sink = None
         if settings.logs_url is not None:
-            sink = PlatformLogSink(settings.logs_url, token=settings.token, registry=registry)
+            sink = PlatformLogSink(
+                settings.logs_url, token=settings.token, registry=registry, component="agent"
+            )
             tasks.start("platform-lines", sink.run())
         monitor = DynoMonitor(metrics, sink=sink, registry=registry, settings=dynos)
         agent = Agent(

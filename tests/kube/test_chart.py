@@ -575,6 +575,31 @@ def test_the_agent_posts_platform_lines_to_the_logs_service_with_the_token_logs_
     assert "SLIPWAY_AGENT_LOGS_URL" not in env("slipway-agent")
 
 
+def test_the_routers_post_their_lines_to_the_logs_service_with_the_token_logs_expects() -> None:
+    """Router lines on Kubernetes: each router gets the logs Service's URL and posts with the
+    agent token, the logs service's platform token (the same Secret key); no logs, no URL."""
+    for docs in (render(with_required({})), render(values_of("full"))):
+        router = {e["name"]: e for e in containers_of(docs, "slipway-router")[0]["env"]}
+        logs = {e["name"]: e for e in containers_of(docs, "slipway-logs")[0]["env"]}
+        assert router["SLIPWAY_ROUTER_LOGS_URL"]["value"] == (
+            f"http://slipway-logs.{NAMESPACE}.svc:8082"
+        )
+        assert (
+            logs["SLIPWAY_LOGS_PLATFORM_TOKEN"]["valueFrom"]
+            == router["SLIPWAY_AGENT_TOKEN"]["valueFrom"]
+        )
+    docs = render(with_required({"logs": {"enabled": False}}))
+    (router,) = containers_of(docs, "slipway-router")
+    assert "SLIPWAY_ROUTER_LOGS_URL" not in {e["name"] for e in router["env"]}
+
+
+def containers_of(docs: list[dict[str, Any]], deployment: str) -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = named(docs, "Deployment", deployment)["spec"]["template"][
+        "spec"
+    ]["containers"]
+    return containers
+
+
 def test_a_terminating_router_keeps_serving_until_the_ingress_forgets_it_then_drains() -> None:
     docs = render(values_of("full"))
     pod = named(docs, "Deployment", "slipway-router")["spec"]["template"]["spec"]

@@ -38,6 +38,46 @@ def allows(blocks: list[tuple[str, list[str]]], ip: ipaddress.IPv4Address) -> bo
     )
 
 
+def selects(spec: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a policy's podSelector (matchLabels, matchExpressions) takes these pods."""
+    selector = spec["podSelector"]
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        present = expr["key"] in labels
+        if expr["operator"] == "Exists" and not present:
+            return False
+        if expr["operator"] == "DoesNotExist" and present:
+            return False
+        if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and labels.get(expr["key"]) in expr["values"]:
+            return False
+    return True
+
+
+def admits(rule: dict[str, Any], labels: dict[str, str], port: int) -> bool:
+    """Whether an ingress rule lets pods with ``labels`` in the release namespace in on
+    ``port``."""
+    ports = rule.get("ports")
+    if ports and not any(p.get("port") in (port, "http") for p in ports):
+        return False
+    peers = rule.get("from")
+    if not peers:
+        return True
+    for peer in peers:
+        space = peer.get("namespaceSelector")
+        if space is not None and not selects({"podSelector": space}, {
+            "kubernetes.io/metadata.name": NAMESPACE
+        }):  # fmt: skip
+            continue
+        if "ipBlock" in peer:
+            continue
+        if selects({"podSelector": peer.get("podSelector", {})}, labels):
+            return True
+    return False
+
+
 class TestNamespaces:
     def test_apps_and_builds_get_their_own_namespaces_by_default(self) -> None:
         docs = render(values_of("default"))
@@ -139,6 +179,30 @@ class TestNetworkPolicies:
         (expr,) = peer["namespaceSelector"]["matchExpressions"]
         assert expr["operator"] == "NotIn"
         assert set(expr["values"]) == {"slipway-apps", "slipway-builds"}
+
+    def test_the_routers_reach_the_logs_service_s_http_port(self) -> None:
+        """Router lines are posted to the logs service (SLIPWAY_ROUTER_LOGS_URL): whatever
+        policy selects the logs pods, a router pod must get through to its HTTP port, and
+        nothing fences the routers' own egress."""
+        docs = render(values_of("full"))
+        logs = named(docs, "Deployment", "slipway-logs")["spec"]["template"]["metadata"]
+        router = named(docs, "Deployment", "slipway-router")["spec"]["template"]["metadata"]
+        http = next(
+            p["port"]
+            for p in named(docs, "Service", "slipway-logs")["spec"]["ports"]
+            if p["name"] == "http"
+        )
+        # The helpers read a policy as the cluster does: the agent's admits routers, on its port.
+        (agent_rule,) = policies(docs, NAMESPACE)["slipway-agent"]["ingress"]
+        assert admits(agent_rule, router["labels"], 8081)
+        assert not admits(agent_rule, router["labels"], http)
+        for name, spec in policies(docs, NAMESPACE).items():
+            assert not selects(spec, router["labels"]) or "Egress" not in spec["policyTypes"]
+            if not selects(spec, logs["labels"]) or "Ingress" not in spec["policyTypes"]:
+                continue
+            assert any(admits(rule, router["labels"], http) for rule in spec.get("ingress", [])), (
+                name
+            )
 
     def test_policies_can_be_left_to_the_operator(self) -> None:
         docs = render({**values_of("full"), "networkPolicy": {"enabled": False}})

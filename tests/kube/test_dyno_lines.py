@@ -1,5 +1,5 @@
 """On Kubernetes the agent's R14/R15 lines reach the app's log stream as the platform's:
-posted to the logs service's ``/platform/lines`` with the agent's token (agent/logpost.py),
+posted to the logs service's ``/platform/lines`` with the agent's token (kit/logpost.py),
 never through the forward port, where a ``dyno`` claim stays an app line."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
 from agent.dynowatch import DynoMonitor, DynoSettings
-from agent.logpost import PlatformLogSink
+from kit.logpost import PlatformLogSink
 from tests.conftest import free_port
 from tests.kube.apiserver import ApiServer
 from tests.kube.test_dynos import pod_metrics, serve, source
@@ -33,7 +33,11 @@ async def test_an_r14_on_kubernetes_reaches_the_app_s_stream_as_a_platform_line(
     logs = await started(tmp_path, PLATFORM)
     registry = CollectorRegistry()
     sink = PlatformLogSink(
-        f"http://127.0.0.1:{logs.http_port}", token=PLATFORM, registry=registry, interval=0.05
+        f"http://127.0.0.1:{logs.http_port}",
+        token=PLATFORM,
+        registry=registry,
+        interval=0.05,
+        component="agent",
     )
     monitor = DynoMonitor(
         source(api), sink=sink, registry=registry, settings=DynoSettings(interval=0.01)
@@ -96,7 +100,11 @@ async def test_lines_wait_while_the_logs_service_is_away_and_the_oldest_go_past_
     port = free_port()
     registry = CollectorRegistry()
     sink = PlatformLogSink(
-        f"http://127.0.0.1:{port}", token=PLATFORM, registry=registry, capacity=2
+        f"http://127.0.0.1:{port}",
+        token=PLATFORM,
+        registry=registry,
+        capacity=2,
+        component="agent",
     )
     sink.publish("blog", "dyno", "web.1", "line 0", 1.0)
     async with aiohttp.ClientSession() as session:
@@ -122,7 +130,11 @@ async def test_a_refused_batch_is_dropped_and_counted_not_retried_forever(tmp_pa
     logs = await started(tmp_path, PLATFORM)
     registry = CollectorRegistry()
     sink = PlatformLogSink(
-        f"http://127.0.0.1:{logs.http_port}", token="wrong", registry=registry, interval=0.05
+        f"http://127.0.0.1:{logs.http_port}",
+        token="wrong",
+        registry=registry,
+        interval=0.05,
+        component="agent",
     )
     try:
         sink.publish("blog", "dyno", "web.1", "Error R14 (Memory quota exceeded)", 1.0)

@@ -4,6 +4,7 @@ Against the whole service as ``slipway serve logs`` runs it (LogsComponent on lo
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import aiohttp
 import pytest
 
 from logs.component import LogsComponent
-from logs.platform import MAX_LINES
+from logs.platform import MAX_BODY, MAX_LINES
 from logs.settings import LogsSettings
 
 PLATFORM = "platform-token-0123456789"
@@ -101,6 +102,42 @@ async def test_without_the_platform_token_nothing_is_kept(logs: LogsComponent) -
 async def test_a_bad_batch_is_refused_whole(logs: LogsComponent, body: object, status: int) -> None:
     assert await post(logs, body) == status
     assert await read(logs) == []  # a batch with one bad line keeps none of it
+
+
+async def test_a_batch_of_a_megabyte_and_more_is_read_whole(logs: LogsComponent) -> None:
+    """A body longer than what one read returns (several TCP segments, or a chunked post):
+    every line kept, not a 400 for the half that had arrived."""
+    texts = [f'at=info method=GET path="/{i:04d}{"p" * 1500}"' for i in range(MAX_LINES)]
+    body = {"lines": [line(source="router", process="router", text=t) for t in texts]}
+    raw = json.dumps(body).encode()
+    assert 1024 * 1024 < len(raw) < MAX_BODY
+    posting = {"Authorization": f"Bearer {PLATFORM}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{logs.http_port}/platform/lines"
+        async with http.post(url, data=io.BytesIO(raw), headers=posting) as resp:
+            assert resp.status == 204
+        url = f"http://127.0.0.1:{logs.http_port}/apps/shop/logs?lines={MAX_LINES}"
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with http.get(url, headers=headers) as resp:
+            text = await resp.text()
+    kept = [json.loads(x[6:])["text"] for x in text.splitlines() if x.startswith("data: ")]
+    assert kept == texts
+
+
+async def test_a_body_over_the_limit_is_a_413_however_it_is_sent(logs: LogsComponent) -> None:
+    url = f"http://127.0.0.1:{logs.http_port}/platform/lines"
+    headers = {"Authorization": f"Bearer {PLATFORM}"}
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length to refuse up front
+        for _ in range(3):
+            yield b" " * (MAX_BODY // 2)
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=chunked(), headers=headers) as resp,
+    ):
+        assert resp.status == 413
+    assert await read(logs) == []
 
 
 async def test_bad_json_is_a_400_saying_so(logs: LogsComponent) -> None:
