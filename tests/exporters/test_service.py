@@ -119,9 +119,9 @@ class TestEndpoints:
     ) -> None:
         path = tmp_path / "targets.toml"
         write(path, {"one": redis_servers().url})
-        settings = ExporterSettings(  # one round in this test: the next is 60 s away
-            # The one round must reach the server (redis_up 1): a timeout no loaded machine
-            # misses, as the round is not tried again.
+        # One round in this test (the next is 60 s away), and it must reach the server
+        # (redis_up 1): a timeout no loaded machine misses, as the round is not tried again.
+        settings = ExporterSettings(
             kind=Kind.REDIS, targets_file=path, port=free_port(), interval=60.0, timeout=15.0
         )
         exporter = Exporter(settings)
