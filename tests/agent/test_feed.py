@@ -155,7 +155,7 @@ async def test_the_route_feed_is_a_long_poll_answered_on_change(cluster: Cluster
         assert time.monotonic() - started >= 0.25
 
         async def poll() -> tuple[float, dict[str, object]]:
-            async with http.get(f"{cluster.api}/v1/routes?after={version}&wait=5") as resp:
+            async with http.get(f"{cluster.api}/v1/routes?after={version}&wait=10") as resp:
                 assert resp.status == 200
                 return time.monotonic(), await resp.json()
 
@@ -166,7 +166,9 @@ async def test_the_route_feed_is_a_long_poll_answered_on_change(cluster: Cluster
             assert resp.status == 202
             assert (await resp.json())["state"] == "waking"
         answered, table = await waiting
-    assert answered - woke < 0.5
+    # On the change, not when the 10 s wait ran out. Half the wait, not the 0.5 s this had:
+    # a loaded machine can take that long for the wake's POST and the answer alone.
+    assert answered - woke < 5
     assert table["version"] != version
     assert table["apps"]["hello"]["state"] == "waking"  # type: ignore[index]
 
