@@ -115,7 +115,7 @@ async def test_a_request_in_flight_on_one_router_keeps_the_app_awake(cluster: Cl
         status, _, _ = await get(http, cluster.url(1), HOST, "/slow?s=2")
         assert status == 200
         assert cluster.metric("slipway_agent_sleeps_total", app="hello") == 0
-    await eventually(lambda: str(cluster.agent.machines["hello"].phase) == "asleep", 5)
+    await eventually(lambda: str(cluster.agent.machines["hello"].phase) == "asleep")
     for client in cluster.clients:
         await eventually(lambda c=client: c.routes.table.apps["hello"].endpoints == ())  # type: ignore[misc]
 
