@@ -24,7 +24,13 @@ from tests.conftest import free_port
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
 
 
-def request(port: int, host: str = "hello.test", timeout: float = 10) -> tuple[int, str, dict]:
+#: Until the router listens and the app woke: process starts, seconds on a loaded machine.
+PATIENCE = 30.0
+
+
+def request(
+    port: int, host: str = "hello.test", timeout: float = PATIENCE
+) -> tuple[int, str, dict]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
     deadline = time.monotonic() + timeout
     while True:
@@ -88,7 +94,7 @@ def test_a_router_process_follows_an_agent_process_and_wakes_the_app(
     )
     processes.append(router)
     status, body, headers = request(port)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while status == 404 and time.monotonic() < deadline:  # the feed has not arrived yet
         time.sleep(0.05)
         status, body, headers = request(port)

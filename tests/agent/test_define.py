@@ -138,7 +138,7 @@ async def test_a_defined_app_sleeps_when_idle(slipway: StartUp, tmp_path: Path) 
         await put(http, s, definition(policy={"idle_after": 0.3}))
         status, _, _ = await get(http, s.url, HOST)
         assert status == 200
-        await eventually(lambda: s.state("shop") == "asleep", timeout=10)
+        await eventually(lambda: s.state("shop") == "asleep")
         await eventually(lambda: s.up.agent.status("shop")["processes"]["web"]["instances"] == [])
 
 

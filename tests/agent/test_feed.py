@@ -115,7 +115,7 @@ async def test_a_request_in_flight_on_one_router_keeps_the_app_awake(cluster: Cl
         status, _, _ = await get(http, cluster.url(1), HOST, "/slow?s=2")
         assert status == 200
         assert cluster.metric("slipway_agent_sleeps_total", app="hello") == 0
-    await eventually(lambda: str(cluster.agent.machines["hello"].phase) == "asleep", 5)
+    await eventually(lambda: str(cluster.agent.machines["hello"].phase) == "asleep")
     for client in cluster.clients:
         await eventually(lambda c=client: c.routes.table.apps["hello"].endpoints == ())  # type: ignore[misc]
 
@@ -155,7 +155,7 @@ async def test_the_route_feed_is_a_long_poll_answered_on_change(cluster: Cluster
         assert time.monotonic() - started >= 0.25
 
         async def poll() -> tuple[float, dict[str, object]]:
-            async with http.get(f"{cluster.api}/v1/routes?after={version}&wait=5") as resp:
+            async with http.get(f"{cluster.api}/v1/routes?after={version}&wait=10") as resp:
                 assert resp.status == 200
                 return time.monotonic(), await resp.json()
 
@@ -166,7 +166,9 @@ async def test_the_route_feed_is_a_long_poll_answered_on_change(cluster: Cluster
             assert resp.status == 202
             assert (await resp.json())["state"] == "waking"
         answered, table = await waiting
-    assert answered - woke < 0.5
+    # On the change, not when the 10 s wait ran out. Half the wait, not the 0.5 s this had:
+    # a loaded machine can take that long for the wake's POST and the answer alone.
+    assert answered - woke < 5
     assert table["version"] != version
     assert table["apps"]["hello"]["state"] == "waking"  # type: ignore[index]
 

@@ -29,10 +29,14 @@ from tests.agent.conftest import ListSink
 from tests.helpers import eventually
 
 #: Dumps its environment as JSON into the file named by its first argument (not an env var:
-#: the dump must hold only what the platform gave).
+#: the dump must hold only what the platform gave). Written aside and renamed, so the file
+#: exists only whole: a reader that waited a fixed moment after it appeared could, on a
+#: loaded machine, still read half of it.
 DUMP = (
     "import json, os, sys\n"
-    "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\n"
+    "env = dict(os.environ)\n"
+    "with open(sys.argv[1] + '.part', 'w') as f: json.dump(env, f)\n"
+    "os.replace(sys.argv[1] + '.part', sys.argv[1])\n"
     "import time; time.sleep(60)\n"
 )
 #: What every app process has besides its config vars (sh adds PWD; Python nothing).
@@ -58,8 +62,7 @@ def spec(tmp_path: Path, process: str, out: Path) -> ProcessSpec:
 
 
 async def dumped(path: Path) -> dict[str, str]:
-    await eventually(lambda: path.exists() and path.stat().st_size > 0, 15)
-    await asyncio.sleep(0.05)  # json.dump may still be writing
+    await eventually(path.exists, what=f"{path.name} written")  # whole: DUMP renames it
     data = json.loads(path.read_text())
     assert isinstance(data, dict)
     return data

@@ -120,7 +120,7 @@ async def test_a_job_queued_while_the_app_sleeps_wakes_its_worker_which_sleeps_a
     try:
         await redis.rpush(f"rq:queue:{queue}", "job-1", "job-2")
         await eventually(lambda: (tmp_path / "done").exists()
-                         and (tmp_path / "done").read_text() == "job-1\njob-2\n", 15)  # fmt: skip
+                         and (tmp_path / "done").read_text() == "job-1\njob-2\n")  # fmt: skip
         assert agent.status("jobs")["state"] == "asleep"  # web never woke: there is none
         woke = [r for r in caplog.records if r.getMessage() == "workers scaled by queue"]
         assert [(r.__dict__["replicas"], r.__dict__["reason"]) for r in woke][:1] == [
@@ -133,7 +133,7 @@ async def test_a_job_queued_while_the_app_sleeps_wakes_its_worker_which_sleeps_a
             )
             == 1
         )
-        await eventually(lambda: workers(agent) == 0, 10)  # idle_after 1 s, then stopped
+        await eventually(lambda: workers(agent) == 0)  # idle_after 1 s, then stopped
         assert agent.status("jobs")["processes"]["worker"]["queue"] == {
             "workers": 0,
             "waiting": 0,
@@ -192,9 +192,9 @@ async def test_a_postgres_query_is_a_source_too(
             await eventually(lambda: waiting(registry) == 0)
             assert workers(agent) == 0
             await conn.execute(f"INSERT INTO {table} VALUES (1)")
-            await eventually(lambda: workers(agent) == 1, 10)
+            await eventually(lambda: workers(agent) == 1)
             await conn.execute(f"DELETE FROM {table}")
-            await eventually(lambda: workers(agent) == 0, 10)
+            await eventually(lambda: workers(agent) == 0)
         finally:
             await conn.execute(f"DROP TABLE {table}")
 
@@ -240,6 +240,6 @@ async def test_a_watcher_that_dies_stops_the_agent_rather_than_freeze_workers(
     )
     await agent.start()
     try:
-        await eventually(agent.failed.is_set, 5)
+        await eventually(agent.failed.is_set)
     finally:
         await agent.stop()

@@ -121,7 +121,7 @@ async def test_an_idle_app_sleeps_and_its_process_stops(slipway: StartUp, tmp_pa
         status, _, _ = await get(http, s.url, HOST)
     assert status == 200
     port = s.up.router.routes.table.apps["hello"].endpoints[0].port
-    await eventually(lambda: s.state("hello") == "asleep", timeout=5)
+    await eventually(lambda: s.state("hello") == "asleep")
     assert s.up.router.routes.table.apps["hello"].endpoints == ()
     assert s.metric("slipway_agent_sleeps_total", app="hello") == 1
 
@@ -148,7 +148,7 @@ async def test_an_app_stays_awake_while_a_request_is_in_flight(
         status, _, _ = await get(http, s.url, HOST, "/slow?s=1.5")
         assert status == 200
         assert s.metric("slipway_agent_sleeps_total", app="hello") == 0
-    await eventually(lambda: s.state("hello") == "asleep", timeout=5)
+    await eventually(lambda: s.state("hello") == "asleep")
 
 
 async def test_requests_racing_twenty_sleeps_are_all_served(
@@ -200,7 +200,7 @@ async def test_workers_sleep_and_wake_with_web_and_always_on_ones_keep_running(
         status, _, _ = await get(http, s.url, HOST)
     assert status == 200
     await eventually(lambda: running("worker") == 1)
-    await eventually(lambda: s.state("hello") == "asleep", timeout=5)
+    await eventually(lambda: s.state("hello") == "asleep")
     await eventually(lambda: running("worker") == 0 and running("web") == 0)
     assert running("clock") == 1
     assert ("hello", "worker.1", "worker up") in s.sink.lines

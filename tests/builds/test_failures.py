@@ -178,15 +178,17 @@ async def test_a_build_past_its_timeout_is_killed_with_every_process_it_started(
         tmp_path / "slow-git",
         f"sleep 30 &\necho $! > {pidfile}\necho 'fetching very slowly'\nwait\n",
     )
-    settings = BuildSettings(root=tmp_path / "b", git=slow_git, timeout=1.0)
+    # The script must have written its child's pid and its line before the timeout: 3 s,
+    # as on a loaded machine the build's setup and a spawn can take longer than 1 s.
+    settings = BuildSettings(root=tmp_path / "b", git=slow_git, timeout=3.0)
     builder = LocalBuilder(settings, sink=sink, metrics=BuildMetrics(registry))
 
     started = time.monotonic()
-    with pytest.raises(BuildTimeout, match="timed out after 1s") as caught:
+    with pytest.raises(BuildTimeout, match="timed out after 3s") as caught:
         await builder.build("demo", Source.git("/nowhere", "a" * 40))
 
-    # Killed at its 1 s timeout, not after the 30 s the hung git would take.
-    assert time.monotonic() - started < 20
+    # Killed at its 3 s timeout, not before, and not after the 30 s the hung git would take.
+    assert 3 <= time.monotonic() - started < 20
     assert "fetching very slowly" in caught.value.tail
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 10

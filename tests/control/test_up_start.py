@@ -79,7 +79,7 @@ async def test_idle_after_reaches_apps_made_through_the_control_plane(tmp_path: 
             async with http.get(router, headers={"Host": "hello.localhost"}) as r:
                 assert (r.status, await r.text()) == (200, "hi")
         assert up.agent.machines["hello"].config.policy.idle_after == 0.5  # not the 300 s default
-        await eventually(lambda: up.agent.status("hello")["state"] == "asleep", 10)
+        await eventually(lambda: up.agent.status("hello")["state"] == "asleep")
     finally:
         await up.stop()
 

@@ -37,6 +37,7 @@ from kit.runner import supervise
 from tests.conftest import free_port
 from tests.control.conftest import ADMIN_DSN
 from tests.control.server import Server, cli_runner, control_server
+from tests.exporters.conftest import next_round
 from tests.helpers import eventually
 
 PASSWORD = "a-long-enough-password"
@@ -123,32 +124,36 @@ def with_exporter(tmp_path: Path, exporter_port: int) -> Iterator[tuple[Server, 
 
 
 @contextlib.asynccontextmanager
-async def postgres_exporter(
-    tmp_path: Path, port: int, *, interval: float, timeout: float
-) -> AsyncIterator[None]:
-    """The real Postgres exporter on loopback, polling the targets file control writes."""
-    settings = ExporterSettings(
-        kind=Kind.POSTGRES,
-        targets_file=tmp_path / "control" / "exporters" / "postgres-targets.toml",
-        port=port,
-        interval=interval,
-        timeout=timeout,
+async def postgres_exporter(tmp_path: Path, port: int) -> AsyncIterator[Exporter]:
+    """The real Postgres exporter on loopback, polling the targets file control writes.
+
+    Its rounds come when a check asks for one (``next_round``): with a round every 0.3 s
+    and a timeout below that, a loaded machine missed polls, and each miss backed the
+    add-on off for longer. A poll that must succeed gets 15 s here."""
+    exporter = Exporter(
+        ExporterSettings(
+            kind=Kind.POSTGRES,
+            targets_file=tmp_path / "control" / "exporters" / "postgres-targets.toml",
+            port=port,
+            interval=60.0,
+            timeout=15.0,
+        )
     )
     stop = asyncio.Event()
-    task = asyncio.ensure_future(supervise(Exporter(settings).serve, stop=stop))
+    task = asyncio.ensure_future(supervise(exporter.serve, stop=stop))
     try:
-        yield
+        yield exporter
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
 async def exporter_world(
     tmp_path: Path, exporter_port: int, with_exporter: tuple[Server, dict[str, Any]]
-) -> AsyncIterator[tuple[Server, dict[str, Any]]]:
-    async with postgres_exporter(tmp_path, exporter_port, interval=0.3, timeout=0.25):
-        yield with_exporter
+) -> AsyncIterator[tuple[Server, dict[str, Any], Exporter]]:
+    async with postgres_exporter(tmp_path, exporter_port) as exporter:
+        yield (*with_exporter, exporter)
 
 
 @pytest.fixture
@@ -161,9 +166,9 @@ def hanging_world(tmp_path: Path, silent_exporter: int) -> Iterator[tuple[Server
 
 
 async def test_a_postgres_addons_health_comes_from_the_exporter_and_goes_amber_when_idle_in_tx(
-    exporter_world: tuple[Server, dict[str, Any]],
+    exporter_world: tuple[Server, dict[str, Any], Exporter],
 ) -> None:
-    server, addons = exporter_world
+    server, addons, exporter = exporter_world
     pg, cache = addons["postgres"]["name"], addons["redis"]["name"]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         await sign_in(session, server.url)
@@ -173,8 +178,12 @@ async def test_a_postgres_addons_health_comes_from_the_exporter_and_goes_amber_w
                 assert reply.status == 200
                 return await reply.text()
 
+        async def fresh_page() -> str:
+            next_round(exporter)  # this page, or one of the next checks', shows the news
+            return await page()
+
         async def pg_read() -> bool:
-            return "connections:" in health_cell(await page(), pg)
+            return "connections:" in health_cell(await fresh_page(), pg)
 
         await eventually(pg_read, interval=0.1)
         cell = health_cell(await page(), pg)
@@ -191,14 +200,14 @@ async def test_a_postgres_addons_health_comes_from_the_exporter_and_goes_amber_w
             conn.execute("SELECT 1")  # a transaction is open, and stays idle
 
             async def amber() -> bool:
-                found = health_cell(await page(), pg)
+                found = health_cell(await fresh_page(), pg)
                 return "idle in transaction: 1" in found and overall(found) == AMBER
 
             await eventually(amber, interval=0.1)
             conn.rollback()
 
         async def cleared() -> bool:
-            return "idle in transaction: 0" in health_cell(await page(), pg)
+            return "idle in transaction: 0" in health_cell(await fresh_page(), pg)
 
         await eventually(cleared, interval=0.1)
 
@@ -226,19 +235,20 @@ def targets_control(
 @pytest.fixture
 async def targets_world(
     tmp_path: Path, exporter_port: int, targets_control: tuple[str, Server, dict[str, Any]]
-) -> AsyncIterator[tuple[str, Server, dict[str, Any]]]:
-    async with postgres_exporter(tmp_path, exporter_port, interval=0.5, timeout=0.4):
-        yield targets_control
+) -> AsyncIterator[tuple[str, Server, dict[str, Any], Exporter]]:
+    """The real exporter polling the targets file control wrote."""
+    async with postgres_exporter(tmp_path, exporter_port) as exporter:
+        yield (*targets_control, exporter)
 
 
 async def test_connections_are_measured_against_the_plans_limit(
-    targets_world: tuple[str, Server, dict[str, Any]],
+    targets_world: tuple[str, Server, dict[str, Any], Exporter],
 ) -> None:
     """4 connections held on a ``postgres:mini`` add-on (5 allowed) read as 4 of 5, not as
     a share of the server's max_connections. Polled with the add-on's own DSN, the
     exporter's kept connection is a fifth of the role's: the page says 100 %, red, and the
     app indeed cannot open another."""
-    mode, server, addons = targets_world
+    mode, server, addons, exporter = targets_world
     pg = addons["postgres"]["name"]
     written = (server.stderr.parent / "exporters" / "postgres-targets.toml").read_text()
     assert "limits = { connections = 5 }" in written
@@ -249,6 +259,7 @@ async def test_connections_are_measured_against_the_plans_limit(
         await sign_in(session, server.url)
 
         async def connections() -> str | None:
+            next_round(exporter)  # this check, or one of the next, shows the news
             async with session.get(f"{server.url}/dashboard/apps/shop") as reply:
                 cell = health_cell(await reply.text(), pg)
             found = re.search(r'<li class="health (\w+)">connections: (\d+%)', cell)

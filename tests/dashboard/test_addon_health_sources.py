@@ -34,7 +34,11 @@ from exporters.targets import Kind
 from kit.runner import supervise
 from tests.backups.conftest import Env, backups_env, moto_server  # noqa: F401 (fixture)
 from tests.conftest import free_port
-from tests.exporters.conftest import RedisServer, redis_servers  # noqa: F401 (fixture)
+from tests.exporters.conftest import (  # noqa: F401 (fixture)
+    RedisServer,
+    next_round,
+    redis_servers,
+)
 from tests.helpers import eventually
 
 PASSWORD = "a-long-enough-password"
@@ -52,20 +56,24 @@ def addon(name: str, service: str) -> Addon:
 async def redis_exporter(
     tmp_path: Path,
     redis_servers: Callable[..., RedisServer],  # noqa: F811 (the imported fixture)
-) -> AsyncIterator[tuple[str, RedisServer]]:
+) -> AsyncIterator[tuple[str, RedisServer, Exporter]]:
+    """The Redis exporter on loopback. Its rounds come when a check asks for one
+    (``next_round``): with a round every 0.2 s and a 0.15 s timeout, a loaded machine
+    missed polls, each miss backing the target off for longer. A poll gets 15 s here."""
     server = redis_servers("--maxmemory-policy", "noeviction")
     path = tmp_path / "redis-targets.toml"
     path.write_text(f'[[targets]]\nname = "{TARGET}"\ndsn = "{server.url}"\n')
     settings = ExporterSettings(
-        kind=Kind.REDIS, targets_file=path, port=free_port(), interval=0.2, timeout=0.15
+        kind=Kind.REDIS, targets_file=path, port=free_port(), interval=60.0, timeout=15.0
     )
+    exporter = Exporter(settings)
     stop = asyncio.Event()
-    task = asyncio.ensure_future(supervise(Exporter(settings).serve, stop=stop))
+    task = asyncio.ensure_future(supervise(exporter.serve, stop=stop))
     try:
-        yield f"http://127.0.0.1:{settings.port}", server
+        yield f"http://127.0.0.1:{settings.port}", server, exporter
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 30)
 
 
 async def test_every_read_of_a_page_shares_one_deadline() -> None:
@@ -95,9 +103,9 @@ def memory_state(found: dict[str, AddonHealth]) -> str | None:
 
 
 async def test_redis_memory_over_its_maxmemory_goes_amber_then_red_then_back(
-    redis_exporter: tuple[str, RedisServer],
+    redis_exporter: tuple[str, RedisServer, Exporter],
 ) -> None:
-    base, server = redis_exporter
+    base, server, exporter = redis_exporter
     sources = HealthSources(exporters={"redis": base})
     client = server.client()
     used = int(client.info("memory")["used_memory"])
@@ -106,6 +114,7 @@ async def test_redis_memory_over_its_maxmemory_goes_amber_then_red_then_back(
         # Memory moves a little between polls; the state is what the thresholds say.
 
         async def reached(state: str = state) -> bool:
+            next_round(exporter)  # this check, or one of the next, reads the news
             found = await read_health(sources, "shop", [addon(TARGET, "redis")])
             return memory_state(found) == state
 
@@ -118,13 +127,13 @@ async def test_redis_memory_over_its_maxmemory_goes_amber_then_red_then_back(
 
 @pytest.fixture
 async def prometheus(
-    tmp_path: Path, redis_exporter: tuple[str, RedisServer]
-) -> AsyncIterator[tuple[str, RedisServer]]:
+    tmp_path: Path, redis_exporter: tuple[str, RedisServer, Exporter]
+) -> AsyncIterator[tuple[str, RedisServer, Exporter]]:
     """Debian's prometheus scraping the exporter's /probe for the add-on, every 200 ms."""
     binary = shutil.which("prometheus")
     assert binary is not None, "prometheus is not installed: bash .ci/services installs it"
-    exporter, server = redis_exporter
-    address = exporter.removeprefix("http://")
+    base, server, exporter = redis_exporter
+    address = base.removeprefix("http://")
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 200ms, scrape_timeout: 150ms}\n"
@@ -149,7 +158,7 @@ async def prometheus(
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield f"http://127.0.0.1:{port}", server
+        yield f"http://127.0.0.1:{port}", server, exporter
     finally:
         process.terminate()
         try:
@@ -160,15 +169,16 @@ async def prometheus(
 
 
 async def test_without_an_exporter_url_health_comes_from_prometheus(
-    prometheus: tuple[str, RedisServer],
+    prometheus: tuple[str, RedisServer, Exporter],
 ) -> None:
-    url, server = prometheus
+    url, server, exporter = prometheus
     client = server.client()
     used = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory", str(int(used * 1.02)))
     sources = HealthSources(prometheus_url=url)
 
     async def red() -> bool:
+        next_round(exporter)  # Prometheus scrapes what this round, or a later one, found
         found = await read_health(sources, "shop", [addon(TARGET, "redis")])
         return found[TARGET].source == "prometheus" and found[TARGET].state == RED
 
@@ -176,6 +186,7 @@ async def test_without_an_exporter_url_health_comes_from_prometheus(
     client.config_set("maxmemory", str(used * 4))
 
     async def green() -> bool:
+        next_round(exporter)
         found = await read_health(sources, "shop", [addon(TARGET, "redis")])
         return found[TARGET].state == GREEN
 

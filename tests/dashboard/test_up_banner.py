@@ -39,22 +39,19 @@ async def run_up(state: Path) -> tuple[list[str], str]:
                 assert line, "slipway up exited before printing the dashboard's URL"
                 if line.startswith("dashboard:"):
                     lines.append(line.strip())
-            # The password line, if any, follows the URL at once.
-            try:
-                async with asyncio.timeout(1.0):
-                    line = (await process.stdout.readline()).decode()
-                    if line.startswith("dashboard:"):
-                        lines.append(line.strip())
-            except TimeoutError:
-                pass
         url = lines[0].removeprefix("dashboard: ")
         async with aiohttp.ClientSession() as session, session.get(url) as reply:
             assert reply.status == 200
             assert "Sign in" in await reply.text()
     finally:
         process.send_signal(signal.SIGTERM)
+        # The password line, if any, follows the URL: all that was printed is read up to
+        # the end of the output (the process has stopped), not for a fixed second after
+        # the URL, which a loaded machine could let pass between the two lines.
         async with asyncio.timeout(START):
+            rest = (await process.stdout.read()).decode()
             await process.wait()
+    lines += [line.strip() for line in rest.splitlines() if line.startswith("dashboard:")]
     return lines, url
 
 

@@ -17,6 +17,7 @@ from tests.conftest import free_port
 from tests.dashboard_live.browser import Demo, demo_server
 from tests.dashboard_live.conftest import World
 from tests.dashboard_live.demo import LAST_IDS, UPSTREAM
+from tests.helpers import TIMEOUT
 
 
 @pytest.fixture
@@ -27,8 +28,11 @@ async def demo(world: World, code: Path) -> AsyncIterator[Demo]:
         yield running
 
 
-async def events(response: aiohttp.ClientResponse, until: str, limit: float = 10) -> list[Event]:
-    """SSE events read until one whose data holds ``until``."""
+async def events(
+    response: aiohttp.ClientResponse, until: str, limit: float = TIMEOUT
+) -> list[Event]:
+    """SSE events read until one whose data holds ``until`` (an app's line through the
+    agent, the logs service and the relay: seconds, on a loaded machine)."""
     parser, out = Parser(), []
 
     async def read() -> None:

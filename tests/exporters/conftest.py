@@ -44,6 +44,18 @@ async def poll_round(exporter: Exporter) -> None:
     await exporter.poller.poll_once()
 
 
+def next_round(exporter: Exporter) -> None:
+    """Have a serving exporter's own loop run a round now, as if its interval had passed:
+    every target due, the targets files re-read (after the round in progress, if any).
+
+    For tests that wait on news from a running exporter: they ask for a round at each
+    check and give the exporter a long interval and a timeout no loaded machine misses,
+    instead of a short interval whose sub-second timeout it misses (each miss backing
+    the target off further, up to minutes)."""
+    exporter.poller._states.clear()
+    exporter.reload_requested.set()
+
+
 def own_backends(admin: psycopg.Connection[Any], application_name: str) -> list[int]:
     """Pids of the server backends serving this test process's connections by that name.
 

@@ -119,8 +119,10 @@ class TestEndpoints:
     ) -> None:
         path = tmp_path / "targets.toml"
         write(path, {"one": redis_servers().url})
-        settings = ExporterSettings(  # one round in this test: the next is 60 s away
-            kind=Kind.REDIS, targets_file=path, port=free_port(), interval=60.0, timeout=2.0
+        # One round in this test (the next is 60 s away), and it must reach the server
+        # (redis_up 1): a timeout no loaded machine misses, as the round is not tried again.
+        settings = ExporterSettings(
+            kind=Kind.REDIS, targets_file=path, port=free_port(), interval=60.0, timeout=15.0
         )
         exporter = Exporter(settings)
         stop = asyncio.Event()
@@ -189,14 +191,27 @@ class TestReload:
             await wait_for_targets(session, base, {"two"})
 
     async def test_sighup_rereads_a_file_whose_mtime_did_not_change(
-        self, running: tuple[Exporter, str, Path, RedisServer, RedisServer]
+        self,
+        running: tuple[Exporter, str, Path, RedisServer, RedisServer],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        _, base, path, one, two = running
+        exporter, base, path, one, two = running
+        rounds = 0
+        poll_once = exporter.poller.poll_once
+
+        async def counted() -> None:
+            nonlocal rounds
+            await poll_once()
+            rounds += 1
+
+        monkeypatch.setattr(exporter.poller, "poll_once", counted)
         mtime = path.stat().st_mtime_ns
         write(path, {"one": one.url, "two": two.url})
         os.utime(path, ns=(mtime, mtime))
         async with aiohttp.ClientSession() as session:
-            await asyncio.sleep(0.7)  # two rounds: the mtime check alone sees no change
+            # Two whole rounds (counted, not slept: a loaded machine may run none in a
+            # fixed wait), each starting with the mtime check, which alone sees no change.
+            await eventually(lambda: rounds >= 2, what="two poll rounds")
             assert target_names((await get(session, f"{base}/metrics"))[1]) == {"one"}
             os.kill(os.getpid(), signal.SIGHUP)
             await wait_for_targets(session, base, {"one", "two"})
@@ -274,11 +289,13 @@ class TestCommandLine:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "slipway"), "exporter", "redis",
             "--targets", str(path),
-            "--port", str(port), "--interval", "1s", "--timeout", "500ms",
+            # The first round decides redis_up, read once: a timeout no loaded machine misses.
+            "--port", str(port), "--interval", "60s", "--timeout", "15s",
             stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            async with aiohttp.ClientSession() as session, asyncio.timeout(20):
+            # A process start and one round: seconds on a loaded machine.
+            async with aiohttp.ClientSession() as session, asyncio.timeout(40):
                 while True:
                     try:
                         if (await get(session, f"http://127.0.0.1:{port}/readyz"))[0] == 200:

@@ -21,7 +21,7 @@ async def test_a_failed_task_is_logged_by_name_and_sets_failed(
     survivor = tasks.start("forever", forever())
     tasks.start("poller", boom())
     with caplog.at_level(logging.ERROR):
-        await asyncio.wait_for(tasks.failed.wait(), 1)
+        await asyncio.wait_for(tasks.failed.wait(), 10)
     assert isinstance(tasks.failure, RuntimeError)
     assert any(getattr(r, "task", None) == "poller" for r in caplog.records)
     await tasks.stop()
@@ -64,7 +64,7 @@ class TestOneFateForTheProcess:
 
         router.start("router-sweeper", sweep())
         with caplog.at_level(logging.ERROR):
-            await asyncio.wait_for(root.failed.wait(), 1)
+            await asyncio.wait_for(root.failed.wait(), 10)
         assert agent.failed.is_set()  # one fate: every set of the process sees it
         assert root.failed_task == "router-sweeper"
         assert isinstance(root.failure, RuntimeError)
@@ -80,7 +80,7 @@ class TestOneFateForTheProcess:
             return None
 
         tasks.start("agent-watch", loop_that_fell_out())
-        await asyncio.wait_for(tasks.failed.wait(), 1)
+        await asyncio.wait_for(tasks.failed.wait(), 10)
         assert tasks.failed_task == "agent-watch"
         assert "returned" in str(tasks.failure)
 
@@ -119,7 +119,7 @@ class TestOneFateForTheProcess:
     async def test_a_component_alone_gets_a_root_of_its_own(self) -> None:
         alone = TaskSet.of(None)
         alone.start("router-sweeper", asyncio.sleep(0))
-        await asyncio.wait_for(alone.failed.wait(), 1)  # returned: failed, and it is its own
+        await asyncio.wait_for(alone.failed.wait(), 10)  # returned: failed, and it is its own
         assert alone.failed_task == "router-sweeper"
         root = TaskSet()
         assert TaskSet.of(root).failed is root.failed

@@ -13,6 +13,7 @@ from agent.agent import Agent
 from agent.apps import AppConfig
 from agent.runtime import Instance, ProcessSpec, ProcessStatus
 from agent.settings import AgentSettings
+from tests.helpers import TIMEOUT
 
 SHOP = AppConfig(
     name="shop",
@@ -72,7 +73,7 @@ async def test_a_status_that_overtakes_a_definition_is_kept_and_a_wake_scales() 
     try:
         await agent.define(SHOP)
         await agent.wake("shop")
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(TIMEOUT):
             while ("shop", "web", 1) not in runtime.scaled:
                 await asyncio.sleep(0.01)
     finally:
@@ -85,7 +86,7 @@ async def test_a_restarted_agent_adopts_a_running_app_instead_of_stopping_it() -
     agent = Agent([SHOP], runtime=runtime, registry=CollectorRegistry(), settings=AgentSettings())
     await agent.start()
     try:
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(TIMEOUT):
             while agent.states()["shop"]["state"] != "awake":
                 await asyncio.sleep(0.01)
         assert agent.states()["shop"]["endpoints"] == ["10.1.0.7:5000"]

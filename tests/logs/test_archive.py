@@ -19,6 +19,7 @@ from logs.model import LogLine, Source
 from logs.ring import Filter, Hub
 from logs.s3 import S3Store
 from logs.service import LogService
+from tests.helpers import eventually
 from tests.logs.conftest import ADMIN, ForwardClient, Moto, start_service
 
 BUCKET = "slipway-logs"
@@ -27,7 +28,9 @@ KEY = re.compile(r"^logs/shop/\d{4}/\d{2}/\d{2}/\d{2}/\d+-\d+\.ndjson\.gz$")
 
 
 async def store_for(moto: Moto) -> S3Store:
-    store = S3Store(bucket=BUCKET, endpoint_url=moto.url, timeout=2.0)
+    # The store's own 10 s, not 2 s: every call here must succeed, against moto (a Python
+    # server) that a loaded machine can keep for seconds.
+    store = S3Store(bucket=BUCKET, endpoint_url=moto.url)
     await store.ensure_bucket()
     return store
 
@@ -183,16 +186,20 @@ class TestUpload:
             svc.spool.max_bytes = 0
             client = await ForwardClient.connect(svc.forward_port)
             await client.send(["slipway.shop.web.1", [[T, {"log": "no room"}]], {"chunk": "f"}])
+            # The service has read the chunk (under load that can take longer than a fixed
+            # wait): an ack, had it sent one, is on its way by now, and none comes.
+            await eventually(
+                lambda: svc.sample("slipway_logs_lines_dropped_total", reason="spool_full") == 1
+            )
             with pytest.raises(TimeoutError):
                 await client.reply(timeout=0.3)
-            assert svc.sample("slipway_logs_lines_dropped_total", reason="spool_full") == 1
             assert svc.hub.history("shop", Filter(), lines=10)[0] == []
             await client.close()
         finally:
             await stop()
 
     async def test_s3_errors_are_translated_to_archive_errors(self, moto: Moto) -> None:
-        store = S3Store(bucket="no-such-bucket", endpoint_url=moto.url, timeout=2.0)
+        store = S3Store(bucket="no-such-bucket", endpoint_url=moto.url)
         with pytest.raises(ArchiveError, match="S3 put failed"):
             await store.put("k", b"x")
 

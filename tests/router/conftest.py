@@ -36,7 +36,7 @@ async def send(port: int, data: bytes) -> bytes:
     return answer
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 30.0) -> None:  # a process start, under load
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -103,7 +103,9 @@ async def test_healthz_and_readyz_answer_and_readiness_fails_first_on_drain(
         async with http.get(f"{ops}/readyz") as resp:
             assert resp.status == 200
         slow = asyncio.create_task(http.get(f"{r.url}/slow?seconds=1", headers=HOST))
-        await asyncio.sleep(0.2)
+        # In flight before the drain starts (a fixed 0.2 s was not always enough under load:
+        # the request then met a closed listener instead of the grace period).
+        await eventually(lambda: in_flight(r) == 1)
         stopping = asyncio.create_task(r.router.stop(grace=5))
         await asyncio.sleep(0.1)
         async with http.get(f"{ops}/readyz") as resp:
@@ -127,7 +129,7 @@ async def test_a_drain_cuts_what_outlives_the_grace_period(app: AppProcess) -> N
     reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
     writer.write(b"GET /slow?seconds=10 HTTP/1.1\r\nHost: hello.test\r\n\r\n")
     await writer.drain()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: in_flight(r) == 1)  # the drain has a request to cut
     loop = asyncio.get_running_loop()
     started = loop.time()
     await r.router.stop(grace=0.3)
