@@ -474,7 +474,7 @@ class Backups:
         if done.status is Status.CANCELLED:
             raise RestoreCancelled(
                 f"the restore {done.name} of {app}'s {backup.name} into {addon.name} was "
-                f"cancelled: {ROLLED_BACK}"
+                f"cancelled: {done.error or ROLLED_BACK}"
             )
         if done.status is not Status.SUCCEEDED:
             raise BackupFailed(done.error)
@@ -490,7 +490,12 @@ class Backups:
             try:
                 await self._restore_watched(restore, running.job)
             except Cancelled:
-                status, error = Status.CANCELLED, self._stopped or ""
+                # Stopped with its process (SIGTERM, shutdown) and not asked: a failure.
+                status, error = (
+                    (Status.FAILED, f"{self._stopped}: {ROLLED_BACK}")
+                    if self._stopped is not None
+                    else (Status.CANCELLED, "")
+                )
             except ControlError as exc:
                 status, error = Status.FAILED, str(exc)
             except (crypto.BackupCorrupt, psycopg.Error, OSError) as exc:
@@ -978,7 +983,8 @@ class Backups:
 
     def stop_restores(self, reason: str) -> None:
         """Stop the restores running in this process (it is stopping: SIGTERM to a restore
-        Job's pod, or the control plane's shutdown); each records ``reason``."""
+        Job's pod, or the control plane's shutdown): each not cancelled already is failed
+        with ``reason``."""
         self._stopped = reason
         for running in list(self._restores.values()):
             running.job.cancel()

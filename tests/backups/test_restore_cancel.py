@@ -26,6 +26,7 @@ from tests.backups.conftest import (
     query,
     throttle,
 )
+from tests.backups.test_cli import slipway as cli
 from tests.backups.test_replicas import replica
 from tests.helpers import eventually
 
@@ -152,3 +153,14 @@ async def test_a_restore_stops_when_another_replica_cancels_it(
     assert (await env.backups.get_restore("prod", cancelled.id)).status is Status.CANCELLED
     assert not any("Restored prod's b001" in line for line in env.lines.of("prod"))
     await restores_again(env, db)
+
+
+async def test_the_command_line_says_what_a_cancelled_restore_left(env: Env) -> None:
+    db, call, tag, pid = await restoring_midway(env)
+    [record] = await _running(env)
+    result = await cli(env, "pg:backups:cancel", "--app", "prod")
+    first, said = result.output.splitlines()[0], result.output.replace("\n", " ")
+    assert first == f"{record.name}: cancelled", result.output
+    assert "runs in one transaction" in said
+    assert "keeps the data it had" in said
+    await stopped(db, call, tag, pid)
