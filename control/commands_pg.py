@@ -141,6 +141,8 @@ def pg_backups_restore(
     answer = Client.from_env().call("POST", f"/apps/{quote(name)}/pg-restores", body).body
     job = answer.get("restore")
     if job is not None:
+        if job["status"] == "cancelled":
+            raise CliError(f"the restore {job['name']} was cancelled. {_cancelled_restore(job)}")
         if job["status"] != "succeeded":
             raise CliError(f"the restore {job['status']}: {job['error'] or 'no reason recorded'}")
         click.echo(f"Restored {source}'s {job['backup']} into {name}'s {database}")
@@ -167,6 +169,8 @@ def _cancelled_restore(found: dict[str, Any]) -> str:
         return f"{what} had committed before the cancel reached it: its data is the backup's."
     if found["status"] != "cancelled":
         return f"{what} had ended: {found.get('error') or found['status']}."
+    if found.get("error"):  # it had committed before the cancel reached it
+        return f"{what}: {found['error']}."
     return (
         f"{what} runs in one transaction: stopped before its COMMIT, it rolled back and "
         f"{found['addon']} keeps the data it had. One that had committed already is not "
