@@ -141,6 +141,8 @@ def pg_backups_restore(
     answer = Client.from_env().call("POST", f"/apps/{quote(name)}/pg-restores", body).body
     job = answer.get("restore")
     if job is not None:
+        if job["status"] == "cancelled":
+            raise CliError(f"the restore {job['name']} was cancelled. {_cancelled_restore(job)}")
         if job["status"] != "succeeded":
             raise CliError(f"the restore {job['status']}: {job['error'] or 'no reason recorded'}")
         click.echo(f"Restored {source}'s {job['backup']} into {name}'s {database}")
@@ -152,10 +154,28 @@ def pg_backups_restore(
 @click.argument("backup", required=False, default="running")
 @app_option
 def pg_backups_cancel(backup: str, app: str | None) -> None:
-    """Stop a running backup (default: the one running now)."""
+    """Stop a running backup or restore (b003, r007; default: the newest running)."""
     name = need_app(app)
     found = Client.from_env().call("POST", f"{_backups_path(name)}/{backup}/actions/cancel").body
     click.echo(f"{found['name']}: {found['status']}")
+    if found.get("kind") == "restore":
+        click.echo(_cancelled_restore(found))
+
+
+def _cancelled_restore(found: dict[str, Any]) -> str:
+    """What a cancel left of the restore ``found``, in ``found['addon']`` (docs/backups.md)."""
+    what = f"The restore of {found['source_app']}'s {found['backup']} into {found['addon']}"
+    if found["status"] == "succeeded":
+        return f"{what} had committed before the cancel reached it: its data is the backup's."
+    if found["status"] != "cancelled":
+        return f"{what} had ended: {found.get('error') or found['status']}."
+    if found.get("error"):  # it had committed before the cancel reached it
+        return f"{what}: {found['error']}."
+    return (
+        f"{what} runs in one transaction: stopped before its COMMIT, it rolled back and "
+        f"{found['addon']} keeps the data it had. One that had committed already is not "
+        "undone (its record then says so)."
+    )
 
 
 @click.command("pg:backups:delete")

@@ -53,6 +53,8 @@ def backup_wire(backup: Backup) -> dict[str, Any]:
 def restore_wire(restore: Restore) -> dict[str, Any]:
     return {
         "id": restore.id,
+        "name": restore.name,
+        "kind": "restore",
         "app": restore.app,
         "addon": restore.addon,
         "source_app": restore.source_app,
@@ -133,9 +135,10 @@ async def delete(call: Call) -> web.Response:
 
 
 async def cancel(call: Call) -> web.Response:
+    """The app's running capture or restore: ``running`` (the newest), b003, or r007."""
     name = _name(call)
     found = await _backups(call).cancel(call.app, None if name == "running" else name)
-    return reply(backup_wire(found))
+    return reply(restore_wire(found) if isinstance(found, Restore) else backup_wire(found))
 
 
 async def download(call: Call) -> web.Response:

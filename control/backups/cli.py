@@ -7,6 +7,7 @@ the store like the rest of the add-on's record. The
 record in the store moves exactly as it does when the control plane
 captures in its own process; the exit status says how it ended (0: succeeded,
 or nothing was due; 1: failed or cancelled), which the Job's status shows.
+SIGTERM (the Job deleted by pg:backups:cancel) stops a restore at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 
@@ -109,16 +111,28 @@ def restore(
 
     async def go(store: Store) -> Backup | None:
         backups = _backups(store, postgres_admin_dsn)
+        # Deleting the Job (pg:backups:cancel) sends its pod SIGTERM: pg_restore, in a
+        # process group of its own, is killed with its group and its backend ended.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(
+            signal.SIGTERM, backups.stop_restores, "the restore's process got SIGTERM"
+        )
         try:
             if record is None:
-                return await backups.restore(
-                    app, backup, target_app=target_app, target=target_addon
-                )
+                # Recorded as this process's: its heartbeat keeps the record its own.
+                async with backups.beating():
+                    return await backups.restore(
+                        app, backup, target_app=target_app, target=target_addon
+                    )
             done = await backups.run_restore_record(target_app, record)
         finally:
+            loop.remove_signal_handler(signal.SIGTERM)
             await backups.close()
         if done.status is not Status.SUCCEEDED:
-            log.error("restore failed", extra={"app": target_app, "error": done.error})
+            log.error(
+                "restore did not succeed",
+                extra={"app": target_app, "status": done.status.value, "error": done.error},
+            )
             raise SystemExit(1)
         return await backups.get(done.source_app, done.backup)
 

@@ -225,7 +225,8 @@ def cron_job(
 
 
 class KubeBackupJobs:
-    """Starts, cancels and schedules backups as Jobs (the ``Launcher`` of ``Backups``)."""
+    """Starts, cancels and schedules backups and restores as Jobs (the ``Launcher`` of
+    ``Backups``)."""
 
     def __init__(self, api: client.ApiClient, *, settings: BackupSettings) -> None:
         if settings.kube is None:
@@ -255,11 +256,14 @@ class KubeBackupJobs:
             )
         log.info("restore job created", extra={"app": restore.app, "backup": restore.backup})
 
-    async def cancel(self, backup: Backup) -> None:
-        """Delete the Job and its pod (which gets SIGTERM); gone already is fine."""
-        async with _refused(f"deleting the backup Job {job_name(backup)}", missing_ok=True):
+    async def cancel(self, item: Backup | Restore) -> None:
+        """Delete the capture's or restore's Job and its pod (which gets SIGTERM); gone
+        already is fine."""
+        name = restore_job_name(item) if isinstance(item, Restore) else job_name(item)
+        what = "restore" if isinstance(item, Restore) else "backup"
+        async with _refused(f"deleting the {what} Job {name}", missing_ok=True):
             await self._batch.delete_namespaced_job(
-                job_name(backup),
+                name,
                 self._kube.namespace,
                 propagation_policy="Background",
                 _request_timeout=CALL_TIMEOUT,

@@ -17,8 +17,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import logging
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
@@ -33,6 +36,8 @@ from control.addons.instances import APP_PREFIX
 from control.backups.crypto import BackupCorrupt, Decryptor, Encryptor
 from control.backups.objects import MultipartWriter
 from control.errors import ControlError, Unprocessable
+
+log = logging.getLogger(__name__)
 
 #: Bytes read from pg_dump's stdout at a time.
 PIPE_CHUNK = 1024 * 1024
@@ -147,25 +152,49 @@ class Captured:
 
 
 class Job:
-    """One running capture or restore: its processes, so ``cancel`` can stop them."""
+    """One running capture or restore: its processes, so ``cancel`` can stop them.
+
+    A process attached with ``group=True`` leads a session of its own
+    (``start_new_session``): cancel kills its whole process group.
+    """
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
-        self._processes: list[subprocess.Popen[bytes]] = []
+        #: The ``application_name`` a restore's pg_restore connects with: its server
+        #: backend is found, and ended, by it when the restore is cancelled.
+        self.tag = f"slipway-restore-{secrets.token_hex(6)}"
+        self._processes: list[tuple[subprocess.Popen[bytes], bool]] = []
         self._lock = threading.Lock()
 
-    def attach(self, process: subprocess.Popen[bytes]) -> None:
+    def attach(self, process: subprocess.Popen[bytes], *, group: bool = False) -> None:
         with self._lock:
-            self._processes.append(process)
+            self._processes.append((process, group))
             if self.cancelled.is_set():
-                process.kill()
+                _kill(process, group=group)
 
     def cancel(self) -> None:
         with self._lock:
             self.cancelled.set()
-            for process in self._processes:
-                if process.poll() is None:
-                    process.kill()
+            for process, group in self._processes:
+                _kill(process, group=group)
+
+    @property
+    def pids(self) -> list[int]:
+        """The processes attached so far (the tests look for them after a cancel)."""
+        with self._lock:
+            return [process.pid for process, _ in self._processes]
+
+
+def _kill(process: subprocess.Popen[bytes], *, group: bool) -> None:
+    """SIGKILL it (and its group), unless it was reaped already (as Popen.send_signal
+    checks: its pid is not another process's)."""
+    if process.poll() is not None:
+        return
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.kill()
 
 
 def _stderr(process: subprocess.Popen[bytes]) -> str:
@@ -256,8 +285,11 @@ def restore(
 ) -> Restored:
     """Decrypt ``chunks`` into ``pg_restore --clean --if-exists`` in one transaction.
 
-    A corrupt or truncated object kills pg_restore before it commits, so the
-    database keeps what it had.
+    A corrupt or truncated object, or a cancel (``job.cancel``: pg_restore's process
+    group is killed), stops pg_restore before it commits, so the database keeps what it
+    had; its server backend, found by ``job.tag``, is ended too, so no statement it had
+    started goes on holding the tables' locks. A cancel that comes after the COMMIT
+    finds the restore done: it returns as restored.
     """
     argv = [
         program("pg_restore"),
@@ -268,16 +300,20 @@ def restore(
         "--single-transaction",
         "--exit-on-error",
         "--dbname",
-        database_dsn(admin_dsn, database),
+        make_conninfo(database_dsn(admin_dsn, database), application_name=job.tag),
     ]
     if role is not None:
         argv.append(f"--role={role}")
     decryptor = Decryptor(master=master)
     object_hash, dump_hash = hashlib.sha256(), hashlib.sha256()
     process = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: a cancel kills all of it
     )
-    job.attach(process)
+    job.attach(process, group=True)
     stdin: IO[bytes] | None = process.stdin
     assert stdin is not None
     try:
@@ -293,21 +329,44 @@ def restore(
         except BrokenPipeError:
             pass  # pg_restore stopped: its exit code and stderr say why
         except (BackupCorrupt, Cancelled):
-            process.kill()  # before its COMMIT: the transaction rolls back
+            _kill(process, group=True)  # before its COMMIT: the transaction rolls back
             raise
         finally:
             with contextlib.suppress(BrokenPipeError):
                 stdin.close()
         code = process.wait()
+        if code != 0 and job.cancelled.is_set():
+            raise Cancelled("the restore was cancelled")
         if code != 0:
             raise BackupFailed(f"pg_restore exited with {code}: {_stderr(process)}")
+    except Cancelled:
+        process.wait()
+        end_backends(admin_dsn, job.tag)
+        raise
     finally:
         if process.poll() is None:
-            process.kill()
+            _kill(process, group=True)
         process.wait()
         assert process.stderr is not None
         process.stderr.close()
     return Restored(object_hash.hexdigest(), dump_hash.hexdigest())
+
+
+def end_backends(admin_dsn: str, tag: str) -> int:
+    """End the server backends that connected as ``tag`` (a killed pg_restore's: the
+    server notices its client is gone only when the statement it runs ends). Best
+    effort: a failure is logged, the restore is stopped either way. How many."""
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as admin:
+            rows = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (tag,),
+            ).fetchall()
+    except psycopg.Error as exc:
+        log.warning("restore backend not ended", extra={"tag": tag, "error": str(exc)})
+        return 0
+    return len(rows)
 
 
 def verify(

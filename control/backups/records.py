@@ -220,11 +220,13 @@ async def heartbeat(tx: Tx, owner: str, *, now: float, forget_before: float) -> 
 
 
 async def fail_orphaned(tx: Tx, *, now: float, alive_since: float, me: str) -> int:
-    """Backups running in a control-plane process that stopped (no heartbeat since
-    ``alive_since``, or none recorded: a record from before owners): failed.
+    """Backups and restores running in a control-plane process that stopped (no
+    heartbeat since ``alive_since``, or, for a backup, none recorded: a record from
+    before owners): failed. How many.
 
     Backup Jobs' records (no owner) are left to the deadline check: ``fail_interrupted``
-    with ``started_before``; this is only called where captures run in-process.
+    with ``started_before``; restores with no owner (Jobs') to ``fail_dead_restores``.
+    This is only called where captures run in-process.
     """
     alive = sa.select(pg_backup_owners.c.owner).where(pg_backup_owners.c.seen_at >= alive_since)
     result = await tx.conn.execute(
@@ -243,7 +245,21 @@ async def fail_orphaned(tx: Tx, *, now: float, alive_since: float, me: str) -> i
             finished_at=now,
         )
     )
-    return int(result.rowcount or 0)
+    restores = await tx.conn.execute(
+        pg_restores.update()
+        .where(
+            pg_restores.c.status == Status.RUNNING.value,
+            pg_restores.c.owner.is_not(None),
+            pg_restores.c.owner != me,
+            pg_restores.c.owner.not_in(alive),
+        )
+        .values(
+            status=Status.FAILED.value,
+            error="the process running the restore stopped before recording how it ended",
+            finished_at=now,
+        )
+    )
+    return int(result.rowcount or 0) + int(restores.rowcount or 0)
 
 
 def _schedule(row: sa.Row[Any], app: str) -> Schedule:
@@ -326,18 +342,32 @@ async def claim_run(tx: Tx, item: Schedule, *, now: float) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """A restore run as a Job: ``source_app``'s ``backup`` into ``app``'s ``addon``."""
+    """A restore, in the control plane's process or as a Job: ``source_app``'s ``backup``
+    into ``app``'s ``addon``."""
 
     id: int
     app: str
     addon: str
     source_app: str
     backup: str
-    #: running, then succeeded or failed.
+    #: running, then succeeded, failed or cancelled.
     status: Status
     error: str
     started_at: float
     finished_at: float | None
+    #: The control-plane process running it in its own process; None for a Job's.
+    owner: str | None = None
+
+    @property
+    def name(self) -> str:
+        """r007: ids count restores of every app, so an app's names may skip numbers."""
+        return f"r{self.id:03d}"
+
+
+def parse_restore_name(text: str) -> int | None:
+    """r007 / r7 -> 7; None when it is no restore name."""
+    digits = text[1:] if text[:1] == "r" else ""
+    return int(digits) if digits.isdigit() and len(digits) <= 9 else None
 
 
 def _restore(row: sa.Row[Any], app: str) -> Restore:
@@ -351,11 +381,19 @@ def _restore(row: sa.Row[Any], app: str) -> Restore:
         error=row.error,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        owner=row.owner,
     )
 
 
 async def add_restore(
-    tx: Tx, app: App, *, addon: str, source_app: str, backup: str, now: float
+    tx: Tx,
+    app: App,
+    *,
+    addon: str,
+    source_app: str,
+    backup: str,
+    now: float,
+    owner: str | None = None,
 ) -> Restore:
     result = await tx.conn.execute(
         pg_restores.insert().values(
@@ -365,6 +403,7 @@ async def add_restore(
             backup=backup,
             status=Status.RUNNING.value,
             started_at=now,
+            owner=owner,
         )
     )
     inserted = result.inserted_primary_key
@@ -385,16 +424,37 @@ async def get_restore(tx: Tx, app: App, restore_id: int) -> Restore:
     return _restore(row, app.name)
 
 
+async def running_restores(tx: Tx, app: App) -> list[Restore]:
+    """The app's restores still running, oldest first."""
+    query = (
+        pg_restores.select()
+        .where(pg_restores.c.app_id == app.id, pg_restores.c.status == Status.RUNNING.value)
+        .order_by(pg_restores.c.id)
+    )
+    return [_restore(row, app.name) for row in await tx.conn.execute(query)]
+
+
 async def finish_restore(
     tx: Tx, restore: Restore, *, status: Status, error: str, now: float
 ) -> bool:
-    """Settle a running restore; False when it was settled already (a retried pod)."""
+    """Settle a running restore; False when it was settled already (a retried pod, or a
+    cancel: a cancelled restore's record is final, whatever its Job writes after)."""
     result = await tx.conn.execute(
         pg_restores.update()
         .where(pg_restores.c.id == restore.id, pg_restores.c.status == Status.RUNNING.value)
         .values(status=status.value, error=error, finished_at=now)
     )
     return result.rowcount == 1
+
+
+async def note_cancelled_restore(tx: Tx, restore: Restore, *, error: str) -> None:
+    """Say on a cancelled restore's record what its run found (it had committed before
+    the cancel reached it); its status stays cancelled."""
+    await tx.conn.execute(
+        pg_restores.update()
+        .where(pg_restores.c.id == restore.id, pg_restores.c.status == Status.CANCELLED.value)
+        .values(error=error)
+    )
 
 
 async def fail_dead_restores(tx: Tx, *, now: float, started_before: float) -> int:

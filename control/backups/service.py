@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -66,6 +67,25 @@ HEARTBEAT = 10.0
 OWNER_SILENCE = 3 * HEARTBEAT
 #: An owner silent a day is forgotten (its backups were failed long before).
 FORGET_OWNER = 86400.0
+#: How often a running restore reads its record, to stop when a cancel marked it there
+#: (asked of another replica, or of the control plane while its Job runs the restore).
+RESTORE_POLL = POLL
+#: How long a cancel waits for a restore of this process to stop and settle its record.
+CANCEL_WAIT = 60.0
+
+
+class RestoreCancelled(Conflict):
+    """The restore a request was waiting for was cancelled (pg:backups:cancel)."""
+
+    default_id = "restore_cancelled"
+
+
+@dataclass(slots=True)
+class _Restoring:
+    """A restore running in this process: its processes, and when its record settled."""
+
+    job: Job
+    settled: asyncio.Event
 
 
 def process_owner() -> str:
@@ -87,8 +107,8 @@ class Launcher(Protocol):
     async def start_restore(self, restore: Restore, resource: str) -> None:
         """Run ``restore`` (recorded ``running``) into the add-on ``resource``."""
 
-    async def cancel(self, backup: Backup) -> None:
-        """Stop it; already gone is no error."""
+    async def cancel(self, item: Backup | Restore) -> None:
+        """Stop the capture's or the restore's Job; already gone is no error."""
 
     async def schedule(self, item: Schedule, resource: str) -> None:
         """Make ``item`` run at its time (replacing an earlier one for its add-on)."""
@@ -148,6 +168,10 @@ class Backups:
         self._clock = clock
         self._jobs: dict[int, Job] = {}
         self._tasks: dict[int, asyncio.Task[Backup]] = {}
+        #: Restores running in this process, by record id (``cancel`` stops them).
+        self._restores: dict[int, _Restoring] = {}
+        #: Why this process stopped its restores (``stop_restores``); None: it did not.
+        self._stopped: str | None = None
         #: (app, add-on) -> last verified success; refreshed by ``refresh``.
         self._last: dict[tuple[str, str], float] = {}
         self._stale: set[tuple[str, str]] = set()
@@ -416,34 +440,125 @@ class Backups:
 
     # -- restore, cancel, delete ---------------------------------------------------
 
-    async def restore(
-        self, app: str, name: str | None, *, target_app: str, target: str = "DATABASE"
-    ) -> Backup:
-        """Restore ``app``'s backup into ``target_app``'s add-on (the same app or another)."""
+    async def _restorable(self, app: str, name: str | None) -> Backup:
         backup = await self.get(app, name)
         if backup.status is not Status.SUCCEEDED:
             raise Conflict(
                 f"{backup.name} is {backup.status.value}: only a verified backup is restored",
                 id="not_ready",
             )
-        async with self._store.tx(write=False) as tx:
-            _, addon = await self._postgres_addon(tx, target_app, target)
-        where = pg.instance(addon.resource, addon.url, shared_admin_dsn=self._admin_dsn)
-        self._say(target_app, f"Restoring {app}'s {backup.name} into {addon.name}")
+        return backup
+
+    async def restore(
+        self, app: str, name: str | None, *, target_app: str, target: str = "DATABASE"
+    ) -> Backup:
+        """Restore ``app``'s backup into ``target_app``'s add-on (the same app or another)
+        in this process, recorded (``pg_restores``, owned by this process) so that
+        ``cancel`` finds and stops it. Raises unless it succeeded: BackupFailed, or
+        RestoreCancelled."""
+        backup = await self._restorable(app, name)
+        async with self._store.tx() as tx:
+            found, addon = await self._postgres_addon(tx, target_app, target)
+            # Refused here, before any record, when this process cannot reach it.
+            pg.instance(addon.resource, addon.url, shared_admin_dsn=self._admin_dsn)
+            restore = await records.add_restore(
+                tx,
+                found,
+                addon=addon.name,
+                source_app=app,
+                backup=backup.name,
+                now=self._clock(),
+                owner=self.owner,
+            )
+        done = await self._run_restore(restore)
+        if done.status is Status.CANCELLED:
+            raise RestoreCancelled(
+                f"the restore {done.name} of {app}'s {backup.name} into {addon.name} was "
+                f"cancelled: {done.error or ROLLED_BACK}"
+            )
+        if done.status is not Status.SUCCEEDED:
+            raise BackupFailed(done.error)
+        return backup
+
+    async def _run_restore(self, restore: Restore) -> Restore:
+        """Run ``restore`` (recorded running) here, stoppable by ``cancel``, and settle its
+        record; the record as it then is."""
+        running = _Restoring(Job(), asyncio.Event())
+        self._restores[restore.id] = running
+        status, error = Status.SUCCEEDED, ""
         try:
-            await asyncio.to_thread(
+            try:
+                await self._restore_watched(restore, running.job)
+            except Cancelled:
+                # Stopped with its process (SIGTERM, shutdown) and not asked: a failure.
+                status, error = (
+                    (Status.FAILED, f"{self._stopped}: {ROLLED_BACK}")
+                    if self._stopped is not None
+                    else (Status.CANCELLED, "")
+                )
+            except ControlError as exc:
+                status, error = Status.FAILED, str(exc)
+            except (crypto.BackupCorrupt, psycopg.Error, OSError) as exc:
+                status, error = Status.FAILED, f"restoring {restore.backup} failed: {_reason(exc)}"
+            async with self._store.tx() as tx:
+                mine = await records.finish_restore(
+                    tx, restore, status=status, error=error, now=self._clock()
+                )
+                if not mine and status is Status.SUCCEEDED:
+                    # Cancelled in the store (by another replica, or by the control plane
+                    # while this is its Job) after pg_restore had committed.
+                    await records.note_cancelled_restore(tx, restore, error=COMMITTED)
+        finally:
+            self._restores.pop(restore.id, None)
+            running.settled.set()
+        done = await self.get_restore(restore.app, restore.id)
+        what = f"Restore {done.name} of {done.source_app}'s {done.backup} into {done.addon}"
+        if done.status is Status.SUCCEEDED:
+            self._say(
+                restore.app,
+                f"Restored {done.source_app}'s {done.backup} into {done.addon} ({done.name})",
+            )
+        elif done.status is Status.CANCELLED:
+            self._say(restore.app, f"{what} cancelled: {done.error or ROLLED_BACK}")
+        else:
+            self._say(restore.app, f"{what} FAILED: {done.error}")
+        return done
+
+    async def _restore_watched(self, restore: Restore, job: Job) -> None:
+        """pg_restore in a thread; meanwhile the record is read every ``RESTORE_POLL``: a
+        cancel written there by another process stops it too."""
+        backup = await self._restorable(restore.source_app, restore.backup)
+        async with self._store.tx(write=False) as tx:
+            _, addon = await self._postgres_addon(tx, restore.app, restore.addon)
+        where = pg.instance(addon.resource, addon.url, shared_admin_dsn=self._admin_dsn)
+        self._say(
+            restore.app,
+            f"Restoring {restore.source_app}'s {backup.name} into {addon.name} ({restore.name})",
+        )
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
                 pg.restore,
                 objects.read_object(self._s3, self.settings.bucket, backup.object_key),
                 admin_dsn=where.admin_dsn,
                 database=where.database,
                 master=self._master,
-                job=Job(),
+                job=job,
                 role=where.role,
             )
-        except (crypto.BackupCorrupt, psycopg.Error, OSError) as exc:
-            raise BackupFailed(f"restoring {backup.name} failed: {_reason(exc)}") from exc
-        self._say(target_app, f"Restored {app}'s {backup.name} into {addon.name}")
-        return backup
+        )
+        try:
+            # Bounded by the restore: once cancelled, pg_restore is killed at once.
+            while not work.done():
+                await asyncio.wait({work}, timeout=RESTORE_POLL)
+                if work.done() or job.cancelled.is_set():
+                    continue
+                if (await self.get_restore(restore.app, restore.id)).status is Status.CANCELLED:
+                    job.cancel()
+        finally:
+            if not work.done():  # this task was cancelled: pg_restore must not go on alone
+                job.cancel()
+                await asyncio.wait({work})
+        work.result()
 
     @property
     def restores_as_jobs(self) -> bool:
@@ -457,12 +572,7 @@ class Backups:
         reads the record the Job settles. Only with a launcher (backups on Kubernetes)."""
         if self._launcher is None:
             raise Conflict("restores run in this process here: restore", id="not_jobs")
-        backup = await self.get(app, name)
-        if backup.status is not Status.SUCCEEDED:
-            raise Conflict(
-                f"{backup.name} is {backup.status.value}: only a verified backup is restored",
-                id="not_ready",
-            )
+        backup = await self._restorable(app, name)
         async with self._store.tx() as tx:
             found, addon = await self._postgres_addon(tx, target_app, target)
             restore = await records.add_restore(
@@ -508,30 +618,30 @@ class Backups:
                 f"restore {restore.id} is {restore.status.value}: only a running one is run",
                 id="not_running",
             )
-        status, error = Status.SUCCEEDED, ""
-        try:
-            await self.restore(
-                restore.source_app, restore.backup, target_app=restore.app, target=restore.addon
-            )
-        except ControlError as exc:
-            status, error = Status.FAILED, str(exc)
-            self._say(app, f"Restoring {restore.source_app}'s {restore.backup} FAILED: {exc}")
-        async with self._store.tx() as tx:
-            await records.finish_restore(tx, restore, status=status, error=error, now=self._clock())
-        return await self.get_restore(app, restore_id)
+        return await self._run_restore(restore)
 
-    async def cancel(self, app: str, name: str | None = None) -> Backup:
+    async def cancel(self, app: str, name: str | None = None) -> Backup | Restore:
+        """Stop the app's running capture or restore (Heroku's pg:backups:cancel): the one
+        named (b003, r007), or the newest started."""
         async with self._store.tx(write=False) as tx:
             found = await tx.get_app(app)
             backups = await records.list_backups(tx, found)
+            restores = await records.running_restores(tx, found)
         running = [b for b in backups if b.status in (Status.RUNNING, Status.VERIFYING)]
         if name is not None:
+            restore_id = records.parse_restore_name(name)
             running = [b for b in running if b.num == records.parse_name(name)]
-        if not running:
+            restores = [r for r in restores if restore_id is not None and r.id == restore_id]
+        if not running and not restores:
             raise NotFound(
-                f"{app} has no running backup{' ' + name if name else ''}", id="not_running"
+                f"{app} has no running {'backup or restore' if name is None else name}",
+                id="not_running",
             )
-        backup = running[-1]
+        candidates: list[Backup | Restore] = [*running, *restores]
+        newest = max(candidates, key=lambda item: item.started_at)
+        if isinstance(newest, Restore):
+            return await self._cancel_restore(newest)
+        backup = newest
         if self._launcher is not None:
             # The record first: whatever the Job writes before it dies is then ignored.
             await self._update(backup, status=Status.CANCELLED, finished_at=self._clock())
@@ -552,6 +662,27 @@ class Backups:
         # Running in no process here (another replica stopped): mark it.
         await self._update(backup, status=Status.CANCELLED, finished_at=self._clock())
         return await self.get(app, backup.name)
+
+    async def _cancel_restore(self, restore: Restore) -> Restore:
+        here = self._restores.get(restore.id)
+        if here is not None:
+            # Its run settles the record: cancelled, or succeeded if it had committed.
+            here.job.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CANCEL_WAIT):
+                    await here.settled.wait()
+        # Elsewhere (its Job, another replica's process, or one that stopped): the record
+        # first, which that run reads while it restores, and whatever it writes after is
+        # ignored; then its Job goes.
+        async with self._store.tx() as tx:
+            marked = await records.finish_restore(
+                tx, restore, status=Status.CANCELLED, error="", now=self._clock()
+            )
+        if marked and restore.owner is None:  # a Job's: its pod cannot say it in the app's log
+            if self._launcher is not None:
+                await self._launcher.cancel(restore)
+            self._say(restore.app, f"Restore {restore.name} cancelled: its Job is deleted")
+        return await self.get_restore(restore.app, restore.id)
 
     async def delete(self, app: str, name: str) -> Backup:
         backup = await self.get(app, name)
@@ -816,6 +947,19 @@ class Backups:
             group.create_task(self._beat(heartbeat), name="pg-backups heartbeat")
             await self._loop(interval)
 
+    @contextlib.asynccontextmanager
+    async def beating(self, every: float = HEARTBEAT) -> AsyncIterator[None]:
+        """This process's heartbeat while the block runs: a process outside the control
+        plane restoring in-process (``slipway pg-backups restore`` with no record) keeps
+        its restore's record its own, as ``run`` does for the control plane's."""
+        await self.heartbeat()
+        task = asyncio.create_task(self._beat(every), name="pg-backups heartbeat")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _beat(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)
@@ -837,13 +981,31 @@ class Backups:
             await self.tick(self._clock())
             await asyncio.sleep(interval)
 
+    def stop_restores(self, reason: str) -> None:
+        """Stop the restores running in this process (it is stopping: SIGTERM to a restore
+        Job's pod, or the control plane's shutdown): each not cancelled already is failed
+        with ``reason``."""
+        self._stopped = reason
+        for running in list(self._restores.values()):
+            running.job.cancel()
+
     async def close(self) -> None:
+        self.stop_restores("the process running the restore stopped")
         for job in list(self._jobs.values()):
             job.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: What a cancelled restore leaves: pg_restore runs in one transaction (pg.restore).
+ROLLED_BACK = (
+    "pg_restore was stopped before its COMMIT, so its one transaction rolled back and the "
+    "database keeps the data it had"
+)
+#: What a restore that had committed before its cancel reached it says on its record.
+COMMITTED = "cancelled after pg_restore had committed: the database holds the backup's data"
 
 
 def _reason(exc: BaseException) -> str:

@@ -323,9 +323,12 @@ pg_restores = sa.Table(
     # Where the backup comes from (the same app, or another: by name, it may go later).
     sa.Column("source_app", sa.String(64), nullable=False),
     sa.Column("backup", sa.String(16), nullable=False),
-    # running -> succeeded | failed
+    # running -> succeeded | failed | cancelled
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
+    # The control-plane process running it in-process (0014); None: a Job's, or the
+    # record of a restore from before 0014.
+    sa.Column("owner", sa.String(200), nullable=True),
 )

@@ -312,3 +312,92 @@ async def detach(env: Env, addon: Addon) -> None:
     """Forget the record (the instance is the fixture's to stop)."""
     async with env.api.control.store.tx() as tx:
         await tx.remove_addon(addon)
+
+
+#: Seconds each row of ``slow`` takes to load into a database that ``throttle`` slowed.
+SLOW_ROW = 0.002
+#: Rows of ``slow``: a throttled restore loads them for more than 6 s.
+SLOW_ROWS = 3000
+
+
+async def fill_slow(database: str, rows: int = SLOW_ROWS) -> None:
+    """A tenant table ``slow`` whose CHECK sleeps ``slipway_test.slow`` seconds a row where
+    that is set: a restore into a database ``throttle`` slowed loads it for rows times
+    that, in pg_restore's COPY, whatever the machine; the capture's verification (into a
+    scratch database, where it is not set) does not wait."""
+    await as_tenant(
+        database,
+        "CREATE FUNCTION throttle() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN"
+        " PERFORM pg_sleep(coalesce(nullif(current_setting('slipway_test.slow', true), ''),"
+        " '0')::float8); RETURN true; END $$",
+        "CREATE TABLE slow (id int PRIMARY KEY, CHECK (throttle()))",
+        f"INSERT INTO slow SELECT generate_series(1, {int(rows)})",
+    )
+
+
+async def throttle(database: str, seconds: float | None) -> None:
+    """Slow the loading of ``slow`` into ``database`` (new sessions), or stop (None)."""
+    name = sql.Identifier(database)
+    statement = (
+        sql.SQL("ALTER DATABASE {} RESET slipway_test.slow").format(name)
+        if seconds is None
+        else sql.SQL("ALTER DATABASE {} SET slipway_test.slow = {}").format(
+            name, sql.Literal(str(seconds))
+        )
+    )
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        await conn.execute(statement)
+
+
+async def loading_slow(database: str) -> str | None:
+    """The ``application_name`` of a restore's backend that is loading ``slow`` into
+    ``database`` (midway: its DROPs done, its COPY running), if there is one."""
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name LIKE 'slipway-restore-%%'"
+                " AND query LIKE 'COPY public.slow %%'",
+                (database,),
+            )
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def backends_of(tag: str) -> int:
+    """Server backends connected as ``tag`` (a restore's ``application_name``)."""
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (tag,)
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def processes_with(text: str) -> list[int]:
+    """Processes whose command line has ``text`` (a restore's tag is in pg_restore's). A
+    zombie's is empty: ``group_members`` finds one not waited for."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes in the process group ``pgid``, zombies too."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so after the last ')'.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                found.append(int(entry.name))
+    return found

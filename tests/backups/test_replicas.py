@@ -115,7 +115,8 @@ async def test_replicas_on_one_store_fail_only_a_stopped_ones_backups(shared_env
         assert (await env.backups.wait(started)).status is Status.SUCCEEDED
         # Backups of three processes are running: this replica (beating), one that beat
         # long ago (stopped), and one from before owners were recorded (no owner).
-        running = {}
+        # So are restores, in-process (owned) or a Job's (no owner: left to its deadline).
+        running, restores = {}, {}
         async with env.api.control.store.tx() as tx:
             app = await tx.get_app("prod")
             for owner in (env.backups.owner, "gone:1:dead", None):
@@ -123,28 +124,40 @@ async def test_replicas_on_one_store_fail_only_a_stopped_ones_backups(shared_env
                     tx, app, kind="manual", addon="x", resource=db, key_prefix="p/",
                     now=env.clock.now, owner=owner,
                 )  # fmt: skip
+                restores[owner] = await records.add_restore(
+                    tx, app, addon="x", source_app="prod", backup="b001", now=env.clock.now,
+                    owner=owner,
+                )  # fmt: skip
             await records.heartbeat(
                 tx, "gone:1:dead", now=env.clock.now - OWNER_SILENCE - 1, forget_before=0
             )
         await env.backups.heartbeat()
-        # The other replica starts: it fails the stopped process's backups only.
+        # The other replica starts: it fails the stopped process's backups and restore only.
         await other.heartbeat()
-        assert await other.fail_orphaned() == 2
+        assert await other.fail_orphaned() == 3
         status = {o: (await env.backups.get("prod", b.name)).status for o, b in running.items()}
         assert status == {
             env.backups.owner: Status.RUNNING,
             "gone:1:dead": Status.FAILED,
             None: Status.FAILED,
         }
+        assert {o: (await restored(env, r)).status for o, r in restores.items()} == {
+            env.backups.owner: Status.RUNNING,
+            "gone:1:dead": Status.FAILED,
+            None: Status.RUNNING,
+        }
         # Still beating a little later: still its own.
         env.clock.now += OWNER_SILENCE - 1
         assert await other.fail_orphaned() == 0
         # This replica stops beating: past three beats, the other takes it for stopped.
         env.clock.now += 2
-        assert await other.fail_orphaned() == 1
+        assert await other.fail_orphaned() == 2
         failed = await env.backups.get("prod", running[env.backups.owner].name)
         assert failed.status is Status.FAILED
         assert "stopped during the backup" in failed.error
+        failed_restore = await restored(env, restores[env.backups.owner])
+        assert failed_restore.status is Status.FAILED
+        assert "stopped before recording" in failed_restore.error
         # A process never takes its own backups for dead, whatever its last beat.
         async with env.api.control.store.tx() as tx:
             mine = await records.add_backup(
@@ -154,6 +167,10 @@ async def test_replicas_on_one_store_fail_only_a_stopped_ones_backups(shared_env
         env.clock.now += 10 * OWNER_SILENCE
         assert await other.fail_orphaned() == 0
         assert (await other.get("prod", mine.name)).status is Status.RUNNING
+
+
+async def restored(env: Env, restore: records.Restore) -> records.Restore:
+    return await env.backups.get_restore("prod", restore.id)
 
 
 async def seen_at(env: Env, owner: str) -> float | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -42,18 +44,26 @@ from control.errors import ControlError
 from control.provisioning import backup_jobs, needs_kube_api
 from control.settings import ControlSettings
 from tests.backups.conftest import (  # noqa: F401  (moto_server, dedicated: fixtures)
+    SLOW_ROW,
+    SLOW_ROWS,
     Dedicated,
     Env,
     as_tenant,
     attach_dedicated,
+    backends_of,
     backups_env,
     control_secret,
     dedicated,
     detach,
     fill,
+    fill_slow,
+    group_members,
+    loading_slow,
     moto_server,
+    processes_with,
     query,
     slipway,
+    throttle,
 )
 from tests.control.conftest import ADMIN_DSN
 from tests.helpers import eventually
@@ -596,3 +606,105 @@ async def test_a_refused_restore_job_fails_its_record_and_a_dead_one_is_failed_l
     dead = await kenv.backups.get_restore("prod", body["restore"]["id"])
     assert dead.status is Status.FAILED
     assert "deadline" in dead.error
+
+
+async def restore_job_of_a_slow_backup(
+    kenv: Env, apiserver: LoggingApiServer
+) -> tuple[str, records.Restore, dict[str, Any]]:
+    """prod's b001 (with ``slow``, throttled in prod now) asked to be restored into prod:
+    the database, the restore's record (running) and its Job."""
+    db = await kenv.app_with_db("prod")
+    await fill_slow(db)
+    status, body, _ = await kenv.api.call("POST", "/apps/prod/pg-backups", json={})
+    assert status == 201, body
+    assert await run_pod(kenv, the_job(apiserver)["spec"]) == 0
+    await as_tenant(db, "DELETE FROM slow WHERE id > 5")
+    await throttle(db, SLOW_ROW)
+    status, body, _ = await kenv.api.call("POST", "/apps/prod/pg-restores", json={"backup": "b001"})
+    assert status == 201, body
+    restore = await kenv.backups.get_restore("prod", body["restore"]["id"])
+    assert restore.status is Status.RUNNING
+    [job] = jobs_named(apiserver, "slipway-pg-backup-restore-")
+    return db, restore, job
+
+
+async def test_cancel_deletes_a_restore_job_and_neither_its_pod_nor_the_deadline_changes_it(
+    kenv: Env, apiserver: LoggingApiServer
+) -> None:
+    db, restore, job = await restore_job_of_a_slow_backup(kenv, apiserver)
+    apiserver.deletes.clear()
+    status, body, _ = await kenv.api.call("POST", "/apps/prod/pg-backups/running/actions/cancel")
+    assert status == 200, body
+    assert body["kind"] == "restore"
+    assert body["name"] == restore.name
+    assert body["status"] == "cancelled"
+    name = f"slipway-pg-backup-restore-{restore.id}"
+    assert apiserver.deletes == [("jobs", name, {"propagationPolicy": "Background"})]
+    assert jobs_named(apiserver, "slipway-pg-backup-restore-") == []
+    assert any(f"Restore {restore.name} cancelled" in line for line in kenv.lines.of("prod"))
+    # Its pod, started before the Job went, finds the record cancelled: it restores nothing.
+    assert await run_pod(kenv, job["spec"]) == 1
+    assert await query(db, "SELECT count(*) FROM slow") == [(5,)]
+    # A request waiting for it has its answer; the deadline check leaves it cancelled.
+    waited = await asyncio.wait_for(kenv.backups.wait_restore(restore), timeout=10)
+    assert waited.status is Status.CANCELLED
+    kenv.clock.now += JOB_DEADLINE + JOB_GRACE + 1
+    await kenv.backups.tick(kenv.clock.now)
+    assert (await kenv.backups.get_restore("prod", restore.id)).status is Status.CANCELLED
+    # Nothing is running any more.
+    status, body, _ = await kenv.api.call("POST", "/apps/prod/pg-backups/running/actions/cancel")
+    assert status == 404, body
+
+
+def pod_pid(bucket: str) -> int | None:
+    """The restore pod's process (its env names this test's bucket)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if b"--record" in (entry / "cmdline").read_bytes() and (
+                f"SLIPWAY_BACKUP_BUCKET={bucket}".encode() in (entry / "environ").read_bytes()
+            ):
+                return int(entry.name)
+    return None
+
+
+async def test_a_restore_pod_running_when_its_job_is_deleted_stops_and_rolls_back(
+    kenv: Env, apiserver: LoggingApiServer
+) -> None:
+    db, restore, job = await restore_job_of_a_slow_backup(kenv, apiserver)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    environ = {**control_secret(kenv), **{e["name"]: e["value"] for e in container["env"]}}
+    pod = asyncio.create_task(slipway(*container["args"], environ=environ))
+    tag = await eventually(lambda: loading_slow(db), what="the pod's COPY of slow")
+    [pg_restore] = processes_with(tag)
+    status, body, _ = await kenv.api.call(
+        "POST", f"/apps/prod/pg-backups/{restore.name}/actions/cancel"
+    )
+    assert status == 200, body
+    assert body["status"] == "cancelled"
+    assert not jobs_named(apiserver, "slipway-pg-backup-restore-")
+    # The kubelet stops the deleted Job's pod: SIGTERM to its process.
+    pid = pod_pid(kenv.bucket)
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    code, out = await asyncio.wait_for(pod, timeout=30)
+    assert code == 1, out
+    assert "cancelled" in out
+    assert processes_with(tag) == []
+    assert group_members(pg_restore) == []
+    await eventually(lambda: _none(backends_of(tag)), what="the restore's backend ended")
+    assert await query(db, "SELECT count(*) FROM slow") == [(5,)]
+    done = await kenv.backups.get_restore("prod", restore.id)
+    assert done.status is Status.CANCELLED
+    # The next restore runs, and restores.
+    await throttle(db, None)
+    status, body, _ = await kenv.api.call("POST", "/apps/prod/pg-restores", json={"backup": "b001"})
+    assert status == 201, body
+    [second] = jobs_named(apiserver, "slipway-pg-backup-restore-")
+    assert await run_pod(kenv, second["spec"]) == 0
+    assert await query(db, "SELECT count(*) FROM slow") == [(SLOW_ROWS,)]
+
+
+async def _none(count: Any) -> bool:
+    return await count == 0
