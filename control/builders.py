@@ -6,6 +6,7 @@ this is the builds part of that composition.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -47,9 +48,10 @@ def build_builds(
     root = Path(settings.builds.root).resolve() if settings.builds.root else None
     sink = sink or NoSink()
     builder: Builder
+    egress = settings.builds.egress
     if settings.builds.cnb is not None:
         builder = KubernetesBuilder(
-            settings.builds.cnb,
+            dataclasses.replace(settings.builds.cnb, egress=egress),
             sink=sink,
             metrics=BuildMetrics(registry),
             timeout=settings.builds.timeout,
@@ -68,6 +70,7 @@ def build_builds(
                 root=root,
                 concurrency=settings.builds.concurrency,
                 timeout=settings.builds.timeout,
+                egress=egress,
             ),
             sink=sink,
             metrics=BuildMetrics(registry),
@@ -78,6 +81,7 @@ def build_builds(
         builder=builder,
         sink=sink,
         logs_url=settings.builds.logs_url,
+        egress=egress,
         # Uploads are unpacked by the local builder; a Job fetches its source with git.
         uploads=root / "uploads" if root is not None and settings.builds.cnb is None else None,
     )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from control.builds.egress import Egress, InwardSource, check_destination
 from control.builds.errors import BuildError, SourceError
 from control.builds.model import Artifact, LogSink, Source
 from control.builds.sources import ACCEPTED, COMMIT, Kind, classify, is_tarball
@@ -129,9 +130,12 @@ class Builds:
         sink: LogSink,
         logs_url: str | None = None,
         uploads: Path | None = None,
+        egress: Egress | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.control = control
+        #: Inward addresses a tenant's source may name (its builder checks again at fetch).
+        self._egress = egress or Egress()
         self._builder = builder
         self._sink = sink
         self._logs_url = logs_url.rstrip("/") if logs_url else None
@@ -165,7 +169,20 @@ class Builds:
         """
         self._need_builder()
         source, url, version = source_from_blob(source_blob, tenant=tenant)
+        if tenant:
+            await self._check_destination(url)
         return await self._start(app, source, url=url, version=version, actor=actor)
+
+    async def _check_destination(self, url: str) -> None:
+        """Forbidden when a tenant's host is, or now resolves to, an inward address; a name
+        that does not resolve now is left to the fetch, which fails the build if it still
+        does not."""
+        try:
+            await check_destination(url, self._egress)
+        except InwardSource as exc:
+            raise Forbidden(mask_text(str(exc)), id="inward_source") from None
+        except SourceError:
+            pass
 
     async def upload(self, app: str, chunks: AsyncIterator[bytes], *, actor: str) -> Build:
         """A build of a tarball sent as the request body (``slipway builds:create DIR``)."""

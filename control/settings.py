@@ -8,6 +8,7 @@ from dataclasses import field as default_field
 
 from control.addons.kube_dedicated import Kind, KubeAddonSettings
 from control.backups.settings import BackupSettings
+from control.builds.egress import Egress
 from control.builds.settings import CNBSettings
 from control.rules import MAX_QUANTITY
 from kit.durations import parse_duration
@@ -190,6 +191,9 @@ class BuildServerSettings:
     logs_url: str | None = None
     #: Build as Kubernetes Jobs running the CNB lifecycle (SLIPWAY_BUILDER=kubernetes).
     cnb: CNBSettings | None = None
+    #: Inward addresses a tenant's source may still be fetched from
+    #: (SLIPWAY_SOURCES_ALLOW_PRIVATE, SLIPWAY_SOURCES_ALLOW; control/builds/egress.py).
+    egress: Egress = default_field(default_factory=Egress)
 
 
 def review_settings_from_env(environ: Mapping[str, str]) -> ReviewSettings | None:
@@ -229,6 +233,7 @@ def build_settings_from_env(environ: Mapping[str, str]) -> BuildServerSettings |
         timeout=timeout,
         logs_url=environ.get("SLIPWAY_LOGS_URL") or None,
         cnb=cnb_settings_from_env(environ, timeout=timeout) if builder == "kubernetes" else None,
+        egress=Egress.from_env(environ),
     )
 
 

@@ -116,10 +116,13 @@ def build_job(
     settings: CNBSettings,
     buildpacks: Sequence[str] = (),
     tenant: bool = False,
+    git_env: Mapping[str, str] | None = None,
 ) -> Manifest:
     """The batch/v1 Job for one build; a pure function of its arguments.
 
     ``tenant``: an app token named the source, so git may fetch over https and ssh only.
+    ``git_env``: more environment for the fetch (``Destination.git_config``: no redirects,
+    the host pinned to the addresses checked).
     """
     if not _APP.match(app):
         raise BuildError(f"app name {app!r} must be lowercase letters, digits and '-'")
@@ -154,6 +157,7 @@ def build_job(
         {"name": "GIT_ALLOW_PROTOCOL", "value": protocols(tenant=tenant)},
         # git wants a writable HOME; the image's user has none under runAsUser.
         {"name": "HOME", "value": "/tmp"},
+        *({"name": name, "value": value} for name, value in (git_env or {}).items()),
     ]
     if buildpacks:
         fetch_env.append({"name": "ORDER_TOML", "value": order_toml(buildpacks)})

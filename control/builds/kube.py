@@ -41,6 +41,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from control.builds import cnb
+from control.builds.egress import fetch_config
 from control.builds.errors import BuildError, BuildFailed, BuildTimeout, SourceError
 from control.builds.metrics import BuildMetrics
 from control.builds.model import Artifact, LogSink, Source, Stack
@@ -154,6 +155,9 @@ class KubernetesBuilder:
                 "an uploaded archive needs the local builder"
             )
         check_git_source(source.git_url, source.commit, tenant=source.tenant)
+        # A tenant's host is checked as resolved here, and the Job's git held to the
+        # addresses checked (the chart's egress policy fences the build pods as well).
+        pinned = await fetch_config(source.git_url, self._settings.egress) if source.tenant else {}
         build_id = build_id or secrets.token_hex(6)
         buildpacks = await self._buildpacks(app) if self._buildpacks is not None else ()
         job = cnb.build_job(
@@ -164,6 +168,7 @@ class KubernetesBuilder:
             settings=self._settings,
             buildpacks=buildpacks,
             tenant=source.tenant,
+            git_env=pinned,
         )
         run = _Run(app, build_id, job["metadata"]["name"], deque(maxlen=self._tail_lines))
         async with self._app_locks.setdefault(app, asyncio.Lock()):

@@ -14,6 +14,9 @@ set is used only once its ``.complete`` marker exists; one without it is the
 remains of a failed install and is rebuilt. Dependency sets are immutable and
 installed at their final path, so the absolute paths a virtualenv's scripts
 carry stay true.
+
+Long because: a build's steps (fetch, detect, install, slug) share one run's state
+and its plumbing (``_step``, ``_say``, the jail); split apart they would pass it around.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import secrets
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -36,6 +39,7 @@ from types import MappingProxyType
 from control.builds import nodes, pythons
 from control.builds import slug as slug_files
 from control.builds.detect import Detected, detect
+from control.builds.egress import fetch_config
 from control.builds.errors import BuildError, BuildFailed, BuildTimeout, DetectError, SourceError
 from control.builds.localgit import export_local
 from control.builds.metrics import BuildMetrics
@@ -198,6 +202,8 @@ class LocalBuilder:
             self._say(run, f"-----> Fetching {source.commit[:12]} from {local}")
             git, env = self._settings.git, self._env()
             return await export_local(local, source.commit, git, env, run.work, src, run.tail)
+        # A tenant's host is checked as resolved, and git held to the addresses checked.
+        pinned = await fetch_config(source.git_url, self._settings.egress) if source.tenant else {}
         repo = cache / "repo.git"
         git_dir = f"--git-dir={repo}"
         if not (repo / "HEAD").exists():
@@ -215,6 +221,7 @@ class LocalBuilder:
                  source.commit],
                 "git fetch",
                 allow_protocols=protocols(tenant=source.tenant),
+                extra_env=pinned,
             )  # fmt: skip
         except BuildFailed as exc:
             raise SourceError(
@@ -431,8 +438,10 @@ class LocalBuilder:
         cwd: Path | None = None,
         allow_protocols: str | None = None,
         node: Node | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         env = self._env(run)
+        env.update(extra_env or {})
         if node is not None and node.bin_dir is not None:
             env["PATH"] = f"{node.bin_dir}{os.pathsep}{env['PATH']}"
         if allow_protocols is not None:

@@ -6,6 +6,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from control.builds.egress import Egress
+
 
 @dataclass(frozen=True, slots=True)
 class BuildSettings:
@@ -29,6 +31,8 @@ class BuildSettings:
     """Lines of output a BuildFailed carries back."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for build steps (proxy settings and such); never logged."""
+    egress: Egress = field(default_factory=Egress)
+    """Inward addresses a tenant's source may still be fetched from (``egress.py``)."""
 
     @property
     def work_dir(self) -> Path:
@@ -70,3 +74,5 @@ class CNBSettings:
     """Seconds before Kubernetes kills the build Job (as the local builder's timeout)."""
     ttl_after_finished: int = 3600
     """Seconds a finished Job (and its pod's logs) is kept for inspection."""
+    egress: Egress = field(default_factory=Egress)
+    """Inward addresses a tenant's source may still be fetched from (``egress.py``)."""

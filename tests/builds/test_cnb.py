@@ -146,6 +146,13 @@ def test_an_app_tokens_source_is_fetched_over_https_and_ssh_only() -> None:
     assert env["GIT_ALLOW_PROTOCOL"] == "https:ssh"
 
 
+def test_a_tenants_fetch_gets_the_pinned_configuration() -> None:
+    git_env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.followRedirects"}
+    fetch = _job(tenant=True, git_env=git_env)["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e["value"] for e in fetch["env"]}
+    assert env.items() >= git_env.items()
+
+
 def test_a_run_image_and_per_app_buildpacks_are_passed_to_creator() -> None:
     job = _job(
         settings=CNBSettings(run_image="paketobuildpacks/run-jammy-base"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from control.builds.egress import Egress, parse_allow
 from control.builds.errors import SourceError
 from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
@@ -35,10 +36,18 @@ def recording_builder(tmp_path: Path, calls: Path, sink: RecordingSink) -> Local
     assert real is not None
     script = tmp_path / "git"
     script.write_text(
-        f'#!/bin/sh\nprintf \'%s|%s\\n\' "$GIT_ALLOW_PROTOCOL" "$*" >> {calls}\nexec {real} "$@"\n'
+        f'#!/bin/sh\nprintf \'%s|%s\\n\' "$GIT_ALLOW_PROTOCOL" "$*" >> {calls}\n'
+        f'printf \'%s=%s\\n\' "$GIT_CONFIG_KEY_0" "$GIT_CONFIG_VALUE_0" >> {tmp_path}/git-config\n'
+        f'exec {real} "$@"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    settings = BuildSettings(root=tmp_path / "builds", git=str(script), timeout=30)
+    # Loopback allowed (the operator's SLIPWAY_SOURCES_ALLOW): the https test server is there.
+    settings = BuildSettings(
+        root=tmp_path / "builds",
+        git=str(script),
+        timeout=30,
+        egress=Egress(allow=parse_allow("127.0.0.0/8")),
+    )
     return LocalBuilder(settings, sink=sink, metrics=BuildMetrics(CollectorRegistry()))
 
 
@@ -92,3 +101,28 @@ async def test_a_source_nobody_or_no_tenant_may_name_runs_no_git_at_all(
         await recording_builder.build("demo", Source.git(url, SHA, tenant=tenant))
     assert not calls.exists()
     assert sink.lines == []
+
+
+@pytest.mark.parametrize(
+    "url", ["https://169.254.169.254/r.git", "git@10.0.0.1:r.git", "https://[fd00::1]/r.git"]
+)
+async def test_a_tenants_inward_host_runs_no_git_and_the_build_says_why(
+    recording_builder: LocalBuilder, calls: Path, sink: RecordingSink, url: str
+) -> None:
+    """The builder checks again, whoever handed it the source (the API checked first)."""
+    with pytest.raises(SourceError, match="inside the platform's network"):
+        await recording_builder.build("demo", Source.git(url, SHA, tenant=True))
+    assert not calls.exists()
+    [line] = sink.texts("demo")
+    assert "SLIPWAY_SOURCES_ALLOW" in line
+
+
+async def test_a_tenants_fetch_follows_no_redirect(
+    recording_builder: LocalBuilder, calls: Path, tmp_path: Path
+) -> None:
+    url = f"https://127.0.0.1:{free_port()}/r.git"
+    with pytest.raises(SourceError, match="cannot fetch commit"):
+        await recording_builder.build("demo", Source.git(url, SHA, tenant=True))
+    assert _fetches(calls)  # git ran...
+    config = (tmp_path / "git-config").read_text().split()
+    assert "http.followRedirects=false" in config  # ...told so

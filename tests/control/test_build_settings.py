@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from control.builds.egress import Egress, parse_allow
 from control.builds.settings import CNBSettings
 from control.settings import (
     BuildServerSettings,
@@ -25,6 +26,20 @@ def test_builds_need_a_root_and_read_durations_like_every_flag() -> None:
     ) == BuildServerSettings(
         root="/var/slipway/builds", concurrency=4, timeout=1200.0, logs_url="http://logs:8082"
     )
+
+
+def test_tenants_sources_reach_inward_only_where_the_operator_allows() -> None:
+    env = {"SLIPWAY_BUILD_ROOT": "/b"}
+    settings = build_settings_from_env(env)
+    assert settings is not None
+    assert settings.egress == Egress()
+    settings = build_settings_from_env(
+        {**env, "SLIPWAY_SOURCES_ALLOW": "10.9.0.0/16, [fd00::1]:22"}
+    )
+    assert settings is not None
+    assert settings.egress == Egress(allow=parse_allow("10.9.0.0/16 [fd00::1]:22"))
+    with pytest.raises(ValueError, match="no network"):
+        build_settings_from_env({**env, "SLIPWAY_SOURCES_ALLOW": "git.internal"})
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,9 @@ DEFAULTED: dict[str, dict[str, str]] = {
         "SLIPWAY_BACKUP_BUCKET": "unset: backups off; in control.existingSecret or extraEnv",
         "SLIPWAY_BACKUP_KEY": "in control.existingSecret when backups are on",
         "SLIPWAY_BACKUP_PREFIX": "pg-backups/ by default",
+        # Tenants' sources reach no inward address unless an operator says (docs/builds.md).
+        "SLIPWAY_SOURCES_ALLOW": "unset: none inward; extraEnv names an internal git server",
+        "SLIPWAY_SOURCES_ALLOW_PRIVATE": "unset: false; extraEnv for a private git network",
         "SLIPWAY_BACKUP_S3_ENDPOINT": "AWS by default; extraEnv for MinIO and the like",
         "SLIPWAY_BACKUP_S3_REGION": "boto3's own lookup by default",
         "SLIPWAY_GITHUB_TOKEN": "in control.existingSecret, for review apps' commit statuses",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
 from control.building import Builds
-from control.builds.errors import BuildFailed, BuildTimeout
+from control.builds.errors import BuildFailed, BuildTimeout, SourceError
 from control.builds.kube import KubernetesBuilder
 from control.builds.metrics import BuildMetrics
 from control.builds.model import Source
@@ -352,6 +353,51 @@ async def test_a_build_past_its_timeout_is_killed_by_deleting_its_job(
         )
         == 1
     )
+
+
+async def test_a_tenants_inward_source_makes_no_job(apiserver: LoggingApiServer) -> None:
+    sink = RecordingSink()
+    builder = builder_for(apiserver, sink, CollectorRegistry())
+    try:
+        source = Source.git("https://169.254.169.254/r.git", SHA, tenant=True)
+        with pytest.raises(SourceError, match="inside the platform's network"):
+            await builder.build("demo", source, build_id="b9")
+    finally:
+        await builder.close()
+    assert apiserver.objects_of("jobs") == []
+
+
+async def test_a_tenants_job_fetches_from_the_addresses_checked_only(
+    apiserver: LoggingApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "git.test":
+            return await real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.9", int(port)))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    builder = builder_for(apiserver, RecordingSink(), CollectorRegistry(), timeout=1.0)
+    kubelet = Kubelet(apiserver)
+    try:
+        source = Source.git("https://git.test/demo.git", SHA, tenant=True)
+        build = asyncio.create_task(builder.build("demo", source, build_id="b8"))
+        job = await kubelet.job_created()
+        with pytest.raises(BuildTimeout):
+            async with asyncio.timeout(REACT):
+                await build
+    finally:
+        await builder.close()
+    fetch = job["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e["value"] for e in fetch["env"]}
+    assert env["GIT_ALLOW_PROTOCOL"] == "https:ssh"
+    pins = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(2)}
+    assert pins == {
+        "http.followRedirects": "false",
+        "http.curloptResolve": "git.test:443:203.0.113.9",
+    }
 
 
 async def test_an_unreachable_apiserver_fails_the_build_saying_so(

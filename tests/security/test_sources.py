@@ -1,14 +1,22 @@
-"""What an app token can name: no git option, no remote helper, no host path; no credential shown.
+"""What an app token can name: no git option, no remote helper, no host path, no host inside
+the platform's network; no credential shown.
 
 Each attack is sent the way an attacker would: an app token (one app's) against
 the real control API on loopback, with a real LocalBuilder running real git.
-The issue is #18 (tenancy), items 1, 2 (the artifact) and 8 (URL credentials).
+The issue is #18 (tenancy), items 1, 2 (the artifact) and 8 (URL credentials), and
+the shared loopback (a source URL pointed inward: SSRF).
+
+Long because: every attack on a source URL is here, against one platform fixture.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import logging
+import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +27,10 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from control.addons.kube_tls import server_certificate
 from control.api.app import build_app
 from control.building import Builds
+from control.builds.egress import Egress, parse_allow
 from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
 from control.builds.settings import BuildSettings
@@ -76,18 +86,32 @@ class Platform:
         return build
 
 
-@pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+@contextlib.asynccontextmanager
+async def running_platform(
+    root: Path,
+    *,
+    submit: Egress | None = None,
+    fetch: Egress | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[Platform]:
+    """The control API with a LocalBuilder; ``submit`` is what the API lets a tenant name,
+    ``fetch`` what the builder lets it fetch (both refuse every inward address unless told)."""
     sink = RecordingSink()
     target = RecordingTarget()
-    control = Control(store=Store.open(f"sqlite+aiosqlite:///{tmp_path}/state.db"), target=target)
+    control = Control(store=Store.open(f"sqlite+aiosqlite:///{root}/state.db"), target=target)
     await control.start(bootstrap_admin_token=ADMIN_TOKEN)
     builder = LocalBuilder(
-        BuildSettings(root=tmp_path / "builds", pip_args=("--no-index",), timeout=BUILD_WAIT),
+        BuildSettings(
+            root=root / "builds",
+            pip_args=("--no-index",),
+            timeout=BUILD_WAIT,
+            env=env or {},
+            egress=fetch or Egress(),
+        ),
         sink=sink,
         metrics=BuildMetrics(CollectorRegistry()),
     )
-    builds = Builds(control, builder=builder, sink=sink, uploads=tmp_path / "uploads")
+    builds = Builds(control, builder=builder, sink=sink, uploads=root / "uploads", egress=submit)
     runner = web.AppRunner(
         build_app(control, registry=CollectorRegistry(), ready=lambda: None, builds=builds)
     )
@@ -99,13 +123,19 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         yield Platform(
-            f"http://127.0.0.1:{port}", session, control, builds, target, sink, secret, tmp_path
+            f"http://127.0.0.1:{port}", session, control, builds, target, sink, secret, root
         )
     finally:
         await session.close()
         await builds.close()
         await runner.cleanup()
         await control.store.close()
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    async with running_platform(tmp_path) as running:
+        yield running
 
 
 class TestGitOptionsAndTransports:
@@ -281,6 +311,15 @@ async def git_server(request: pytest.FixtureRequest) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+@pytest.fixture
+async def git_platform(tmp_path: Path, git_server: int) -> AsyncIterator[Platform]:
+    """The platform, letting tenants fetch from ``git_server`` (on loopback) and nothing
+    else inward: the operator's allow-list (SLIPWAY_SOURCES_ALLOW=127.0.0.1:PORT)."""
+    allowed = Egress(allow=parse_allow(f"127.0.0.1:{git_server}"))
+    async with running_platform(tmp_path, submit=allowed, fetch=allowed) as running:
+        yield running
+
+
 class TestCredentialsInSourceUrls:
     @pytest.mark.parametrize(
         ("git_server", "scheme", "admin", "git_says"),
@@ -295,7 +334,7 @@ class TestCredentialsInSourceUrls:
     )
     async def test_no_password_or_access_token_is_shown_anywhere(
         self,
-        platform: Platform,
+        git_platform: Platform,
         git_server: int,
         scheme: str,
         admin: bool,
@@ -310,18 +349,18 @@ class TestCredentialsInSourceUrls:
             f"?access_token={ACCESS_TOKEN}"
         )
         blob = {"source_blob": {"url": url, "version": SHA}}
-        call = platform.admin if admin else platform.call
+        call = git_platform.admin if admin else git_platform.call
         status, build = await call("POST", "/apps/shop/builds", blob)
         assert status == 201, build
-        done = await platform.finished(build["id"])
+        done = await git_platform.finished(build["id"])
         assert done["status"] == "failed"
 
-        output = "\n".join(platform.sink.texts("shop"))
+        output = "\n".join(git_platform.sink.texts("shop"))
         assert git_says in output  # git's own stderr is there, masked
         assert f"127.0.0.1:{git_server}/repo.git?access_token=***" in output
-        _, listed = await platform.call("GET", "/apps/shop/builds")
-        _, audit = await platform.call("GET", "/apps/shop/audit")
-        async with platform.control.store.tx(write=False) as tx:
+        _, listed = await git_platform.call("GET", "/apps/shop/builds")
+        _, audit = await git_platform.call("GET", "/apps/shop/audit")
+        async with git_platform.control.store.tx(write=False) as tx:
             at_rest = await tx.get_build(await tx.get_app("shop"), build["id"])
         formatter = LogfmtFormatter()
         # slipway's own lines (the fake git server's access log is not ours).
@@ -381,6 +420,253 @@ class TestCredentialsInSourceUrls:
         masked = "https://***@git.example/r.git?access_token=***"
         assert entries[-1]["detail"] == {"source": masked}
         assert build["source_blob"]["url"] == masked
+
+
+@dataclass
+class Inward:
+    """A server inside the platform's network (loopback, both families): it records every
+    connection made to it, so a test sees that nothing was fetched from it."""
+
+    port: int
+    connections: list[str]
+
+
+@pytest.fixture
+async def inward() -> AsyncIterator[Inward]:
+    seen: list[str] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(str(writer.get_extra_info("peername")))
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    port = free_port()
+    servers = [await asyncio.start_server(accept, "127.0.0.1", port)]
+    with contextlib.suppress(OSError):  # a machine without IPv6 loopback
+        servers.append(await asyncio.start_server(accept, "::1", port))
+    try:
+        yield Inward(port, seen)
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, name: str, *answers: str) -> list[str]:
+    """``name`` resolves to each of ``answers`` in turn (the last one from then on), as a
+    DNS server an attacker runs would answer; every other name as before. Returns the
+    answers given."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    given: list[str] = []
+
+    async def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return await real(host, port, *args, **kwargs)
+        address = answers[min(len(given), len(answers) - 1)]
+        given.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    return given
+
+
+@dataclass
+class Redirecting:
+    """An HTTPS git server the operator allowed, answering every request with a 302."""
+
+    port: int
+    hits: list[str]
+
+
+@pytest.fixture
+async def redirecting(tmp_path: Path, inward: Inward) -> AsyncIterator[Redirecting]:
+    """Redirects every request to ``inward``: the way round an allow-list that checks only
+    the first URL."""
+    pair = server_certificate("git", "test", now=datetime.datetime.now(datetime.UTC))
+    (tmp_path / "tls.crt").write_text(pair.cert)
+    (tmp_path / "tls.key").write_text(pair.key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    hits: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        target = f"https://127.0.0.1:{inward.port}{request.path_qs}"
+        return web.Response(status=302, headers={"Location": target})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    try:
+        yield Redirecting(port, hits)
+    finally:
+        await runner.cleanup()
+
+
+#: What every refusal of an inward source says.
+INSIDE = "which is inside the platform's network"
+
+
+class TestInwardSources:
+    """Attack (SSRF): a source URL an app token names, aimed at what the control plane
+    reaches and the tenant does not (the agent API, the logs service, Postgres, Redis and
+    search on loopback; the cluster's private ranges; the cloud metadata endpoint)."""
+
+    @pytest.mark.parametrize(
+        ("url", "address"),
+        [
+            ("https://127.0.0.1:{port}/r.git", "127.0.0.1"),
+            ("https://[::1]:{port}/r.git", "::1"),
+            ("https://169.254.169.254/latest/meta-data/r.git", "169.254.169.254"),
+            ("https://localhost:{port}/r.git", "127.0.0.1"),
+            ("https://git.localhost:{port}/r.git", "127.0.0.1"),
+            ("https://2130706433:{port}/r.git", "127.0.0.1"),
+            ("https://0x7f.1:{port}/r.git", "127.0.0.1"),
+            ("https://017700000001:{port}/r.git", "127.0.0.1"),
+            ("https://127.1:{port}/r.git", "127.0.0.1"),
+            ("https://0.0.0.0:{port}/r.git", "0.0.0.0"),
+            ("https://[::ffff:127.0.0.1]:{port}/r.git", "::ffff:7f00:1"),
+            ("https://[::]:{port}/r.git", "::"),
+            ("https://10.1.2.3/r.git", "10.1.2.3"),
+            ("https://172.16.0.1/r.git", "172.16.0.1"),
+            ("https://192.168.1.1/r.git", "192.168.1.1"),
+            ("https://100.64.0.1/r.git", "100.64.0.1"),
+            ("https://224.0.0.1/r.git", "224.0.0.1"),
+            ("https://[fe80::1]/r.git", "fe80::1"),
+            ("https://[fd00::1]/r.git", "fd00::1"),
+            ("ssh://git@127.0.0.1:{port}/r.git", "127.0.0.1"),
+            ("git@127.0.0.1:r.git", "127.0.0.1"),
+            ("git@localhost:r.git", "127.0.0.1"),
+            ("https://user:pw@127.0.0.1:{port}/r.git", "127.0.0.1"),
+        ],
+    )
+    async def test_a_host_that_is_inward_is_refused_at_submission(
+        self, platform: Platform, inward: Inward, url: str, address: str
+    ) -> None:
+        status, error = await platform.call(
+            "POST",
+            "/apps/shop/builds",
+            {"source_blob": {"url": url.format(port=inward.port), "version": SHA}},
+        )
+        assert (status, error["id"]) == (403, "inward_source"), error
+        assert f"source URL resolves to {address}, {INSIDE}" in error["message"]
+        assert "SLIPWAY_SOURCES_ALLOW" in error["message"]
+        assert "pw" not in error["message"]
+        assert await platform.call("GET", "/apps/shop/builds") == (200, [])
+        assert inward.connections == []
+
+    @pytest.mark.parametrize(
+        ("url", "status", "id"),
+        [
+            ("http://127.0.0.1:{port}/r.git", 403, "forbidden"),
+            ("http://[::1]:{port}/r.git", 403, "forbidden"),
+            ("http://169.254.169.254/latest/meta-data/", 403, "forbidden"),
+            ("http://2130706433:{port}/r.git", 403, "forbidden"),
+            ("http://0x7f.1:{port}/r.git", 403, "forbidden"),
+            ("git://127.0.0.1:{port}/r.git", 403, "forbidden"),
+            ("file:///proc/self/environ", 403, "forbidden"),
+            # A name with its root's dot is no host the rules take, whatever it names.
+            ("https://localhost.:{port}/r.git", 422, "invalid_source"),
+            ("http://localhost.:{port}/r.git", 422, "invalid_source"),
+            ("https://[fe80::1%25lo]:{port}/r.git", 422, "invalid_source"),
+        ],
+    )
+    async def test_cleartext_local_and_odd_forms_are_refused_before_any_lookup(
+        self, platform: Platform, inward: Inward, url: str, status: int, id: str
+    ) -> None:
+        got, error = await platform.call(
+            "POST",
+            "/apps/shop/builds",
+            {"source_blob": {"url": url.format(port=inward.port), "version": SHA}},
+        )
+        assert (got, error["id"]) == (status, id), error
+        assert await platform.call("GET", "/apps/shop/builds") == (200, [])
+        assert inward.connections == []
+
+    async def test_a_name_that_turns_inward_after_submission_fails_the_build(
+        self, platform: Platform, inward: Inward, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Attack (DNS rebinding): a name that resolves outside when the API checks it, and
+        to loopback when the build fetches."""
+        given = _resolving(monkeypatch, "rebind.test", "203.0.113.7", "127.0.0.1")
+        url = f"https://rebind.test:{inward.port}/r.git"
+        status, build = await platform.call(
+            "POST", "/apps/shop/builds", {"source_blob": {"url": url, "version": SHA}}
+        )
+        assert status == 201, build
+        done = await platform.finished(build["id"])
+        assert done["status"] == "failed"
+        assert given == ["203.0.113.7", "127.0.0.1"]
+        said = "\n".join(platform.sink.texts("shop"))
+        assert f"source URL resolves to 127.0.0.1, {INSIDE}" in said
+        assert f"SLIPWAY_SOURCES_ALLOW=127.0.0.1:{inward.port}" in said
+        assert inward.connections == []
+
+    async def test_git_connects_to_the_addresses_checked_not_to_its_own_answer(
+        self, tmp_path: Path, inward: Inward, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """git resolving the name again could get another answer: it is given the checked
+        one (here the only one: the machine's own resolver does not know the name)."""
+        _resolving(monkeypatch, "pinned.test", "127.0.0.1")
+        allowed = Egress(allow=parse_allow(f"127.0.0.1:{inward.port}"))
+        async with running_platform(tmp_path, submit=allowed, fetch=allowed) as platform:
+            url = f"https://pinned.test:{inward.port}/r.git"
+            status, build = await platform.call(
+                "POST", "/apps/shop/builds", {"source_blob": {"url": url, "version": SHA}}
+            )
+            assert status == 201, build
+            done = await platform.finished(build["id"])
+        assert done["status"] == "failed"  # the recorder speaks no TLS
+        assert inward.connections != []
+
+    async def test_a_redirect_from_an_allowed_server_to_an_inward_one_is_not_followed(
+        self, tmp_path: Path, inward: Inward, redirecting: Redirecting
+    ) -> None:
+        """Attack: the operator allowed one internal git server; a tenant names a repository
+        on it that answers with a redirect to loopback."""
+        allowed = Egress(allow=parse_allow(f"127.0.0.1:{redirecting.port}"))
+        # The test server's certificate is self-signed; verification is not what is tested.
+        env = {"GIT_SSL_NO_VERIFY": "true"}
+        url = f"https://127.0.0.1:{redirecting.port}/r.git"
+        blob = {"source_blob": {"url": url, "version": SHA}}
+        async with running_platform(tmp_path, submit=allowed, fetch=allowed, env=env) as platform:
+            status, error = await platform.call(
+                "POST",
+                "/apps/shop/builds",
+                {"source_blob": {"url": f"https://127.0.0.1:{inward.port}/r.git", "version": SHA}},
+            )
+            assert (status, error["id"]) == (403, "inward_source")
+            status, build = await platform.call("POST", "/apps/shop/builds", blob)
+            assert status == 201, build
+            done = await platform.finished(build["id"])
+            assert done["status"] == "failed"
+            assert redirecting.hits != []  # the allowed server was asked...
+            assert inward.connections == []  # ...and its redirect not followed
+            # An admin's fetch is not held so (git follows a first redirect): the same URL
+            # does reach the inward server, so the tenant's build above was held back.
+            status, build = await platform.admin("POST", "/apps/shop/builds", blob)
+            assert status == 201, build
+            assert (await platform.finished(build["id"]))["status"] == "failed"
+        assert inward.connections != []
+
+    async def test_the_operator_may_allow_every_inward_address(
+        self, tmp_path: Path, inward: Inward
+    ) -> None:
+        """A self-hosted install whose git server is on its private network."""
+        everything = Egress(allow_private=True)
+        async with running_platform(tmp_path, submit=everything, fetch=everything) as platform:
+            url = f"https://127.0.0.1:{inward.port}/r.git"
+            status, build = await platform.call(
+                "POST", "/apps/shop/builds", {"source_blob": {"url": url, "version": SHA}}
+            )
+            assert status == 201, build
+            assert (await platform.finished(build["id"]))["status"] == "failed"
+        assert inward.connections != []
 
 
 class TestTheCliResolvingARef:
