@@ -11,7 +11,7 @@ the agent runs, in process (``slipway up``) or over HTTP
       "env": {"GREETING": "hi"},
       "processes": {"web": {"command": "python app.py", "cwd": "/srv/shop/v3",
                             "image": null, "health_path": null,
-                            "size": "standard-1x"}},
+                            "size": "standard-1x", "restart_on_change": true}},
       "formation": {"web": 1, "worker": 0},
       "policy": {"idle_after": 300, "min_scale": 0, "max_scale": 10,
                  "never_sleep": false, "boot_timeout": 60, "max_held": 100},
@@ -59,7 +59,7 @@ _KEYS = frozenset(
         "maintenance",
     }
 )
-_PROCESS_KEYS = frozenset({"command", "cwd", "image", "health_path", "size"})
+_PROCESS_KEYS = frozenset({"command", "cwd", "image", "health_path", "size", "restart_on_change"})
 _POLICY_TYPES: dict[str, tuple[type, ...]] = {
     "idle_after": (int, float),
     "boot_timeout": (int, float),
@@ -85,6 +85,7 @@ def definition_json(config: AppConfig) -> dict[str, Any]:
                 "image": spec.image,
                 "health_path": spec.health_path,
                 **({"size": spec.size} if spec.size is not None else {}),
+                **({} if spec.restart_on_change else {"restart_on_change": False}),
             }
             for name, spec in config.processes.items()
         },
@@ -165,6 +166,9 @@ def _spec(app: str, process: str, raw: object, env: Mapping[str, str], release: 
     for key, value in optional.items():
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{where}: {key} must be a non-empty string or null")
+    restart_on_change = entry.get("restart_on_change", True)
+    if not isinstance(restart_on_change, bool):
+        raise ConfigError(f"{where}: restart_on_change must be true or false")
     health = optional["health_path"]
     if health is not None and not health.startswith("/"):
         raise ConfigError(f"{where}: health_path must start with '/'")
@@ -178,6 +182,7 @@ def _spec(app: str, process: str, raw: object, env: Mapping[str, str], release: 
         release=release,
         health_path=health if process == WEB else None,
         size=check_size(entry.get("size"), where),
+        restart_on_change=restart_on_change,
     )
 
 

@@ -109,6 +109,8 @@ class LocalRuntime:
         if group.spec == spec:
             return
         group.spec = spec
+        if not spec.restart_on_change:
+            return  # the running instances keep their process; a next start takes the spec
         for index in list(group.running):
             self._retire(group, index)
         self._reconcile(key)

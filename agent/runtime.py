@@ -34,6 +34,10 @@ class ProcessSpec:
     health_path: str | None = None
     #: Memory and CPU of each instance (agent/dynosize.py); None: the default size.
     size: str | None = None
+    #: False: a changed spec is taken at each instance's next start, the running ones are
+    #: left alone (a dedicated add-on whose new limits the control plane set on the
+    #: running server itself). LocalRuntime honours it; KubernetesRuntime rolls anyway.
+    restart_on_change: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,8 @@ class Runtime(Protocol):
         """Persist the app's last activity (epoch seconds) for the next agent."""
 
     async def apply(self, spec: ProcessSpec) -> None:
-        """Define or update a process type; running instances restart onto the new spec."""
+        """Define or update a process type; running instances restart onto the new spec
+        (unless it says ``restart_on_change=False``, where the runtime can keep them)."""
 
     async def remove(self, app: str, process: str) -> None:
         """Stop and forget a process type."""

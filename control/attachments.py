@@ -198,9 +198,10 @@ class Addons:
 
     async def resize_addon(
         self, name: str, addon_name: str, *, plan: str, actor: str
-    ) -> tuple[Addon, Release | None]:
+    ) -> tuple[Addon, Release | None, str]:
         """Move an add-on to another plan of its service in place, its data kept (Heroku's
-        ``addons:upgrade``); a release only when its URL changed with it."""
+        ``addons:upgrade``); a release only when its URL changed with it; what the
+        provisioner says of the move ("" mostly)."""
         async with self.store.tx(write=False) as tx:
             app = await tx.get_app(name)
             addon = await tx.get_addon(app, addon_name)
@@ -229,9 +230,10 @@ class Addons:
                 f"{service}:{plan_name} (--as OTHER), move the data, then destroy {addon.name}",
                 id="plan_change_impossible",
             )
-        url = await provisioner.resize(
+        resized = await provisioner.resize(
             addon.resource, app=name, url=addon.url, plan=addon.plan, to=plan_name
         )
+        url, message = resized.url, resized.message
         moved = replace(addon, plan=plan_name, url=url)
         async with self.store.tx() as tx:
             await tx.update_addon(moved)
@@ -239,19 +241,24 @@ class Addons:
                 actor=actor,
                 action="addon.resize",
                 app=name,
-                detail={"addon": addon.name, "from": addon.plan, "plan": plan_name},
+                detail={
+                    "addon": addon.name,
+                    "from": addon.plan,
+                    "plan": plan_name,
+                    **({"message": message} if message else {}),
+                },
                 now=self._clock(),
             )
         await self.write_targets()
         if url == addon.url:
-            return moved, None
+            return moved, None, message
         release = await self.releaser.release_quietly(
             app,
             f"Update {addon.attachment} ({addon.name}) to {service}:{plan_name}",
             actor,
             {"addon": addon.name},
         )
-        return moved, release
+        return moved, release, message
 
     async def write_targets(self) -> None:
         if self._targets_writer is None:

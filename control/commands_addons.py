@@ -72,6 +72,8 @@ def _change_plan(addon: str, plan: str, app: str | None, as_json: bool) -> None:
     release = moved.get("release")
     tail = f", v{release['version']}" if release else ""
     click.echo(f"Changing {moved['name']} on {name} to {moved['plan']['name']}... done{tail}")
+    if moved.get("message"):
+        click.echo(moved["message"])
     if release and release["status"] != "succeeded":
         raise CliError(f"the release v{release['version']} {release['status']}")
 
@@ -92,7 +94,7 @@ def addons_upgrade(addon: str, plan: str, app: str | None, as_json: bool) -> Non
 @app_option
 @json_option
 def addons_downgrade(addon: str, plan: str, app: str | None, as_json: bool) -> None:
-    """As addons:upgrade; a smaller volume is refused (a volume cannot shrink)."""
+    """As addons:upgrade; refused below what the add-on holds (its data, its volume)."""
     _change_plan(addon, plan, app, as_json)
 
 

@@ -297,7 +297,7 @@ class Control:
 
     async def resize_addon(
         self, name: str, addon_name: str, *, plan: str, actor: str
-    ) -> tuple[Addon, Release | None]:
+    ) -> tuple[Addon, Release | None, str]:
         return await self.addons.resize_addon(name, addon_name, plan=plan, actor=actor)
 
     # -- audit ----------------------------------------------------------------

@@ -57,9 +57,10 @@ class ResizableProvisioner(Protocol):
     """A provisioner that moves a tenant to another plan in place, its data kept
     (Heroku's ``addons:upgrade``)."""
 
-    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> str:
-        """Move the tenant of ``app`` from ``plan`` to ``to``; the URL the app has afterwards
-        (``url`` unless the move changed it).
+    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> Provisioned:
+        """Move the tenant of ``app`` from ``plan`` to ``to``: the URL the app has afterwards
+        (``url`` unless the move changed it), and what to tell whoever asked, if anything
+        (a dedicated Redis restarted because its new caps could not be set live).
 
         Raises Unprocessable when this move cannot be made in place (the message says
         what to do instead), AddonError when the server refused or failed.

@@ -11,12 +11,15 @@ one service: shared plans go to the shared server, dedicated ones here.
 Resources tell them apart by their name (``addon-`` is the agent app;
 anything else is an ACL user).
 
-A plan change (``addons:upgrade``) moves a running instance's maxmemory and
-maxclients with ``CONFIG SET``, through its own URL: no restart, the keys
-kept, the URL unchanged. The agent's definition keeps the old line until
-the instance is defined again (``ensure`` at the next start of ``slipway up``
-builds it from the recorded plan); an instance restarted by the agent in
-between starts empty under the plan it was created with (docs/control.md).
+A plan change (``addons:upgrade``) takes effect at once, as Heroku's does:
+the agent's definition gets the new plan's line (``restart_on_change: false``:
+the running process is kept, a later start by the agent takes the new line),
+and the running server gets the new maxmemory and maxclients with ``CONFIG
+SET`` through its own URL, so its keys, clients and URL stay. A plan whose
+maxmemory is below what the instance holds is refused (Heroku's rule: the
+data must fit). When the caps cannot be set live, the instance is restarted
+on its new line, and the answer says so: its keys are gone and its URL (a
+new port) comes with a release (docs/control.md).
 """
 
 from __future__ import annotations
@@ -72,8 +75,17 @@ def redis_command(plan: DedicatedRedisPlan) -> str:
 
 
 def definition(plan: DedicatedRedisPlan, password: str) -> dict[str, Any]:
-    """The agent app definition of one dedicated instance (pure)."""
-    return server_definition(redis_command(plan), {PASSWORD_VAR: password})
+    """The agent app definition of one dedicated instance (pure).
+
+    A changed line does not restart the running server: a plan change sets its caps live.
+    """
+    found = server_definition(redis_command(plan), {PASSWORD_VAR: password})
+    found["processes"]["web"]["restart_on_change"] = False
+    return found
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 class DedicatedRedis:
@@ -86,8 +98,10 @@ class DedicatedRedis:
         shared: Provisioner | None = None,
         plans: Mapping[str, DedicatedRedisPlan] = DEDICATED_REDIS_PLANS,
         ready_timeout: float = READY_TIMEOUT,
+        config_timeout: float = _CONFIG_TIMEOUT,
     ) -> None:
         self._instances = AgentInstances(link, kind="dedicated redis", ready_timeout=ready_timeout)
+        self._config_timeout = config_timeout
         self._shared = shared
         self._dedicated = dict(plans)
 
@@ -140,9 +154,10 @@ class DedicatedRedis:
             port=parts.port,
         )
 
-    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> str:
-        """A dedicated instance takes ``to``'s maxmemory and maxclients while it runs; a
-        shared tenant moves between shared plans. Between the two there is no in-place move."""
+    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> Provisioned:
+        """A dedicated instance takes ``to``'s maxmemory and maxclients while it runs (its
+        definition too); a shared tenant moves between shared plans. Between the two there
+        is no in-place move. Unprocessable when the instance holds more than ``to`` allows."""
         dedicated = resource.startswith(APP_PREFIX)
         if dedicated != (to in self._dedicated):
             where = "a dedicated instance" if to in self._dedicated else "the shared server"
@@ -161,18 +176,49 @@ class DedicatedRedis:
                 )
             return await shared.resize(resource, app=app, url=url, plan=plan, to=to)
         chosen = self._dedicated[to]
+        parts = urlsplit(url)
+        password = parts.password
+        if not password:
+            raise AddonError(f"dedicated redis {resource} has no password in its URL")
         client = aioredis.Redis.from_url(
-            url, socket_timeout=_CONFIG_TIMEOUT, socket_connect_timeout=_CONFIG_TIMEOUT
+            url, socket_timeout=self._config_timeout, socket_connect_timeout=self._config_timeout
         )
         try:
-            await client.config_set("maxmemory", chosen.maxmemory_bytes)
-            await client.config_set("maxmemory-policy", chosen.maxmemory_policy)
-            await client.config_set("maxclients", chosen.maxclients)
-        except (RedisError, OSError) as exc:
-            raise AddonError(
-                f"resizing dedicated redis {resource} to {to} failed: {type(exc).__name__}"
-            ) from exc
+            try:
+                used = int((await client.info("memory"))["used_memory"])
+            except (RedisError, OSError, KeyError, ValueError):
+                used = None  # unreachable or refusing: setting the caps live fails too
+            if used is not None and used > chosen.maxmemory_bytes:
+                raise Unprocessable(
+                    f"{resource} holds {_mb(used)} ({used} bytes); redis:{to} allows "
+                    f"{_mb(chosen.maxmemory_bytes)} ({chosen.maxmemory_bytes} bytes): delete "
+                    f"keys until it fits, or stay on redis:{plan}",
+                    id="plan_too_small",
+                )
+            # The definition first: nothing is restarted, and a refusal here changes nothing.
+            await self._instances.redefine(resource, definition(chosen, password))
+            try:
+                await client.config_set("maxmemory", chosen.maxmemory_bytes)
+                await client.config_set("maxmemory-policy", chosen.maxmemory_policy)
+                await client.config_set("maxclients", chosen.maxclients)
+            except (RedisError, OSError) as exc:
+                failed = type(exc).__name__
+            else:
+                log.info("dedicated redis resized", extra={"resource": resource, "plan": to})
+                return Provisioned(resource=resource, url=url)
         finally:
             await client.aclose()
-        log.info("dedicated redis resized", extra={"resource": resource, "plan": to})
-        return url
+        log.warning(
+            "dedicated redis restarted on its new plan",
+            extra={"resource": resource, "plan": to, "error": failed},
+        )
+        was = (parts.hostname, parts.port) if parts.hostname and parts.port else None
+        host, port = await self._instances.restart(resource, was=was)
+        return Provisioned(
+            resource=resource,
+            url=f"redis://:{password}@{host}:{port}/0",
+            message=(
+                f"redis:{to}'s limits could not be set on the running instance ({failed}): "
+                f"it was restarted on them, its keys are gone and its URL changed"
+            ),
+        )

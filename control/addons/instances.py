@@ -63,8 +63,12 @@ class AgentInstances:
             raise AddonError(f"creating {self._kind} {app} failed: {exc}") from exc
         return app, host, port
 
-    async def ready(self, app: str) -> tuple[str, int]:
-        """Where the agent says the instance listens, once ready; AddonError past the bound."""
+    async def ready(
+        self, app: str, *, other_than: tuple[str, int] | None = None
+    ) -> tuple[str, int]:
+        """Where the agent says the instance listens, once ready (elsewhere than
+        ``other_than``: a restarted one, not the status of the one it replaced);
+        AddonError past the bound."""
         try:
             async with asyncio.timeout(self._ready_timeout):
                 while True:
@@ -72,7 +76,9 @@ class AgentInstances:
                     for view in (status or {}).get("processes", {}).values():
                         for instance in view["instances"]:
                             if instance["ready"] and instance["host"] and instance["port"]:
-                                return str(instance["host"]), int(instance["port"])
+                                found = str(instance["host"]), int(instance["port"])
+                                if found != other_than:
+                                    return found
                     await asyncio.sleep(_POLL)
         except TimeoutError:
             raise AddonError(f"not ready within {self._ready_timeout:g} s") from None
@@ -97,6 +103,23 @@ class AgentInstances:
                 f"{self._kind} {app} listens on {found[0]}:{found[1]}, its URL says "
                 f"{host}:{port}; destroy and create the add-on again"
             )
+
+    async def redefine(self, app: str, definition: dict[str, Any]) -> None:
+        """The agent's definition of a running instance becomes ``definition`` (restarting
+        it unless the definition says ``restart_on_change: false``)."""
+        try:
+            await self._link.define(app, definition)
+        except ControlError as exc:
+            raise AddonError(f"redefining {self._kind} {app} failed: {exc}") from exc
+
+    async def restart(self, app: str, *, was: tuple[str, int] | None) -> tuple[str, int]:
+        """A fresh process of the instance on its current definition; where it listens once
+        ready (a new port: the runtime picks one per start, never ``was``, the old one's)."""
+        try:
+            await self._link.restart(app, "web")
+        except ControlError as exc:
+            raise AddonError(f"restarting {self._kind} {app} failed: {exc}") from exc
+        return await self.ready(app, other_than=was)
 
     async def stop(self, app: str) -> None:
         await self._link.forget(app)

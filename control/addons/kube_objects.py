@@ -214,7 +214,7 @@ class KubeDedicated:
     async def ensure(self, resource: str, *, url: str, plan: str) -> None:
         """The objects persist in the cluster (and the data on its volume): nothing to redo."""
 
-    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> str:
+    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> Provisioned:
         """The StatefulSet's resources and the volume's size become ``to``'s; the Service,
         the Secret and so the URL stay. Unprocessable for a plan with a smaller volume."""
         if to not in self.plans:
@@ -225,7 +225,7 @@ class KubeDedicated:
         addon = KubeAddon(name=resource, kind=self._kind, plan=plan, app=app, password="")
         await self._objects.resize(addon, to)
         log.info("kubernetes add-on resized", extra={"resource": resource, "plan": to})
-        return url
+        return Provisioned(resource=resource, url=url)
 
 
 class KubeOrShared:
@@ -285,7 +285,7 @@ class KubeOrShared:
         if not resource.startswith(APP_PREFIX) and self._shared is not None:
             await self._shared.ensure(resource, url=url, plan=plan)
 
-    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> str:
+    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> Provisioned:
         """Within the dedicated plans, or within the shared server's; never across."""
         dedicated = resource.startswith(APP_PREFIX)
         if dedicated != (to in self._dedicated.plans):

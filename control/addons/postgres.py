@@ -202,7 +202,7 @@ class PostgresAddons:
                 ) from exc
             await self._close_fenced(conn)
 
-    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> str:
+    async def resize(self, resource: str, *, app: str, url: str, plan: str, to: str) -> Provisioned:
         """The role's limits become ``to``'s (the database stays): what ``ensure`` applies."""
         if to not in self._plans:
             raise Unprocessable(
@@ -210,7 +210,7 @@ class PostgresAddons:
             )
         await self.ensure(resource, url=url, plan=to)
         log.info("postgres add-on resized", extra={"resource": resource, "plan": to})
-        return url
+        return Provisioned(resource=resource, url=url)
 
     async def _close_fenced(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         """REVOKE CONNECT on the server's own databases from PUBLIC (idempotent)."""

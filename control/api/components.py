@@ -209,6 +209,11 @@ COMPONENTS: dict[str, Schema] = {
             "attachment": {"type": "object", "properties": {"name": {"type": "string"}}},
             "config_vars": {"type": "array", "items": {"type": "string"}},
             "provision_message": {"type": "string"},
+            "message": {
+                "type": "string",
+                "description": "What a plan change did beyond the plan (a dedicated Redis "
+                "restarted on it, its keys gone).",
+            },
             "release": {
                 "type": "object",
                 "properties": {"version": {"type": "integer"}, "status": {"type": "string"}},

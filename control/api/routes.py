@@ -363,12 +363,14 @@ async def destroy_addon(call: Call) -> web.Response:
 
 async def resize_addon(call: Call) -> web.Response:
     plan = parse.addon_plan(await call.body())
-    addon, release = await call.control.resize_addon(
+    addon, release, message = await call.control.resize_addon(
         call.app, call.request.match_info["addon"], plan=plan, actor=call.principal.actor
     )
     payload = wire.addon(addon)
     if release is not None:  # only when the URL changed with the plan
         payload["release"] = {"version": release.version, "status": release.status.value}
+    if message:  # e.g. a dedicated Redis restarted on its new plan, its keys gone
+        payload["message"] = message
     return reply(payload)
 
 

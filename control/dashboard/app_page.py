@@ -20,6 +20,8 @@ from control.models import App
 
 #: Activity entries and releases shown; older ones are in `slipway releases` and the audit API.
 SHOWN = 30
+#: Seconds between live-health.js's reads of the add-ons' health while the tab is visible.
+HEALTH_REFRESH = 15
 
 
 async def visible_app(request: web.Request) -> App:
@@ -138,12 +140,13 @@ async def app_page(request: web.Request) -> web.StreamResponse:
     )
     addon_rows = join(
         h(
-            '<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td class="addon-health">{}</td>'
-            '<td><a href="{}">Credentials</a>'
+            '<tr><th scope="row">{}</th><td>{}</td><td>{}</td>'
+            '<td class="addon-health" data-addon="{}">{}</td><td><a href="{}">Credentials</a>'
             "</td><td><details><summary>Destroy…</summary>{}</details></td></tr>",
             a.name,
             a.plan,
             a.config_var,
+            a.name,
             render_health(health.get(a.name)),
             app_path(name, f"/addons/{a.name}/credentials"),
             form(
@@ -207,7 +210,8 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         '<section id="config"><h2>Config vars</h2><p class="hint">Every change makes a release; '
         "you see the diff first.</p><table><tbody>{}</tbody></table>{}{}</section>"
         '<section id="formation"><h2>Formation</h2>{}{}</section>'
-        '<section id="addons"><h2>Add-ons</h2><table><tbody>{}</tbody></table>{}</section>'
+        '<section id="addons" data-live-health data-health-url="{}" data-refresh="{}">'
+        "<h2>Add-ons</h2><table><tbody>{}</tbody></table>{}</section>"
         '<section id="domains"><h2>Domains</h2><p>{}</p><table><tbody>{}</tbody></table>{}'
         "</section>",
         ROOT,
@@ -228,6 +232,8 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         form(app_path(name, "/config"), csrf, env_block, label="Review changes…", cls="stack"),
         formation_rows or Html('<p class="empty">No process types: deploy the app first.</p>'),
         form(app_path(name, "/restart"), csrf, Html(""), label="Restart all", cls="inline"),
+        app_path(name, "/addon-health"),
+        HEALTH_REFRESH,
         addon_rows,
         addon_create,
         h("Add a domain, then create the DNS record shown for it."),
@@ -249,7 +255,7 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         user=session.user.name,
         csrf=csrf,
         flash=flash_of(request),
-        modules=("live-charts", "live-logs"),
+        modules=("live-charts", "live-logs", "live-health"),
     )
 
 

@@ -4,8 +4,9 @@ Each handler checks the session may see the app first (``visible_app``: 404 alik
 another team's app and for none), then calls the same code the bearer-token API does:
 ``control.livelogs.relay`` for the logs (the browser never holds a token; the relay uses
 the control plane's own, passes only the stream parameters and ``Last-Event-ID``, and
-answers 502 when the logs service is down or refuses), and ``requests_payload`` /
-``events_payload`` of control/api/live.py for the charts.
+answers 502 when the logs service is down or refuses), ``requests_payload`` /
+``events_payload`` of control/api/live.py for the charts, and the app page's own
+``read_health`` and ``render`` for the add-on health cells (live-health.js).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from aiohttp import web
 
 from control.api.live import events_payload, requests_payload
+from control.dashboard.addon_health import UNKNOWN, read_health
+from control.dashboard.addon_health import render as render_health
 from control.dashboard.app_page import app_path, visible_app
 from control.dashboard.embeds import logs_embed
 from control.dashboard.html import ROOT, ago, h, page
@@ -58,6 +61,23 @@ async def chart_events(request: web.Request) -> web.StreamResponse:
         dash.control, dash.requests, app.name, request.query, now=time.time()
     )
     return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+async def addon_health(request: web.Request) -> web.StreamResponse:
+    """The app's add-on health cells, as the page renders them (``read_health``, then
+    ``render``), by add-on name: what live-health.js puts in place while the tab is visible."""
+    dash = request.app[DASHBOARD]
+    app = await visible_app(request)
+    addons = await dash.control.list_addons(app.name)
+    health = await read_health(dash.addon_health, app.name, addons)
+    cells = {
+        a.name: {
+            "state": found.state if (found := health.get(a.name)) else UNKNOWN,
+            "html": str(render_health(found)),
+        }
+        for a in addons
+    }
+    return web.json_response({"addons": cells}, headers={"Cache-Control": "no-store"})
 
 
 async def build_page(request: web.Request) -> web.StreamResponse:
@@ -119,4 +139,5 @@ def register(app: web.Application) -> None:
     app.router.add_get("/apps/{app}/logs/stream", logs_stream)
     app.router.add_get("/apps/{app}/metrics/requests", chart_points)
     app.router.add_get("/apps/{app}/events", chart_events)
+    app.router.add_get("/apps/{app}/addon-health", addon_health)
     app.router.add_get("/apps/{app}/builds/{build}", build_page)

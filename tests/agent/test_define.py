@@ -97,6 +97,36 @@ async def test_a_new_release_restarts_a_running_app_onto_its_new_env(
     assert s.state("shop") == "awake"
 
 
+async def test_a_spec_that_says_so_is_taken_at_the_next_start_not_by_a_restart(
+    slipway: StartUp, tmp_path: Path
+) -> None:
+    """``restart_on_change: false`` (a dedicated add-on's new caps, set live by the control
+    plane): the running process stays; the agent's next start of it takes the new spec."""
+    s = await slipway(write_app(tmp_path, "hello"))
+    command = f"{sys.executable} -S {HERE / 'app.py'}"
+    kept = {"web": {"command": command, "restart_on_change": False}}
+    async with aiohttp.ClientSession() as http:
+        await put(http, s, definition(1, processes=kept))
+        _, first, _ = await get(http, s.url, HOST)
+        status, _ = await put(http, s, definition(2, processes=kept))
+        assert status == 200
+        _, same, _ = await get(http, s.url, HOST)
+        assert same == first  # same pid, still the old env: nothing restarted
+        spec = s.up.agent.runtime._groups[("shop", "web")].spec  # type: ignore[attr-defined]
+        assert (spec.release, spec.restart_on_change) == (2, False)
+        async with http.post(f"{s.api}/v1/apps/shop/restart", json={"process": "web"}) as resp:
+            assert resp.status == 202
+        _, after, _ = await get(http, s.url, HOST)
+    assert first.strip().endswith("greeting=v1")
+    assert after.strip().endswith("greeting=v2")  # the next start took the new spec
+    assert first.split(" pid ")[1] != after.split(" pid ")[1]
+    async with aiohttp.ClientSession() as http:
+        status, answer = await put(
+            http, s, definition(3, processes={"web": {"command": command, "restart_on_change": 1}})
+        )
+    assert (status, "restart_on_change must be true or false" in answer["error"]) == (422, True)
+
+
 async def test_redefining_an_asleep_app_starts_nothing(slipway: StartUp, tmp_path: Path) -> None:
     s = await slipway(write_app(tmp_path, "hello"))
     async with aiohttp.ClientSession() as http:

@@ -100,6 +100,10 @@ def command_lines() -> list[str]:
     return found
 
 
+async def server_pid(client: aioredis.Redis) -> int:
+    return int((await client.info("server"))["process_id"])
+
+
 async def port_closed(host: str, port: int, within: float) -> bool:
     deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
@@ -261,25 +265,38 @@ async def test_the_shared_plan_is_there_by_explicit_choice_and_fences_keys(
 async def test_a_plan_change_moves_the_running_instances_caps_and_keeps_its_keys(
     world: World,
 ) -> None:
+    """At once, as Heroku's: the same redis-server (pid, connection, keys) under the new
+    caps, the agent's definition on the new line, the exporters' targets on the new limits."""
     assert (await world.call("POST", "/apps", {"name": "gamma"}))[0] == 201
     status, addon = await world.call("POST", "/apps/gamma/addons", {"plan": "redis:mini"})
     assert status == 201, addon
     url = await world.redis_url("gamma")
-    client = aioredis.Redis.from_url(url)
+    resource = next(app for app in world.up.agent.machines if app.startswith(APP_PREFIX))
+    basic = DEDICATED_REDIS_PLANS["basic"]
+    client = aioredis.Redis.from_url(url, single_connection_client=True)
     try:
         await client.set("kept", "yes")
+        pid, connection = await server_pid(client), await client.client_id()
         status, moved = await world.call(
             "PATCH", f"/apps/gamma/addons/{addon['name']}", {"plan": "basic"}
         )
         assert status == 200, moved
-        assert (moved["plan"]["name"], "release" in moved) == ("redis:basic", False)
-        basic = DEDICATED_REDIS_PLANS["basic"]
+        assert (moved["plan"]["name"], "release" in moved, "message" in moved) == (
+            "redis:basic",
+            False,
+            False,
+        )
         assert await client.config_get("maxmemory") == {"maxmemory": str(basic.maxmemory_bytes)}
         assert await client.config_get("maxclients") == {"maxclients": str(basic.maxclients)}
         assert await client.get("kept") == b"yes"
+        assert (await server_pid(client), await client.client_id()) == (pid, connection)
     finally:
         await client.aclose()
     assert await world.redis_url("gamma") == url  # same instance, same URL
+    # The agent's next start of it (a crash) takes the new plan's line, not the old one.
+    command = world.up.agent.machines[resource].config.processes["web"].command
+    assert f"--maxmemory {basic.maxmemory_bytes} " in command
+    assert f"--maxclients {basic.maxclients} " in command
     (target,) = [
         t
         for t in load_targets(world.targets / "redis-targets.toml", kind=Kind.REDIS)
@@ -300,3 +317,77 @@ async def test_a_plan_change_moves_the_running_instances_caps_and_keeps_its_keys
     with pytest.raises(Unprocessable, match="redis:mini is on a dedicated instance, this add-on"):
         await both.resize("slipway_x", app="gamma", url=url, plan="shared", to="mini")
     assert resource in world.up.agent.machines  # untouched
+
+
+async def test_a_downgrade_below_what_the_instance_holds_is_refused_naming_both(
+    world: World,
+) -> None:
+    """Heroku's rule: the data must fit the smaller plan; nothing changes until it does."""
+    assert (await world.call("POST", "/apps", {"name": "delta"}))[0] == 201
+    status, addon = await world.call("POST", "/apps/delta/addons", {"plan": "redis:basic"})
+    assert status == 201, addon
+    mini = DEDICATED_REDIS_PLANS["mini"]
+    basic = DEDICATED_REDIS_PLANS["basic"]
+    client = aioredis.Redis.from_url(await world.redis_url("delta"))
+    try:
+        block = b"x" * 65536
+        async with client.pipeline(transaction=False) as pipe:
+            for n in range(2 * mini.maxmemory_bytes // len(block)):  # twice what mini holds
+                pipe.set(f"k{n}", block)
+            await pipe.execute()
+        used = int((await client.info("memory"))["used_memory"])
+        assert used > mini.maxmemory_bytes
+        path = f"/apps/delta/addons/{addon['name']}"
+        status, refused = await world.call("PATCH", path, {"plan": "mini"})
+        assert (status, refused["id"]) == (422, "plan_too_small"), refused
+        assert f"{mini.maxmemory_bytes} bytes" in refused["message"]
+        assert "MB" in refused["message"]
+        assert "stay on redis:basic" in refused["message"]
+        assert await client.config_get("maxmemory") == {"maxmemory": str(basic.maxmemory_bytes)}
+        assert await client.exists("k0") == 1
+        _, addons = await world.call("GET", "/apps/delta/addons")
+        assert addons[0]["plan"]["name"] == "redis:basic"
+
+        await client.flushall()  # now it fits
+        status, moved = await world.call("PATCH", path, {"plan": "mini"})
+        assert (status, moved["plan"]["name"]) == (200, "redis:mini"), moved
+        assert await client.config_get("maxmemory") == {"maxmemory": str(mini.maxmemory_bytes)}
+    finally:
+        await client.aclose()
+
+
+async def test_caps_that_cannot_be_set_live_restart_the_instance_and_the_answer_says_so(
+    world: World,
+) -> None:
+    assert (await world.call("POST", "/apps", {"name": "eps"}))[0] == 201
+    status, addon = await world.call("POST", "/apps/eps/addons", {"plan": "redis:mini"})
+    assert status == 201, addon
+    url = await world.redis_url("eps")
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.set("lost", "yes")
+        before = await server_pid(client)
+        # The app took CONFIG away from its own default user: the caps cannot be set live.
+        await client.execute_command("ACL", "SETUSER", "default", "-config")
+    finally:
+        await client.aclose()
+    status, moved = await world.call(
+        "PATCH", f"/apps/eps/addons/{addon['name']}", {"plan": "basic"}
+    )
+    assert status == 200, moved
+    assert "NoPermissionError" in moved["message"]
+    assert "restarted" in moved["message"]
+    assert "keys are gone" in moved["message"]
+    fresh = await world.redis_url("eps")  # the app's config var: the new port
+    assert fresh != url
+    assert urlsplit(fresh).password == urlsplit(url).password
+    client = aioredis.Redis.from_url(fresh)
+    try:
+        basic = DEDICATED_REDIS_PLANS["basic"]
+        assert await client.config_get("maxmemory") == {"maxmemory": str(basic.maxmemory_bytes)}
+        assert await client.get("lost") is None
+        assert await server_pid(client) != before
+    finally:
+        await client.aclose()
+    _, audit = await world.call("GET", "/apps/eps/audit")
+    assert any("restarted" in str(entry) for entry in audit), audit

@@ -94,7 +94,7 @@ async def sign_in(session: aiohttp.ClientSession, base: str) -> None:
 def health_cell(page: str, addon: str) -> str:
     row = re.search(rf'<th scope="row">{re.escape(addon)}</th>.*?</tr>', page, re.S)
     assert row is not None, page
-    cell = re.search(r'<td class="addon-health">(.*?)</td>', row.group(0), re.S)
+    cell = re.search(r'<td class="addon-health"[^>]*>(.*?)</td>', row.group(0), re.S)
     assert cell is not None
     return cell.group(1)
 

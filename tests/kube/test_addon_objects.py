@@ -108,6 +108,31 @@ async def test_resize_moves_resources_and_grows_the_volume_but_never_shrinks_it(
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
 
 
+async def test_a_redis_plan_change_rolls_its_pod_onto_the_new_maxmemory_with_its_aof_kept(
+    api: client.ApiClient, apiserver: ApiServer
+) -> None:
+    """Unlike ``slipway up`` (CONFIG SET on the running server), the StatefulSet's pod
+    template carries the new line, so Kubernetes replaces the pod: its keys come back from
+    the append-only file on the same claim. A downgrade is a smaller volume: refused."""
+    objects = KubeAddonObjects(api, settings=SETTINGS)
+    small = addon(Kind.REDIS, "mini")
+    await objects.create(small)
+    await objects.resize(small, "basic")
+    sts = apiserver.get("statefulsets", APPS_NAMESPACE, small.name)
+    assert sts is not None
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    line = container["command"][-1]
+    assert f"--maxmemory {100 * 1024 * 1024} " in line
+    assert "--appendonly yes" in line
+    assert "--dir /data" in line
+    assert container["volumeMounts"][0]["mountPath"] == "/data"
+    claim = apiserver.get("persistentvolumeclaims", APPS_NAMESPACE, f"{small.name}-data")
+    assert claim is not None
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    with pytest.raises(Unprocessable, match="a volume cannot shrink"):
+        await objects.resize(addon(Kind.REDIS, "basic"), "mini")
+
+
 def test_the_rbac_it_needs_is_what_it_calls() -> None:
     """Every resource of the manifests has create and delete, and nothing else is asked."""
     kinds = {d["kind"] for d in manifests(addon(Kind.REDIS, "mini"), SETTINGS)}
