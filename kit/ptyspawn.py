@@ -69,6 +69,8 @@ class PtyChild:
         self.tty = tty
         self.confined = confined
         self._master: int | None = master
+        #: Reads and writes waiting for the master, and how to stop watching it for each.
+        self._waiting: dict[asyncio.Future[None], Callable[[int], object]] = {}
         self._exited = exited
         self._loop = asyncio.get_running_loop()
         os.set_blocking(master, False)
@@ -116,10 +118,12 @@ class PtyChild:
                 ready.set_result(None)
 
         add(master, wake)
+        self._waiting[ready] = remove
         try:
             await ready
         finally:
-            remove(master)
+            if self._waiting.pop(ready, None) is not None and self._master is not None:
+                remove(master)
 
     def resize(self, cols: int, rows: int) -> None:
         """TIOCSWINSZ: the kernel tells the foreground job (SIGWINCH)."""
@@ -142,9 +146,15 @@ class PtyChild:
 
     def close(self) -> None:
         """Close the master: the command's terminal hangs up (SIGHUP to its session)."""
-        if self._master is not None:
-            os.close(self._master)
-            self._master = None
+        master, self._master = self._master, None
+        if master is None:
+            return
+        for waiter, remove in self._waiting.items():  # unwatched before the number is reused
+            remove(master)
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiting.clear()
+        os.close(master)
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:

@@ -1,9 +1,9 @@
 """``slipway run bash`` at a terminal: a one-off on a pseudo-terminal over a WebSocket.
 
 ``GET /apps/{app}/dynos/tty`` upgrades to a WebSocket once the token may act
-on the app (403 before anything runs, as ``POST /apps/{app}/dynos``), the app
-has code (409) and the runtime can give a terminal (422 otherwise: a one-off
-on Kubernetes is a Job, with nothing to attach to). Then::
+on the app (403 before anything runs, as ``POST /apps/{app}/dynos``), the
+runtime can give a terminal (422 otherwise: a one-off on Kubernetes is a Job,
+with nothing to attach to) and the app has code (409). Then::
 
     client → {"command": "bash", "cols": 120, "rows": 40, "term": "xterm-256color"}
     server → {"dyno": "run.4821"}
@@ -75,10 +75,10 @@ async def attach(
     request: web.Request, control: Control, *, app: str, actor: str
 ) -> web.StreamResponse:
     """Checked before the upgrade (HTTP statuses), then the session until it ends."""
-    await runs.check_code(control, app)
     refusal = control.terminal_refusal()
     if refusal is not None:
         raise Unprocessable(refusal, id="tty_unsupported")
+    await runs.check_code(control, app)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_FRAME)
     if not ws.can_prepare(request).ok:
         raise BadRequest("this endpoint speaks WebSocket (slipway run on a terminal)")

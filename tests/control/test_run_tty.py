@@ -158,7 +158,8 @@ class TestInteractiveRun:
             found = await term.expect(r"dyno=(run\.\d+)\r\n(/dev/pts/\d+)")
             assert await term.exit_code() == 3
         announced = re.search(rb"up, (run\.\d+)", term.seen)
-        assert announced and announced.group(1) == found.group(1)
+        assert announced
+        assert announced.group(1) == found.group(1)
 
     async def test_ctrl_c_reaches_the_remote_job_not_the_cli(self, up: Up, tmp_path: Path) -> None:
         await deployed(up, tmp_path, "keys")
@@ -183,7 +184,8 @@ class TestInteractiveRun:
             term.type("sleep 300 & echo bg=$!; echo me=$$\n")
             background = int((await term.expect(r"bg=(\d+)")).group(1))
             shell = int((await term.expect(r"me=(\d+)")).group(1))
-            assert not gone(background) and not gone(shell)
+            assert not gone(background)
+            assert not gone(shell)
             term.proc.kill()  # the CLI dies: its socket closes, nothing says goodbye
         await eventually(lambda: gone(shell) and gone(background))
         await eventually(lambda: not up.runtime.running())
@@ -213,6 +215,10 @@ class TestInteractiveRun:
                     f"{base}/apps/mine/dynos/tty", headers={"Authorization": f"Bearer {other}"}
                 )
             assert refused.value.status == 403
+            # The app's own token, without the upgrade: told what the endpoint speaks.
+            async with http.get(f"{base}/apps/mine/dynos/tty", headers=admin) as r:
+                assert r.status == 400
+                assert "WebSocket" in (await r.json())["message"]
         async with terminal(up, "mine", "sh", token=other) as term:
             await term.expect(r"Error: .*\(forbidden\)")
             assert await term.exit_code() == 1
