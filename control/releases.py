@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from agent.errors import RuntimeFailure
 from control.addons.env import addon_env
 from control.agent_target import AgentTarget
-from control.errors import Forbidden, ReleaseFailed, Unprocessable
+from control.errors import Conflict, Forbidden, ReleaseFailed, Unprocessable
 from control.models import App, Release, ReleaseStatus
 from control.releaser import Releaser
 from control.releasing import Deployment, PhaseResult, split_procfile
@@ -131,21 +131,19 @@ class Releases:
         self, name: str, command: str, *, actor: str, dyno: str, size: tuple[int, int], term: str
     ) -> PtyChild:
         """``run_once``'s process on a terminal (``slipway run bash``), where the target
-        can give one: the embedded runtime; otherwise 422 saying why."""
+        can give one: the embedded runtime; otherwise 409 saying why."""
         target = self.releaser.target
-        if not isinstance(target, AgentTarget) or (refusal := target.terminal_refusal()):
-            raise Unprocessable(
-                refusal if isinstance(target, AgentTarget) and refusal else NO_TERMINAL,
-                id="tty_unsupported",
-            )
+        refusal = self.terminal_refusal()
+        if refusal is not None or not isinstance(target, AgentTarget):
+            raise Conflict(refusal or NO_TERMINAL, id="tty_unsupported")
         deployment = await self.for_run(name, reason="run:tty", actor=actor)
         try:
             return await target.open_terminal(deployment, command, dyno=dyno, size=size, term=term)
         except RuntimeFailure as exc:
-            raise Unprocessable(str(exc), id="tty_unsupported") from exc
+            raise Conflict(str(exc), id="run_failed") from exc
 
     def terminal_refusal(self) -> str | None:
-        """Why ``open_terminal`` would answer 422, known before a WebSocket is opened."""
+        """Why ``open_terminal`` would answer 409, known before a WebSocket is opened."""
         target = self.releaser.target
         if not isinstance(target, AgentTarget):
             return NO_TERMINAL

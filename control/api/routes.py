@@ -540,7 +540,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/apps/{app}/dynos/tty", attach_dyno,
           "Run a command once on a terminal (`slipway run bash`): a WebSocket; the first "
           "message names the command and window size, binary frames carry the terminal's "
-          "bytes, the last message its exit code. 422 where one-offs are Jobs (Kubernetes)",
+          "bytes, the last message its exit code. 409 where one-offs are Jobs (Kubernetes)",
           Scope.APP, 101, schemas.RUN_EVENT, errors=(400, *_APP_ERRORS, 409, 422)),
     Route("GET", "/addon-services/{service}/plans", list_plans,
           "A service's plans (Heroku's names accepted), their limits, and the default",

@@ -2,7 +2,7 @@
 
 ``GET /apps/{app}/dynos/tty`` upgrades to a WebSocket once the token may act
 on the app (403 before anything runs, as ``POST /apps/{app}/dynos``), the
-runtime can give a terminal (422 otherwise: a one-off on Kubernetes is a Job,
+runtime can give a terminal (409 otherwise: a one-off on Kubernetes is a Job,
 with nothing to attach to) and the app has code (409). Then::
 
     client → {"command": "bash", "cols": 120, "rows": 40, "term": "xterm-256color"}
@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from control.api import runs
-from control.errors import ApiError, BadRequest, Unprocessable
+from control.errors import ApiError, BadRequest, Conflict
 from control.service import Control
 from kit.ptyspawn import DEFAULT_SIZE, PtyChild
 from kit.redact import mask_text
@@ -77,7 +77,7 @@ async def attach(
     """Checked before the upgrade (HTTP statuses), then the session until it ends."""
     refusal = control.terminal_refusal()
     if refusal is not None:
-        raise Unprocessable(refusal, id="tty_unsupported")
+        raise Conflict(refusal, id="tty_unsupported")
     await runs.check_code(control, app)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_FRAME)
     if not ws.can_prepare(request).ok:

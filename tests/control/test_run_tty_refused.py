@@ -1,5 +1,5 @@
 """Where one-offs do not run in this process (an agent elsewhere, Kubernetes Jobs, no agent),
-a terminal is refused at once with a 422 that says what to do, never a hanging socket."""
+a terminal is refused at once with a 409 that says what to do, never a hanging socket."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ async def test_a_terminal_needs_the_embedded_runtime(kind: str, tmp_path: Path) 
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                     await http.ws_connect(f"{api.base}/apps/kube/dynos/tty", headers=auth)
-            assert refused.value.status == 422
+            assert refused.value.status == 409
             # The same GET without the upgrade says why (what the CLI prints).
             status, error, _ = await api.call("GET", "/apps/kube/dynos/tty")
-            assert (status, error["id"]) == (422, "tty_unsupported")
+            assert (status, error["id"]) == (409, "tty_unsupported")
             assert "embedded runtime" in error["message"]
             assert "--no-tty" in error["message"]
     finally:
