@@ -13,7 +13,9 @@ from control.api.live import REQUESTS
 from control.api.routes import BUILDS, CONTROL, error_body, register
 from control.api.runs import RUNNING, Running
 from control.api.terminal import LIMITS as TERMINAL_LIMITS
+from control.api.terminal import SESSIONS as TERMINAL_SESSIONS
 from control.api.terminal import Limits as TerminalLimits
+from control.api.terminal import close_all as close_terminals
 from control.backups import api as backups_api
 from control.backups.service import Backups
 from control.building import Builds
@@ -124,6 +126,8 @@ def build_app(
     app[BUILDS] = builds or Builds(control, builder=None, sink=_NO_SINK)
     app[RUNNING] = Running(sink or _NO_SINK)
     app[TERMINAL_LIMITS] = terminals or TerminalLimits()
+    app[TERMINAL_SESSIONS] = set()
+    app.on_shutdown.append(close_terminals)
     app.on_cleanup.append(_stop_runs)
     if requests is not None:
         app[REQUESTS] = requests

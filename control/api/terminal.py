@@ -62,6 +62,15 @@ class Limits:
 
 
 LIMITS: web.AppKey[Limits] = web.AppKey("terminal_limits", Limits)
+#: Open sessions, closed (and their processes killed) when the API shuts down.
+SESSIONS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("terminal_sessions", set)
+
+
+async def close_all(app: web.Application) -> None:
+    """on_shutdown: every session ends (1001, going away) rather than hold the shutdown."""
+    for ws in list(app.get(SESSIONS, ())):
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=1001, message=b"the control plane is stopping")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +92,18 @@ async def attach(
     if not ws.can_prepare(request).ok:
         raise BadRequest("this endpoint speaks WebSocket (slipway run on a terminal)")
     await ws.prepare(request)
-    limits = request.app[LIMITS] if LIMITS in request.app else Limits()
+    sessions = request.app.get(SESSIONS, set())
+    sessions.add(ws)
+    try:
+        return await _session(ws, request, control, app=app, actor=actor)
+    finally:
+        sessions.discard(ws)
+
+
+async def _session(
+    ws: web.WebSocketResponse, request: web.Request, control: Control, *, app: str, actor: str
+) -> web.WebSocketResponse:
+    limits = request.app.get(LIMITS) or Limits()
     try:
         hello = await _hello(ws)
         dyno = runs.dyno_name()

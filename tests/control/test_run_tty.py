@@ -259,3 +259,24 @@ async def test_a_session_killed_by_signal_reports_128_plus_it(up: Up, tmp_path: 
         await term.expect(r"up, run\.\d+")
         term.type("kill -KILL $$\n")
         assert await term.exit_code() == 128 + signal.SIGKILL
+
+
+async def test_stopping_slipway_ends_open_sessions(tmp_path: Path) -> None:
+    running = Up(up_settings(tmp_path), app_sink=ListSink())
+    await running.start()
+    stopped = False
+    try:
+        await deployed(running, tmp_path, "stopping")
+        async with terminal(running, "stopping", "sh") as term:
+            await term.expect(r"up, run\.\d+")
+            term.type("echo me=$$\n")
+            shell = int((await term.expect(r"me=(\d+)")).group(1))
+            async with asyncio.timeout(TIMEOUT):
+                await running.stop()  # not held by the open socket
+            stopped = True
+            assert gone(shell)
+            assert await term.exit_code() == 1
+            await term.expect(r"Error: the run ended without an exit code")
+    finally:
+        if not stopped:
+            await running.stop()
