@@ -32,7 +32,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def up(tmp_path: Path) -> AsyncIterator[Up]:
-    running = Up(up_settings(tmp_path, run_idle_timeout=3.0), app_sink=ListSink())
+    running = Up(up_settings(tmp_path), app_sink=ListSink())
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def impatient(tmp_path: Path) -> AsyncIterator[Up]:
+    running = Up(up_settings(tmp_path, run_idle_timeout=2.0), app_sink=ListSink())
     await running.start()
     try:
         yield running
@@ -190,12 +200,15 @@ class TestInteractiveRun:
         await eventually(lambda: gone(shell) and gone(background))
         await eventually(lambda: not up.runtime.running())
 
-    async def test_an_idle_session_is_closed(self, up: Up, tmp_path: Path) -> None:
-        await deployed(up, tmp_path, "idle")
-        async with terminal(up, "idle", "sh") as term:
+    async def test_an_idle_session_is_closed(self, impatient: Up, tmp_path: Path) -> None:
+        await deployed(impatient, tmp_path, "idle")
+        async with terminal(impatient, "idle", "sh") as term:
             await term.expect(r"up, run\.\d+")
-            await term.expect(r"closed after 3s with no input or output")
+            term.type("echo me=$$\n")
+            shell = int((await term.expect(r"me=(\d+)")).group(1))
+            await term.expect(r"closed after 2s with no input or output")
             assert await term.exit_code() == 1
+        assert gone(shell)
 
     async def test_a_token_for_another_app_is_refused_before_anything_runs(
         self, up: Up, tmp_path: Path
@@ -224,6 +237,34 @@ class TestInteractiveRun:
             assert await term.exit_code() == 1
         assert up.runtime.running() == []
         assert b"up, run" not in term.seen
+
+    async def test_a_client_that_does_not_read_holds_a_fast_printer_back(
+        self, up: Up, tmp_path: Path
+    ) -> None:
+        assert up.control is not None
+        await deployed(up, tmp_path, "flood")
+        url = f"http://127.0.0.1:{up.control.port}/apps/flood/dynos/tty"
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http,
+            http.ws_connect(url, headers=auth) as ws,
+        ):
+            await ws.send_json({"command": "echo pid=$$; exec yes", "cols": 80, "rows": 24})
+            seen = ""
+            async with asyncio.timeout(TIMEOUT):
+                while "pid=" not in seen or "\n" not in seen.split("pid=")[1]:
+                    msg = await ws.receive()
+                    seen += msg.data.decode() if msg.type is aiohttp.WSMsgType.BINARY else ""
+            pid = int(seen.split("pid=")[1].split()[0])
+            await asyncio.sleep(1.0)  # nobody reads: pty, relay and sockets fill, then it waits
+            with open(f"/proc/{pid}/io") as f:
+                before = next(int(x.split()[1]) for x in f if x.startswith("wchar:"))
+            await asyncio.sleep(0.5)
+            with open(f"/proc/{pid}/io") as f:
+                after = next(int(x.split()[1]) for x in f if x.startswith("wchar:"))
+            assert after == before  # held back, not buffered in the control plane
+            assert before < 64 * 1024 * 1024
+        await eventually(lambda: gone(pid))
 
     async def test_no_tty_keeps_the_streamed_run(self, up: Up, tmp_path: Path) -> None:
         await deployed(up, tmp_path, "plain")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 
 from kit.ptyspawn import PtyChild, spawn_pty
@@ -47,20 +46,25 @@ async def test_the_pty_is_the_controlling_terminal_of_its_size() -> None:
 
 
 async def test_a_fast_printer_blocks_when_nobody_reads() -> None:
-    child = await shell("exec yes")
+    child = await shell("exec yes")  # exec: the pid is `yes` itself
     try:
         await asyncio.sleep(0.5)  # `yes` would print gigabytes meanwhile
-        waiting = 0
-        with contextlib.suppress(BlockingIOError):
-            assert child._master is not None
-            while chunk := os.read(child._master, 65536):
-                waiting += len(chunk)
-        assert 0 < waiting < 1024 * 1024  # what the pty holds, not what it printed
+        written = _written(child.pid)
+        assert 0 < written < 1024 * 1024  # what the pty holds, not what it could print
+        await asyncio.sleep(0.3)
+        assert _written(child.pid) == written  # blocked on its full terminal
         assert child.returncode is None
+        async with asyncio.timeout(TIMEOUT):
+            assert await child.read()  # and it goes on once read
     finally:
         child.kill()
         child.close()
         await asyncio.wait_for(child.wait(), TIMEOUT)
+
+
+def _written(pid: int) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
 
 
 async def test_typing_waits_while_the_command_does_not_read() -> None:
