@@ -12,7 +12,7 @@ import click
 from control.client import Client, CliError
 from control.cliformat import span
 from control.commands import app_option, emit, json_option, need_app, queue_label, quote
-from control.tty_client import run_tty
+from control.tty_client import NoTerminal, run_tty
 from kit.durations import parse_duration
 
 #: A dyno (web.1) or a process type (web): ps:stop takes either, as Heroku's does.
@@ -183,10 +183,14 @@ def run(app: str | None, detach: bool, tty: bool | None, command: tuple[str, ...
     `slipway run -a shop python manage.py migrate`. When stdin is a terminal, COMMAND
     gets one too (`slipway run bash`, under `slipway up`), Ctrl-C included.
     """
-    _run(app, detach, command, tty=sys.stdin.isatty() if tty is None else tty)
+    _run(app, detach, command, tty=tty)
 
 
-def _run(app: str | None, detach: bool, command: tuple[str, ...], *, tty: bool = False) -> None:
+def _run(
+    app: str | None, detach: bool, command: tuple[str, ...], *, tty: bool | None = False
+) -> None:
+    """``tty``: True asked for (-t), None as stdin is (falling back to output only where
+    the platform gives no terminal), False output only."""
     source = click.get_current_context().get_parameter_source("app")
     if source is not click.core.ParameterSource.COMMANDLINE:
         # Not named before the command: a trailing -a APP is the app's, not the command's.
@@ -204,8 +208,13 @@ def _run(app: str | None, detach: bool, command: tuple[str, ...], *, tty: bool =
         )
         return
     click.echo(f"Running {line} on {name}...", err=True)
-    if tty:
-        raise SystemExit(run_tty(client, name, f"/apps/{quote(name)}/dynos/tty", line))
+    if tty or (tty is None and sys.stdin.isatty()):
+        try:
+            raise SystemExit(run_tty(client, name, f"/apps/{quote(name)}/dynos/tty", line))
+        except NoTerminal as exc:
+            if tty:
+                raise
+            click.echo(f"{exc.message}: running without one", err=True)
     code: int | None = None
     for event in client.stream(path, {"command": line, "attach": True}):
         if "dyno" in event:

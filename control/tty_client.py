@@ -28,6 +28,10 @@ READ_CHUNK = 4096
 CONNECT_TIMEOUT = 30.0
 
 
+class NoTerminal(CliError):
+    """One-offs run where no terminal can be given (Kubernetes Jobs): ``--no-tty`` works."""
+
+
 def run_tty(client: Client, app: str, path: str, command: str) -> int:
     """Run ``command`` attached to this terminal; its exit code."""
     fd = sys.stdin.fileno()
@@ -63,7 +67,12 @@ async def _session(client: Client, app: str, path: str, command: str, *, raw: bo
             ws = await http.ws_connect(url, headers=headers, heartbeat=30.0, timeout=timeout)
         except aiohttp.WSServerHandshakeError as exc:
             # The same GET without the upgrade answers the same refusal, with its message.
-            await asyncio.to_thread(client.call, "GET", path)
+            try:
+                await asyncio.to_thread(client.call, "GET", path)
+            except CliError as refused:
+                if "(tty_unsupported)" in refused.message:
+                    raise NoTerminal(refused.message) from None
+                raise
             raise CliError(f"the API refused the terminal: {exc.status} {exc.message}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise CliError(f"cannot reach the slipway API at {client.base_url}: {exc}") from None

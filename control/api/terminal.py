@@ -114,6 +114,12 @@ async def _session(
         said = exc.message if isinstance(exc, ApiError) else str(exc) or "no command was sent"
         await _end(ws, {"error": mask_text(said), "exit_code": 1})
         return ws
+    except Exception as exc:
+        # Past the upgrade no error status can be sent (the store, the agent): say it here.
+        said = mask_text(str(exc))
+        log.error("interactive run failed", extra={"app": app, "error": said})
+        await _end(ws, {"error": said, "exit_code": 1})
+        return ws
     log.info("interactive run started", extra={"app": app, "dyno": dyno})
     try:
         await ws.send_json({"dyno": dyno})

@@ -66,14 +66,13 @@ async def confined(tmp_path: Path) -> AsyncIterator[Up]:
 class Terminal:
     """The CLI as a person runs it: its stdin, stdout and stderr a pty the test holds."""
 
-    def __init__(self, up: Up, app: str, *args: str, token: str = ADMIN_TOKEN) -> None:
-        assert up.control is not None
+    def __init__(self, api: str, app: str, *args: str, token: str = ADMIN_TOKEN) -> None:
         self.master, slave = os.openpty()
         self.resize(101, 33)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": str(ROOT),
-            "SLIPWAY_API_URL": f"http://127.0.0.1:{up.control.port}",
+            "SLIPWAY_API_URL": api,
             "SLIPWAY_TOKEN": token,
             "TERM": "xterm",
             "HOME": "/tmp",
@@ -128,8 +127,12 @@ class Terminal:
 
 @contextlib.asynccontextmanager
 async def terminal(
-    up: Up, app: str, *args: str, token: str = ADMIN_TOKEN
+    up: Up | str, app: str, *args: str, token: str = ADMIN_TOKEN
 ) -> AsyncIterator[Terminal]:
+    """The CLI against ``up``'s control plane (or the API at that URL)."""
+    if isinstance(up, Up):
+        assert up.control is not None
+        up = f"http://127.0.0.1:{up.control.port}"
     term = Terminal(up, app, *args, token=token)
     try:
         yield term

@@ -12,6 +12,7 @@ from control.agent_target import AgentClient, AgentTarget
 from control.detached import DetachedTarget
 from control.releasing import ReleaseTarget
 from tests.control.conftest import ADMIN_TOKEN, running_api
+from tests.control.test_run_tty import terminal
 from tests.helpers import TIMEOUT
 
 
@@ -40,3 +41,20 @@ async def test_a_terminal_needs_the_embedded_runtime(kind: str, tmp_path: Path) 
             assert "--no-tty" in error["message"]
     finally:
         await client.close()
+
+
+async def test_the_cli_falls_back_to_output_only_unless_asked_for_a_terminal(
+    tmp_path: Path,
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path}/state.db"
+    async with running_api(db, tmp_path, target=DetachedTarget(release_timeout=30)) as api:
+        assert (await api.call("POST", "/apps", json={"name": "plain"}))[0] == 201
+        release = {"artifact": str(tmp_path), "procfile": {"web": "x"}}
+        assert (await api.call("POST", "/apps/plain/releases", json=release))[0] == 201
+        async with terminal(api.base, "plain", "sh", "-c", "'echo hi; tty; exit 6'") as term:
+            assert await term.exit_code() == 6  # stdin is a terminal: tried, then output only
+            await term.expect(r"running without one")
+            await term.expect(r"hi\r\nnot a tty")
+        async with terminal(api.base, "plain", "--tty", "sh") as term:
+            assert await term.exit_code() == 1  # asked for one: told why not
+            await term.expect(r"Error: an interactive run needs the embedded runtime")
