@@ -43,6 +43,7 @@ from agent.queue_watch import QueueWatcher
 from agent.runtime import OnceResult, ProcessStatus, Runtime
 from agent.settings import AgentSettings
 from agent.table import route_table
+from kit.ptyspawn import PtyChild
 from kit.tasks import TaskSet
 from kit.wire import ActivityPost, RouteTablePayload
 
@@ -229,6 +230,34 @@ class Agent:
         spec = replace(base, process=ONCE_PROCESS, command=command, health_path=None)
         log.info("one-off process starting", extra={"app": config.name, "release": spec.release})
         return await self.runtime.run_once(spec, command, timeout=timeout)
+
+    def terminal_refusal(self) -> str | None:
+        """Why this runtime cannot give a one-off a terminal; None when it can."""
+        if getattr(self.runtime, "open_terminal", None) is None:
+            return (
+                "an interactive run needs the embedded runtime (slipway up); this agent "
+                "runs one-off processes as Kubernetes Jobs: use --no-tty"
+            )
+        return None
+
+    async def open_terminal(
+        self, config: AppConfig, command: str, *, dyno: str, size: tuple[int, int], term: str
+    ) -> PtyChild:
+        """``run_once``'s process on a pseudo-terminal (``slipway run bash``), where the
+        runtime allows it (LocalRuntime); the caller owns its lifetime."""
+        if not command.strip():
+            raise ConfigError(f"app {config.name!r}: the command must be a non-empty string")
+        refusal = self.terminal_refusal()
+        opener = getattr(self.runtime, "open_terminal", None)
+        if refusal is not None or opener is None:
+            raise RuntimeFailure(refusal or "no terminals here")
+        base = next(iter(config.processes.values()), None)
+        if base is None:
+            raise ConfigError(f"app {config.name!r}: no processes")
+        spec = replace(base, process=ONCE_PROCESS, command=command, health_path=None)
+        log.info("interactive one-off starting", extra={"app": config.name, "dyno": dyno})
+        child: PtyChild = await opener(spec, command, dyno=dyno, size=size, term=term)
+        return child
 
     async def forget(self, app: str) -> None:
         """Stop every process of ``app`` and stop routing to it (a deleted app)."""

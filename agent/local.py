@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 
 from agent.apps import WEB, AppConfig
 from agent.errors import RuntimeFailure, UnknownApp
-from agent.once import RELEASE_DYNO, run_shell
+from agent.once import RELEASE_DYNO, open_shell, run_shell
 from agent.output import ConsoleSink, ProcessLogSink
 from agent.runtime import Instance, OnceResult, ProcessSpec, ProcessStatus
 from agent.settings import LocalSettings
+from kit.ptyspawn import PtyChild
 from kit.spawn import Child, Confiner, Jail, app_env, spawn
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class LocalRuntime:
         self._watchers: list[asyncio.Queue[ProcessStatus | None]] = []
         self._recent_ports: collections.deque[int] = collections.deque(maxlen=RECENT_PORTS)
         #: (app, dyno) -> the one-off process running as ``run.N`` or ``release.1``.
-        self._once: dict[tuple[str, str], tuple[ProcessSpec, Child]] = {}
+        self._once: dict[tuple[str, str], tuple[ProcessSpec, Child | PtyChild]] = {}
         self._closed = False
 
     # -- the Runtime protocol -------------------------------------------------------------
@@ -197,6 +198,39 @@ class LocalRuntime:
             extra={"app": spec.app, "release": spec.release, "ok": result.ok},
         )
         return result
+
+    async def open_terminal(
+        self, spec: ProcessSpec, command: str, *, dyno: str, size: tuple[int, int], term: str
+    ) -> PtyChild:
+        """``run_once``'s process on a pty, for a person at a terminal (agent/once.py
+        ``open_shell``): the caller reads, writes and kills it; the dyno monitor sees it
+        until it exits."""
+        if self._closed:
+            raise RuntimeFailure("the runtime is closed")
+        jail = await self._jail(spec)
+        async with self._spawning:
+            try:
+                child = await open_shell(
+                    command,
+                    cwd=spec.cwd,
+                    env=spec.env,
+                    dyno=dyno,
+                    size=size,
+                    term=term,
+                    confiner=self.confiner,
+                    jail=jail,
+                )
+            except OSError as exc:
+                raise RuntimeFailure(f"command could not start: {exc}") from exc
+        key = (spec.app, dyno)
+        self._once[key] = (spec, child)
+
+        def ended(_: object) -> None:
+            if key in self._once and self._once[key][1] is child:
+                del self._once[key]
+
+        asyncio.ensure_future(child.wait()).add_done_callback(ended)
+        return child
 
     async def watch(self) -> AsyncIterator[ProcessStatus]:
         queue: asyncio.Queue[ProcessStatus | None] = asyncio.Queue()

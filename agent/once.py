@@ -4,16 +4,20 @@
 through the one spawner (kit/spawn.py: clean env, confined, its own process
 group), killed whole on timeout. KubernetesRuntime runs a
 Job instead (``agent/kubernetes/runtime.py``). Both report an ``OnceResult``
-whose output is the tail of the combined stdout and stderr.
+whose output is the tail of the combined stdout and stderr. ``open_shell`` is
+the interactive kind (``slipway run bash`` on a terminal): the same process on
+a pty (kit/ptyspawn.py), LocalRuntime's only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 
 from agent.runtime import OnceResult
 from kit.oneoff import WATCHER, Watcher
+from kit.ptyspawn import PtyChild, spawn_pty
 from kit.spawn import Child, Confiner, Jail, app_env, spawn
 
 #: Output kept from a one-off command: enough for the error, bounded for a DB row.
@@ -99,3 +103,34 @@ async def _tail_of(stream: asyncio.StreamReader, watcher: Watcher | None = None)
         if watcher is not None:
             watcher.output(chunk)
     return kept
+
+
+#: TERM as a client may send it (xterm-256color, screen.xterm): it names a terminfo entry.
+TERM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+async def open_shell(
+    command: str,
+    *,
+    cwd: str | None,
+    env: Mapping[str, str],
+    dyno: str,
+    size: tuple[int, int],
+    term: str = "",
+    confiner: Confiner | None = None,
+    jail: Jail | None = None,
+) -> PtyChild:
+    """``command`` in a shell on a pty (``slipway run bash``): the environment, directory
+    and confinement ``run_shell`` gives, plus the caller's TERM (its terminal's type).
+    The caller owns the process: it reads, writes, and kills it when the session ends."""
+    platform = {"DYNO": dyno}
+    if TERM_NAME.match(term):
+        platform["TERM"] = term
+    return await spawn_pty(
+        ["/bin/sh", "-c", command],
+        cwd=cwd,
+        env=app_env(env, home=cwd, platform=platform),
+        confiner=confiner or Confiner.none("no confinement asked for"),
+        jail=jail,
+        size=size,
+    )

@@ -28,7 +28,7 @@ import aiohttp
 from agent.agent import Agent
 from agent.apps import WEB
 from agent.definition import parse_definition
-from agent.errors import UnknownApp
+from agent.errors import RuntimeFailure, UnknownApp
 from agent.queues import detect as detect_queue
 from agent.runtime import Instance, ProcessStatus
 from control.errors import TargetUnavailable
@@ -42,6 +42,7 @@ from control.releasing import (
     slug_layout,
 )
 from kit.oneoff import WATCHER
+from kit.ptyspawn import PtyChild
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,21 @@ class AgentLink(Protocol):
     ) -> PhaseResult:
         """Run ``command`` once in the release ``definition`` describes, where the agent runs
         the app's processes (a child process, or a Job on Kubernetes)."""
+
+    def terminal_refusal(self) -> str | None:
+        """Why ``open_terminal`` cannot be done through this link; None when it can."""
+
+    async def open_terminal(
+        self,
+        app: str,
+        definition: dict[str, Any],
+        command: str,
+        *,
+        dyno: str,
+        size: tuple[int, int],
+        term: str,
+    ) -> PtyChild:
+        """``run_once``'s process on a pty (``slipway run bash``); the caller owns it."""
 
 
 class LocalAgent:
@@ -111,6 +127,22 @@ class LocalAgent:
         config = parse_definition(app, definition)
         result = await self.agent.run_once(config, command, timeout=timeout)
         return PhaseResult(ok=result.ok, output=result.output)
+
+    def terminal_refusal(self) -> str | None:
+        return self.agent.terminal_refusal()
+
+    async def open_terminal(
+        self,
+        app: str,
+        definition: dict[str, Any],
+        command: str,
+        *,
+        dyno: str,
+        size: tuple[int, int],
+        term: str,
+    ) -> PtyChild:
+        config = parse_definition(app, definition)
+        return await self.agent.open_terminal(config, command, dyno=dyno, size=size, term=term)
 
 
 class AgentClient:
@@ -185,6 +217,24 @@ class AgentClient:
         if watcher is not None and watcher.name:
             watcher.dyno = watcher.name
         return PhaseResult(ok=bool(found["ok"]), output=str(found["output"]))
+
+    def terminal_refusal(self) -> str | None:
+        return (
+            f"an interactive run needs the embedded runtime (slipway up); the agent at "
+            f"{self.url} is another process (on Kubernetes, a one-off is a Job): use --no-tty"
+        )
+
+    async def open_terminal(
+        self,
+        app: str,
+        definition: dict[str, Any],
+        command: str,
+        *,
+        dyno: str,
+        size: tuple[int, int],
+        term: str,
+    ) -> PtyChild:
+        raise RuntimeFailure(self.terminal_refusal() or "")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -338,6 +388,24 @@ class AgentTarget:
         if definition is None:  # cannot be: one process type, and not web
             return PhaseResult(ok=False, output="nothing to run the release command in")
         return await self.link.run_once(deployment.app, definition, command, self._release_timeout)
+
+    def terminal_refusal(self) -> str | None:
+        return self.link.terminal_refusal()
+
+    async def open_terminal(
+        self, deployment: Deployment, command: str, *, dyno: str, size: tuple[int, int], term: str
+    ) -> PtyChild:
+        """The one-off as ``release_phase`` runs it, on a pty: same directory, env, sandbox."""
+        cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)
+        once = dataclasses.replace(
+            deployment, processes={RELEASE_COMMAND: command}, formation=(), hosts=()
+        )
+        definition = definition_of(once, slug_env=slug_env, cwd=cwd)
+        if definition is None:
+            raise RuntimeFailure("nothing to run the command in")
+        return await self.link.open_terminal(
+            deployment.app, definition, command, dyno=dyno, size=size, term=term
+        )
 
     async def deploy(self, deployment: Deployment) -> None:
         cwd, slug_env = await asyncio.to_thread(slug_layout, deployment.artifact)

@@ -61,6 +61,10 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self._token = token
 
+    @property
+    def token(self) -> str:
+        return self._token
+
     @classmethod
     def from_env(cls) -> Client:
         return cls(

@@ -12,6 +12,7 @@ import click
 from control.client import Client, CliError
 from control.cliformat import span
 from control.commands import app_option, emit, json_option, need_app, queue_label, quote
+from control.tty_client import NoTerminal, run_tty
 from kit.durations import parse_duration
 
 #: A dyno (web.1) or a process type (web): ps:stop takes either, as Heroku's does.
@@ -168,17 +169,28 @@ def trailing_app(command: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]
 )
 @app_option
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; output to the logs.")
+@click.option(
+    "-t/-T",
+    "--tty/--no-tty",
+    default=None,
+    help="On a terminal (`run bash`): the default when stdin is one. --no-tty: output only.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(app: str | None, detach: bool, command: tuple[str, ...]) -> None:
+def run(app: str | None, detach: bool, tty: bool | None, command: tuple[str, ...]) -> None:
     """Run COMMAND once on the current release, with its config vars and add-ons.
 
     Output streams back and the exit code is the command's, as `heroku run`:
-    `slipway run -a shop python manage.py migrate`.
+    `slipway run -a shop python manage.py migrate`. When stdin is a terminal, COMMAND
+    gets one too (`slipway run bash`, under `slipway up`), Ctrl-C included.
     """
-    _run(app, detach, command)
+    _run(app, detach, command, tty=tty)
 
 
-def _run(app: str | None, detach: bool, command: tuple[str, ...]) -> None:
+def _run(
+    app: str | None, detach: bool, command: tuple[str, ...], *, tty: bool | None = False
+) -> None:
+    """``tty``: True asked for (-t), None as stdin is (falling back to output only where
+    the platform gives no terminal), False output only."""
     source = click.get_current_context().get_parameter_source("app")
     if source is not click.core.ParameterSource.COMMANDLINE:
         # Not named before the command: a trailing -a APP is the app's, not the command's.
@@ -196,6 +208,13 @@ def _run(app: str | None, detach: bool, command: tuple[str, ...]) -> None:
         )
         return
     click.echo(f"Running {line} on {name}...", err=True)
+    if tty or (tty is None and sys.stdin.isatty()):
+        try:
+            raise SystemExit(run_tty(client, name, f"/apps/{quote(name)}/dynos/tty", line))
+        except NoTerminal as exc:
+            if tty:
+                raise
+            click.echo(f"{exc.message}: running without one", err=True)
     code: int | None = None
     for event in client.stream(path, {"command": line, "attach": True}):
         if "dyno" in event:

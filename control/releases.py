@@ -9,14 +9,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from agent.errors import RuntimeFailure
 from control.addons.env import addon_env
-from control.errors import Forbidden, ReleaseFailed, Unprocessable
+from control.agent_target import AgentTarget
+from control.errors import Conflict, Forbidden, ReleaseFailed, Unprocessable
 from control.models import App, Release, ReleaseStatus
 from control.releaser import Releaser
 from control.releasing import Deployment, PhaseResult, split_procfile
 from control.requests import Deploy
 from control.rules import validate_procfile
 from control.store.db import Store
+from kit.ptyspawn import PtyChild
+
+#: Why a control plane without the embedded runtime gives no terminal.
+NO_TERMINAL = (
+    "an interactive run needs the embedded runtime (slipway up); this control plane "
+    "runs one-off processes elsewhere: use --no-tty"
+)
 
 
 class Releases:
@@ -115,6 +124,33 @@ class Releases:
 
     async def run_once(self, name: str, command: str, *, reason: str, actor: str) -> PhaseResult:
         """A one-off command on the current release with its env (postdeploy, pr-predestroy)."""
+        deployment = await self.for_run(name, reason=reason, actor=actor)
+        return await self.releaser.target.release_phase(deployment, command)
+
+    async def open_terminal(
+        self, name: str, command: str, *, actor: str, dyno: str, size: tuple[int, int], term: str
+    ) -> PtyChild:
+        """``run_once``'s process on a terminal (``slipway run bash``), where the target
+        can give one: the embedded runtime; otherwise 409 saying why."""
+        target = self.releaser.target
+        refusal = self.terminal_refusal()
+        if refusal is not None or not isinstance(target, AgentTarget):
+            raise Conflict(refusal or NO_TERMINAL, id="tty_unsupported")
+        deployment = await self.for_run(name, reason="run:tty", actor=actor)
+        try:
+            return await target.open_terminal(deployment, command, dyno=dyno, size=size, term=term)
+        except RuntimeFailure as exc:
+            raise Conflict(str(exc), id="run_failed") from exc
+
+    def terminal_refusal(self) -> str | None:
+        """Why ``open_terminal`` would answer 409, known before a WebSocket is opened."""
+        target = self.releaser.target
+        if not isinstance(target, AgentTarget):
+            return NO_TERMINAL
+        return target.terminal_refusal()
+
+    async def for_run(self, name: str, *, reason: str, actor: str) -> Deployment:
+        """The current release as a one-off runs in it (its env and add-ons), audited."""
         async with self.store.tx() as tx:
             app = await tx.get_app(name)
             release = await tx.current_release(app)
@@ -127,14 +163,13 @@ class Releases:
                 now=self._clock(),
             )
         processes, _ = split_procfile(release.procfile)
-        deployment = Deployment(
+        return Deployment(
             app=name,
             version=release.version,
             artifact=release.artifact,
             processes=processes,
             env={**release.config, **addon_env(addons, release.config)},
         )
-        return await self.releaser.target.release_phase(deployment, command)
 
     async def list_releases(self, name: str, *, after: int | None, limit: int) -> list[Release]:
         async with self.store.tx(write=False) as tx:

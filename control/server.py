@@ -28,6 +28,7 @@ from control.addons.search import SearchAddons
 from control.addons.watchdog import PostgresWatchdog, registry_tenants
 from control.agent_target import AgentLink, AgentTarget, LocalAgent
 from control.api.app import build_app
+from control.api.terminal import Limits as TerminalLimits
 from control.attachments import TargetsWriter
 from control.backups.service import Backups, backups_for
 from control.builders import build_builds
@@ -161,6 +162,9 @@ class ControlServer:
             sink=sink,
             requests=requests,
             backups=backups,
+            terminals=TerminalLimits(
+                idle=settings.run_idle_timeout, total=settings.run_tty_timeout
+            ),
         )
         for prefix, subapp in (subapps or {}).items():
             # No bearer token there: such an app checks its callers itself (a signature,

@@ -35,6 +35,7 @@ from control.requests import Deploy, FormationChange
 from control.settings import Limits
 from control.store.db import Store
 from control.tokens import TOKEN_CACHE_MAX, TOKEN_CACHE_TTL, Tokens
+from kit.ptyspawn import PtyChild
 
 __all__ = ["TOKEN_CACHE_MAX", "TOKEN_CACHE_TTL", "Control", "TargetsWriter"]
 
@@ -238,6 +239,16 @@ class Control:
 
     async def run_once(self, name: str, command: str, *, reason: str, actor: str) -> PhaseResult:
         return await self.releases.run_once(name, command, reason=reason, actor=actor)
+
+    async def open_terminal(
+        self, name: str, command: str, *, actor: str, dyno: str, size: tuple[int, int], term: str
+    ) -> PtyChild:
+        return await self.releases.open_terminal(
+            name, command, actor=actor, dyno=dyno, size=size, term=term
+        )
+
+    def terminal_refusal(self) -> str | None:
+        return self.releases.terminal_refusal()
 
     async def list_releases(self, name: str, *, after: int | None, limit: int) -> list[Release]:
         return await self.releases.list_releases(name, after=after, limit=limit)

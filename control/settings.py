@@ -122,6 +122,10 @@ class ControlSettings:
     exporter_redis_dsn_env: str | None = None
     #: Seconds a ``release:`` command may run before the release fails.
     release_timeout: float = 300.0
+    #: Seconds an interactive ``slipway run`` may go with no byte either way (Heroku: 1 h),
+    #: and may last in all (a one-off's day); control/api/terminal.py.
+    run_idle_timeout: float = 3600.0
+    run_tty_timeout: float = 86400.0
     #: Builds by this control plane; None: POST /apps/{app}/builds answers 503.
     builds: BuildServerSettings | None = None
     #: Review apps from a GitHub webhook (needs builds); None: no /github/webhooks.

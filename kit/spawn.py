@@ -152,8 +152,11 @@ class Confiner:
                     "deploy a directory of its own"
                 )
 
-    def wrap(self, argv: Sequence[str], *, jail: Jail | None, cwd: str | None) -> list[str]:
-        """``argv`` as it runs under this confinement (unchanged without one)."""
+    def wrap(
+        self, argv: Sequence[str], *, jail: Jail | None, cwd: str | None, tty: str | None = None
+    ) -> list[str]:
+        """``argv`` as it runs under this confinement (unchanged without one); ``tty``: the
+        pty slave the sandbox sees as its only /dev/pts entry (kit/ptyspawn.py)."""
         if not self.confined or jail is None:
             if self.setpriv:
                 # No sandbox: at least the direct child dies with slipway (its own
@@ -177,6 +180,8 @@ class Confiner:
         ]  # fmt: skip
         if cwd is not None:
             args += ["--chdir", cwd]
+        if tty is not None:  # the host's other terminals stay out of sight
+            args += ["--tmpfs", "/dev/pts", "--dev-bind", tty, tty]
         return [*args, "--", *inner]
 
 
@@ -367,7 +372,7 @@ async def spawn(
     )
     pipes = [_Pipe(loop, out_fd)] + ([_Pipe(loop, err_fd)] if err_fd is not None else [])
     exited: asyncio.Future[int] = loop.create_future()
-    _watch_exit(loop, popen, exited)
+    watch_exit(loop, popen, exited)
     return Child(popen, pipes, exited, confined=confined)
 
 
@@ -438,7 +443,7 @@ class _Pipe:
             self.reader.feed_eof()
 
 
-def _watch_exit(
+def watch_exit(
     loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes], exited: asyncio.Future[int]
 ) -> None:
     def reap() -> None:

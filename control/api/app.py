@@ -12,6 +12,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from control.api.live import REQUESTS
 from control.api.routes import BUILDS, CONTROL, error_body, register
 from control.api.runs import RUNNING, Running
+from control.api.terminal import LIMITS as TERMINAL_LIMITS
+from control.api.terminal import SESSIONS as TERMINAL_SESSIONS
+from control.api.terminal import Limits as TerminalLimits
+from control.api.terminal import close_all as close_terminals
 from control.backups import api as backups_api
 from control.backups.service import Backups
 from control.building import Builds
@@ -111,6 +115,7 @@ def build_app(
     sink: LogSink | None = None,
     requests: RequestSource | None = None,
     backups: Backups | None = None,
+    terminals: TerminalLimits | None = None,
 ) -> web.Application:
     """``sink``: where detached one-off runs' output goes (the apps' log stream);
     ``requests``: what the request charts read (control/api/live.py); None: no charts."""
@@ -120,6 +125,9 @@ def build_app(
     # creating one is refused.
     app[BUILDS] = builds or Builds(control, builder=None, sink=_NO_SINK)
     app[RUNNING] = Running(sink or _NO_SINK)
+    app[TERMINAL_LIMITS] = terminals or TerminalLimits()
+    app[TERMINAL_SESSIONS] = set()
+    app.on_shutdown.append(close_terminals)
     app.on_cleanup.append(_stop_runs)
     if requests is not None:
         app[REQUESTS] = requests

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from control.api.routes import Route
 
 _STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad request", 401: "No or invalid token",
+    101: "Switching protocols: a WebSocket", 200: "OK", 201: "Created", 202: "Accepted",
+    400: "Bad request", 401: "No or invalid token",
     403: "The token may not do this", 404: "Not found", 409: "Conflicts with the current state",
     413: "The body is larger than this endpoint takes",
     422: "Invalid parameters, or the release failed", 503: "A backing service is unavailable",

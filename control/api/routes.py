@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from control import names
-from control.api import live, parse, runs, schemas, wire
+from control.api import live, parse, runs, schemas, terminal, wire
 from control.api.openapi import document
 from control.api.paging import Page, int_cursor, parse_range
 from control.auth import Principal
@@ -314,6 +314,13 @@ async def create_dyno(call: Call) -> web.StreamResponse:
     return reply(started, 202)
 
 
+async def attach_dyno(call: Call) -> web.StreamResponse:
+    """``slipway run`` at a terminal: a one-off on a pty over a WebSocket (api/terminal.py)."""
+    return await terminal.attach(
+        call.request, call.control, app=call.app, actor=call.principal.actor
+    )
+
+
 async def list_plans(call: Call) -> web.Response:
     return reply(runs.plans(call.control, call.request.match_info["service"]))
 
@@ -532,6 +539,11 @@ ROUTES: tuple[Route, ...] = (
           Scope.APP, 200, schemas.RUN_EVENT, body=schemas.DYNO_CREATE,
           errors=(400, *_APP_ERRORS, 409, 422), media="application/x-ndjson",
           also=((202, schemas.RUN_STARTED),)),
+    Route("GET", "/apps/{app}/dynos/tty", attach_dyno,
+          "Run a command once on a terminal (`slipway run bash`): a WebSocket; the first "
+          "message names the command and window size, binary frames carry the terminal's "
+          "bytes, the last message its exit code. 409 where one-offs are Jobs (Kubernetes)",
+          Scope.APP, 101, schemas.RUN_EVENT, errors=(400, *_APP_ERRORS, 409, 422)),
     Route("GET", "/addon-services/{service}/plans", list_plans,
           "A service's plans (Heroku's names accepted), their limits, and the default",
           Scope.ANY, 200, schemas.array_of("Plan"), errors=(401, 404)),
