@@ -182,9 +182,8 @@ def _entries(
         raise FrameError(
             "bad_frame", f"second item must be a time, array or bin, got {_kind(second)}"
         )
-    size = options.get("size")
-    if size is not None and size != len(entries):
-        raise FrameError("bad_size", f"option size={size!r} but {len(entries)} entries")
+    # ``size`` is not checked against the entries: Fluentd's in_forward reads it only as a
+    # hint, and the npm fluent-logger sends the payload's byte length there, not a count.
     return entries
 
 

@@ -67,6 +67,23 @@ class TestModes:
         [batch] = decode(["t", first + second, {"compressed": "gzip", "size": 2}])
         assert [r["log"] for _, r in batch.entries] == ["1", "2"]
 
+    @pytest.mark.parametrize("compressed", ["text", "gzip"])
+    def test_size_is_a_hint_not_a_count_as_in_fluentds_in_forward(self, compressed: str) -> None:
+        """The npm fluent-logger 3.x sends the payload's byte length as ``size`` (the gzip's
+        when compressed) and its own ``eventEntryDataSize``; in_forward does not check
+        ``size``, so neither does slipway (test_real_senders.py runs that client)."""
+        raw = entries_stream(*([int(T), {"message": str(i)}] for i in range(3)))
+        payload = gzip.compress(raw) if compressed == "gzip" else raw
+        options = {
+            "chunk": "bm9kZQ==",
+            "size": len(payload),
+            "compressed": compressed,
+            "eventEntryDataSize": len(raw),
+        }
+        [batch] = decode(["slipway.shop.web.1", payload, options])
+        assert [r["message"] for _, r in batch.entries] == ["0", "1", "2"]
+        assert batch.chunk == "bm9kZQ=="
+
     def test_the_metadata_entry_shape_of_fluent_bit_2(self) -> None:
         payload = entries_stream([[pack_event_time(T), {"otel": 1}], {"log": "with meta"}])
         [batch] = decode(["t", payload])
@@ -137,7 +154,6 @@ class TestMalformedFrames:
             (["t", float("inf"), {}], "bad_time"),
             (["t", [[[T, "meta"], {}]]], "bad_entry"),
             (["t", [[T, {}]], "options"], "bad_option"),
-            (["t", [[T, {}]], {"size": 5}], "bad_size"),
             (["t", [[T, {}]], {"chunk": 7}], "bad_option"),
             (["t", b"x", {"compressed": "lz4"}], "bad_option"),
             (["t", b"x", {"compressed": "zstd"}], "bad_zstd"),
@@ -194,7 +210,6 @@ REASONS = {
     "bad_entry",
     "bad_time",
     "bad_option",
-    "bad_size",
     "bad_gzip",
     "bad_msgpack",
     "bad_ext",
