@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Dialog, Page, expect
 
 from control.livelogs import LogsUpstream
 from tests.conftest import free_port
@@ -90,6 +91,20 @@ class TestTheLogView:
             return performance.now() - t0; }"""
         )
         assert gap < 500, gap
+        # Searching marks the matches in the rows drawn only, and stays as quick.
+        await page.fill(".ll-search", "bulk")
+        await expect(page.locator(".ll-matches")).to_have_text(re.compile(r"^\d+ matches$"))
+        counted = int((await page.locator(".ll-matches").inner_text()).split()[0])
+        assert counted >= 10_000  # every app line, and the router's for the print requests
+        await expect(page.locator(".ll-row mark").first).to_be_visible()
+        assert await page.locator(".ll-row mark").count() < 200
+        gap = await page.evaluate(
+            """async () => { const s = document.querySelector('.ll-scroller');
+            const t0 = performance.now(); s.scrollTop = s.scrollHeight / 3;
+            await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+            return performance.now() - t0; }"""
+        )
+        assert gap < 500, gap
 
     async def test_the_ring_keeps_at_most_its_cap_and_lets_the_oldest_go(
         self, deployed: World, demo: Demo, page: Page
@@ -143,6 +158,128 @@ class TestTheLogView:
         await expect(page.locator(".ll-router").first).to_be_visible()
         await expect(page.locator(".ll-source")).to_have_count(0)
         assert not [t for t in await texts(page) if "only in the app stream" in t]
+
+
+class TestSearchAndAssistiveTech:
+    async def test_matches_are_marked_counted_and_enter_goes_to_the_next_one(
+        self, deployed: World, demo: Demo, page: Page
+    ) -> None:
+        await open_page(page, demo, "source=app")  # no router lines: the count is exact
+        await prints(deployed, "x Needle y NEEDLE", n=300)
+        await eventually(_counted(page, "x Needle y NEEDLE", 300), 20)
+        search = page.locator(".ll-search")
+        await search.fill("needle")
+        matches = page.locator(".ll-matches")
+        await expect(matches).to_have_text("600 matches")
+        await expect(page.locator(".ll-row")).not_to_have_count(0)
+        # Two marks in every row drawn, case kept; only the rows drawn have any.
+        drawn = await page.locator(".ll-row").count()
+        assert drawn < 100, drawn
+        assert await page.locator(".ll-row mark").count() == 2 * drawn
+        assert set(await page.locator(".ll-row mark").all_text_contents()) == {"Needle", "NEEDLE"}
+        in_sight = await _in_sight(page)
+        assert len(in_sight) > 10
+        assert all(row["marks"] == 2 for row in in_sight), in_sight
+        # From the top, Enter goes to the first match in sight, then on through the line.
+        await page.locator(".ll-scroller").evaluate("s => { s.scrollTop = 0; }")
+        await expect(page.locator('.ll-row[aria-posinset="1"]')).to_have_count(1)
+        await search.press("Enter")
+        await expect(matches).to_have_text("1 of 600 matches")
+        current = page.locator("mark.ll-current")
+        await expect(current).to_have_count(1)
+        await expect(current).to_have_text("Needle")
+        await search.press("Enter")
+        await expect(matches).to_have_text("2 of 600 matches")
+        await expect(current).to_have_text("NEEDLE")
+        # Scrolled to the end by hand: the next match's row is not drawn; Enter brings it.
+        await page.locator(".ll-scroller").evaluate("s => { s.scrollTop = s.scrollHeight; }")
+        await expect(page.locator('.ll-row[aria-posinset="2"]')).to_have_count(0)
+        await search.press("Enter")
+        await expect(matches).to_have_text("3 of 600 matches")
+        await expect(page.locator(".ll-follow")).not_to_be_checked()  # it stays put
+        row = page.locator(".ll-row", has=current)
+        await expect(row).to_have_attribute("aria-posinset", "2")
+        await expect(current).to_be_in_viewport()
+        assert await _visible_in_scroller(page, "mark.ll-current")
+        # Shift+Enter goes back, and past the first match wraps to the last (not drawn).
+        await search.press("Shift+Enter")
+        await search.press("Shift+Enter")
+        await expect(matches).to_have_text("1 of 600 matches")
+        await search.press("Shift+Enter")
+        await expect(matches).to_have_text("600 of 600 matches")
+        await expect(row).to_have_attribute("aria-posinset", "300")
+        await expect(row).to_have_attribute("aria-setsize", "300")
+        await expect(current).to_be_in_viewport()
+        assert await _visible_in_scroller(page, "mark.ll-current")
+        # Another search starts over.
+        await search.fill("y need")
+        await expect(matches).to_have_text("300 matches")
+        await expect(current).to_have_count(0)
+
+    async def test_hostile_lines_render_as_text_marked_or_not(
+        self, deployed: World, demo: Demo, page: Page
+    ) -> None:
+        dialogs: list[str] = []
+
+        async def on_dialog(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            await dialog.dismiss()  # else the page would block on it, and the test hang
+
+        page.on("dialog", on_dialog)
+        hostile = [
+            '<img src=x onerror="window.pwned=1;alert(1)">',
+            "</mark><script>window.pwned=2;alert(2)</script><mark>",
+            "<b onmouseover=alert(3)>bold</b>&lt;&amp;",
+        ]
+        await open_page(page, demo, "source=app")
+        for line in hostile:
+            await prints(deployed, line)
+        await eventually(_counted(page, hostile[-1], 1), 20)
+        texts_shown = page.locator(".ll-app .ll-text")
+        await expect(texts_shown).to_have_text(["app listening", *hostile])
+        # Marked: "<" occurs 1 + 4 + 2 times; the marks split the tags' own characters.
+        await page.fill(".ll-search", "<")
+        await expect(page.locator(".ll-matches")).to_have_text("7 matches")
+        await expect(page.locator(".ll-text mark")).to_have_count(7)
+        assert set(await page.locator(".ll-text mark").all_text_contents()) == {"<"}
+        await expect(texts_shown).to_have_text(hostile)
+        await page.fill(".ll-search", "mark>")
+        await expect(page.locator(".ll-text mark")).to_have_count(2)
+        await page.locator(".ll-search").press("Enter")
+        await expect(page.locator("mark.ll-current")).to_have_text("mark>")
+        await expect(texts_shown).to_have_text([hostile[1]])
+        await page.locator(".ll-row").first.hover()
+        await asyncio.sleep(0.5)  # an onerror would have fired by now (src=x fails at once)
+        for tag in ("img", "script", "b", "mark mark"):
+            assert await page.locator(f"#logs {tag}").count() == 0, tag
+        assert await page.evaluate("window.pwned") is None
+        assert dialogs == []
+
+    async def test_rows_carry_their_true_position_and_keep_visual_order_in_the_dom(
+        self, deployed: World, demo: Demo, page: Page
+    ) -> None:
+        await open_page(page, demo, "source=app")
+        await prints(deployed, "some line", n=400)
+        await eventually(_counted(page, "some line", 400), 20)
+        scroller = page.locator(".ll-scroller")
+        await expect(scroller).to_have_attribute("role", "log")
+        await expect(scroller).to_have_attribute("aria-live", "off")
+        await expect(page.locator(".ll-rows")).to_have_attribute("role", "list")
+        await expect(page.locator(".ll-row").last).to_have_attribute("aria-posinset", "401")
+        await _assert_rows_in_order(page, setsize=401)
+        # Scrolling up draws rows above the ones in the DOM: they go before them.
+        for top in (4000, 3700, 3300, 2000, 1990):
+            await scroller.evaluate(
+                """(s, top) => new Promise(r => { s.scrollTop = top;
+                requestAnimationFrame(() => requestAnimationFrame(r)); })""",
+                top,
+            )
+            await _assert_rows_in_order(page, setsize=401)
+        # And a search narrows the set the positions count in.
+        await page.fill(".ll-search", "listening")
+        await expect(page.locator(".ll-row")).to_have_count(1)
+        await expect(page.locator(".ll-row")).to_have_attribute("aria-setsize", "1")
+        await expect(page.locator(".ll-row")).to_have_attribute("aria-posinset", "1")
 
 
 class TestResume:
@@ -246,3 +383,44 @@ async def _visibility(page: Page, *, hidden: bool) -> None:
         document.dispatchEvent(new Event('visibilitychange')); }""",
         hidden,
     )
+
+
+async def _in_sight(page: Page) -> list[dict[str, int]]:
+    """The rows at least partly inside the scroller's box, with their marks."""
+    found: list[dict[str, int]] = await page.evaluate(
+        """() => { const box = document.querySelector('.ll-scroller').getBoundingClientRect();
+        return [...document.querySelectorAll('.ll-row')].filter(r => {
+            const b = r.getBoundingClientRect(); return b.bottom > box.top && b.top < box.bottom;
+        }).map(r => ({pos: Number(r.getAttribute('aria-posinset')),
+                      marks: r.querySelectorAll('mark').length})); }"""
+    )
+    return found
+
+
+async def _visible_in_scroller(page: Page, selector: str) -> bool:
+    inside: bool = await page.evaluate(
+        """sel => { const box = document.querySelector('.ll-scroller').getBoundingClientRect();
+        const b = document.querySelector(sel).getBoundingClientRect();
+        return b.top >= box.top && b.bottom <= box.bottom && b.left >= box.left
+            && b.right <= box.right; }""",
+        selector,
+    )
+    return inside
+
+
+async def _assert_rows_in_order(page: Page, setsize: int) -> None:
+    """DOM order is visual order, and positions are consecutive and match the offsets."""
+    rows = await page.evaluate(
+        """() => [...document.querySelectorAll('.ll-row')].map(r => ({
+            role: r.getAttribute('role'), pos: Number(r.getAttribute('aria-posinset')),
+            size: Number(r.getAttribute('aria-setsize')), top: r.getBoundingClientRect().top,
+            offset: new DOMMatrix(getComputedStyle(r).transform).m42 }))"""
+    )
+    assert 10 < len(rows) < 100, len(rows)
+    assert {r["role"] for r in rows} == {"listitem"}
+    assert {r["size"] for r in rows} == {setsize}
+    tops = [r["top"] for r in rows]
+    assert tops == sorted(tops), tops
+    positions = [r["pos"] for r in rows]
+    assert positions == list(range(positions[0], positions[0] + len(rows))), positions
+    assert all(r["offset"] == (r["pos"] - 1) * 18 for r in rows), rows
