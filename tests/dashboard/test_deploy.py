@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
+from control.review.pipelines import checked
 from tests.agent.conftest import running_up
 from tests.builds.apps import commit, git, python_app
 from tests.control.conftest import builder_up_settings
@@ -296,3 +297,27 @@ async def test_deploy_in_the_browser_streams_the_builds_output_and_its_release(
     entry = page.locator('#activity li[data-action="build.create"]').first
     await expect(entry).to_contain_text(f"deployed main (commit {head[:7]})")
     await expect(entry).to_contain_text("by user:admin")
+
+
+async def test_the_connected_pipelines_staging_app_offers_its_repository_and_branch(
+    world: World, tmp_path: Path
+) -> None:
+    repo, _, feature = repository(tmp_path)
+    git(repo, "branch", "trunk", "feature/x")  # the pipeline's branch: neither main nor a default
+    stored = checked(repo_url=str(repo), branch="trunk", secret="stored-secret-0123456789",
+                     name="shop", domain="review.localhost", created_by="test")  # fmt: skip
+    await world.control.connect(stored, "user:admin")
+    session = await signed_in(world, "admin", world.password)
+    try:
+        status, text, csrf = await page_csrf(session, f"{world.dashboard}/apps/shop-staging")
+        assert status == 200, text
+        section = deploy_section(text)
+        assert f"<code>{repo}</code> (the connected pipeline&#x27;s)" in section
+        assert 'value="trunk"' in section
+        status, text, _ = await deploy(
+            session, world, "shop-staging", {"csrf": csrf, "branch": "trunk"}
+        )
+        assert status == 200, text
+        assert f'<code id="deploy-commit">{feature}</code>' in text
+    finally:
+        await session.close()
