@@ -28,10 +28,19 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-from control.builds.egress import Egress, InwardSource, check_destination
+from control.builds.egress import Egress, InwardSource, check_destination, fetch_config
 from control.builds.errors import BuildError, SourceError
+from control.builds.heads import branch_head
 from control.builds.model import Artifact, LogSink, Source
-from control.builds.sources import ACCEPTED, COMMIT, Kind, classify, is_tarball
+from control.builds.sources import (
+    ACCEPTED,
+    COMMIT,
+    Kind,
+    check_branch,
+    classify,
+    is_tarball,
+    protocols,
+)
 from control.errors import Conflict, ControlError, Forbidden, ReleaseFailed, Unprocessable
 from control.models import Build, BuildStatus
 from control.releasing import RELEASE_COMMAND
@@ -68,6 +77,22 @@ class Reattaching(Builder, Protocol):
 INTERRUPTED = "interrupted: the control plane stopped"
 
 
+def source_kind(url: str, *, tenant: bool) -> Kind:
+    """The kind of ``url``; Unprocessable for what nobody may name, Forbidden for what only
+    an admin may (a path on this machine, a cleartext transport) when a tenant names it."""
+    try:
+        kind = classify(url)
+    except SourceError as exc:
+        raise Unprocessable(str(exc), id="invalid_source") from None
+    if tenant and kind is not Kind.REMOTE:
+        raise Forbidden(
+            f"this needs an admin token: an app token builds from {ACCEPTED}, "
+            "or uploads a tarball (slipway builds:create DIR)",
+            id="forbidden",
+        )
+    return kind
+
+
 def source_from_blob(blob: object, *, tenant: bool) -> tuple[Source, str, str | None]:
     """``{url, version}`` -> (the source, its URL, its version), or the reason it is refused.
 
@@ -84,16 +109,7 @@ def source_from_blob(blob: object, *, tenant: bool) -> tuple[Source, str, str | 
         )
     url: str = blob["url"]
     version = blob.get("version")
-    try:
-        kind = classify(url)
-    except SourceError as exc:
-        raise Unprocessable(str(exc), id="invalid_source") from None
-    if tenant and kind is not Kind.REMOTE:
-        raise Forbidden(
-            f"this needs an admin token: an app token builds from {ACCEPTED}, "
-            "or uploads a tarball (slipway builds:create DIR)",
-            id="forbidden",
-        )
+    kind = source_kind(url, tenant=tenant)
     if is_tarball(url):
         if kind is not Kind.LOCAL:
             raise Unprocessable(
@@ -162,16 +178,52 @@ class Builds:
             )
         return self._builder
 
-    async def create(self, app: str, source_blob: object, *, actor: str, tenant: bool) -> Build:
+    async def create(
+        self,
+        app: str,
+        source_blob: object,
+        *,
+        actor: str,
+        tenant: bool,
+        ref: str | None = None,
+    ) -> Build:
         """Store a pending build of ``source_blob`` ({url, version}) and start it.
 
         ``tenant``: an app token sent it, so it may name no path on this machine.
+        ``ref``: the branch ``version`` was resolved from (``branch_head``), recorded with it.
         """
         self._need_builder()
+        if ref is not None:
+            try:
+                check_branch(ref)
+            except SourceError as exc:
+                raise Unprocessable(str(exc), id="invalid_ref") from None
         source, url, version = source_from_blob(source_blob, tenant=tenant)
         if tenant:
             await self._check_destination(url)
-        return await self._start(app, source, url=url, version=version, actor=actor)
+        return await self._start(app, source, url=url, version=version, actor=actor, ref=ref)
+
+    async def branch_head(self, url: str, branch: str, *, tenant: bool) -> str:
+        """The commit ``branch`` is at in the git repository ``url``, for ``create``.
+
+        ``url`` passes the checks ``create`` makes before git is run on it (the same
+        refusals: 422 for what nobody may name, 403 for an admin's kinds or an inward
+        host named by a tenant), and git is held as a build's fetch is: the namer's
+        transports only, and for a tenant, the host pinned to the addresses checked.
+        """
+        self._need_builder()
+        source_kind(url, tenant=tenant)
+        if is_tarball(url):
+            raise Unprocessable("a tarball has no branches: give a git URL", id="invalid_source")
+        env: dict[str, str] = {}
+        if tenant:
+            try:
+                env = await fetch_config(url, self._egress)
+            except InwardSource as exc:
+                raise Forbidden(mask_text(str(exc)), id="inward_source") from None
+            except SourceError as exc:
+                raise Unprocessable(mask_text(str(exc)), id="unreachable") from None
+        return await branch_head(url, branch, allow=protocols(tenant=tenant), env=env)
 
     async def _check_destination(self, url: str) -> None:
         """Forbidden when a tenant's host is, or now resolves to, an inward address; a name
@@ -221,6 +273,7 @@ class Builds:
         version: str | None,
         actor: str,
         owned: Path | None = None,
+        ref: str | None = None,
     ) -> Build:
         builder = self._need_builder()
         build_id = secrets.token_hex(8)
@@ -235,16 +288,14 @@ class Builds:
                 # At rest too: the row never holds the URL's credentials.
                 source_url=mask_url(url),
                 source_version=version,
+                source_ref=ref,
                 actor=actor,
                 now=now,
             )
-            await tx.record(
-                actor=actor,
-                action="build.create",
-                app=app,
-                detail={"build": build_id, "source": mask_url(url), "version": version},
-                now=now,
-            )
+            detail = {"build": build_id, "source": mask_url(url), "version": version}
+            if ref is not None:
+                detail["ref"] = ref  # the activity says "deployed REF (commit SHA)"
+            await tx.record(actor=actor, action="build.create", app=app, detail=detail, now=now)
         self._follow(build, functools.partial(builder.build, app, source, build_id=build_id), owned)
         return build
 

@@ -136,3 +136,5 @@ class Build:
     actor: str
     created_at: float
     finished_at: float | None
+    #: The branch ``source_version`` was resolved from, when one was named (None: a sha).
+    source_ref: str | None = None

@@ -265,6 +265,7 @@ class ControlPlane:
             addon_health=HealthSources.from_env(os.environ),
             # The environment's pipeline wins: no form to connect another then.
             connect=self.connect if settings.review is None and self.builds is not None else None,
+            builds=self.builds,
         )
         if settings.review is not None:
             self._attach(settings.review)

@@ -175,3 +175,47 @@ def local_repository(url: str) -> str | None:
     if url.lower().startswith("file://"):
         return unquote(urlsplit(url).path)
     return url
+
+
+#: The longest branch name taken (git's own limit is the filesystem's: 255 per component).
+MAX_BRANCH = 255
+
+
+def check_branch(name: str) -> str:
+    """``name`` if git would take it as a branch (``git check-ref-format --branch``): no
+    ``..``, ``@{``, ``//``, space, control character or any of ``~^:?*[\\``, no leading
+    ``-`` or ``/``, no component starting with ``.`` or ending with ``.lock``, no trailing
+    ``/`` or ``.``; SourceError saying which rule it broke."""
+    problem = _branch_problem(name)
+    if problem is not None:
+        raise SourceError(f"{name!r} is not a branch name: {problem}")
+    return name
+
+
+def _branch_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_BRANCH:
+        return f"it is longer than {MAX_BRANCH} characters"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "it holds a control character"
+    if " " in name:
+        return "it holds a space"
+    if bad := sorted({c for c in name if c in "~^:?*[\\"}):
+        return f"it holds {' '.join(bad)}"
+    if name.startswith("-"):
+        return "it starts with '-'"
+    if ".." in name:
+        return "it holds '..'"
+    if "@{" in name or name == "@":
+        return "it holds '@{' or is '@'"
+    if name.startswith("/") or name.endswith("/") or "//" in name:
+        return "it starts or ends with '/', or holds '//'"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for part in name.split("/"):
+        if part.startswith("."):
+            return "a part of it starts with '.'"
+        if part.endswith(".lock"):
+            return "a part of it ends with '.lock'"
+    return None

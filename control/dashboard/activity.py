@@ -51,6 +51,9 @@ def from_audit(entry: AuditEntry) -> Item:
         if entry.action.startswith("build.") and isinstance(build, str) and build.isalnum()
         else None
     )
+    ref, version = detail.get("ref"), detail.get("version")
+    if entry.action == "build.create" and isinstance(ref, str) and isinstance(version, str):
+        summary = f"deployed {ref} (commit {version[:7]})"  # "Deploy a branch" (deploy.py)
     return Item(entry.at, entry.action, summary[:200], entry.actor, link)
 
 

@@ -9,6 +9,7 @@ from control.dashboard import (
     app_page,
     confirm,
     connect,
+    deploy,
     live_views,
     pages,
     review_board,
@@ -23,6 +24,7 @@ __all__ = ["ROOT", "Dashboard", "build_dashboard"]
 def build_dashboard(dash: Dashboard) -> web.Application:
     app = web.Application(middlewares=[guard])
     app[DASHBOARD] = dash
-    for module in (signin, pages, app_page, confirm, actions, live_views, review_board, connect):
+    modules = (signin, pages, app_page, confirm, actions, deploy, live_views, review_board, connect)
+    for module in modules:
         module.register(app)
     return app

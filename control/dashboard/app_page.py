@@ -1,5 +1,5 @@
-"""One app's page: state, activity, releases (rollback), config vars, formation, add-ons,
-domains, and the places the live logs and charts (live-*.js) mount into."""
+"""One app's page: state, deploying a branch, activity, releases (rollback), config vars,
+formation, add-ons, domains, and the places the live logs and charts (live-*.js) mount into."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiohttp import web
 from control.dashboard.activity import merge, platform_events, render
 from control.dashboard.addon_health import read_health
 from control.dashboard.addon_health import render as render_health
+from control.dashboard.deploying import deploy_section, known_source
 from control.dashboard.embeds import charts_embed, logs_embed
 from control.dashboard.html import ROOT, Html, ago, esc, form, h, join, page
 from control.dashboard.reads import activity, recent_releases
@@ -38,10 +39,22 @@ def app_path(app: str, rest: str = "") -> str:
 
 
 async def app_page(request: web.Request) -> web.StreamResponse:
+    return await render_app_page(request, await visible_app(request))
+
+
+async def render_app_page(
+    request: web.Request,
+    app: App,
+    *,
+    branch: str | None = None,
+    deploy_error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    """The page; ``branch`` and ``deploy_error``: a refused "Deploy a branch", shown in its
+    section with what was typed (deploy.py), the page answering ``status``."""
     dash = request.app[DASHBOARD]
     control = dash.control
     session = session_of(request)
-    app = await visible_app(request)
     name, csrf, now = app.name, session.csrf, time.time()
     live = dash.live.states().get(name, dash.live.missing)
     # Independent reads, together: each is its own read transaction.
@@ -54,6 +67,14 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         control.list_addons(name),
     )
     health = await read_health(dash.addon_health, name, addons)
+    deploy = deploy_section(
+        name,
+        csrf,
+        await known_source(dash, app) if dash.builds is not None else None,
+        builder=dash.builds is not None,
+        branch=branch,
+        error=deploy_error,
+    )
     default_host = f"{name}.{control.app_domain}" if control.app_domain else None
     domains = [d for d in await control.list_domains(name) if d.hostname != default_host]
 
@@ -196,10 +217,12 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         '<h1>{} <span id="app-state" class="state" data-state="{}" data-live="{}/apps.json" '
         'data-app="{}"><span class="dot" aria-hidden="true"></span><span class="label">{}</span>'
         "</span></h1><p>{}</p>"
-        '<nav class="sections" aria-label="sections"><a href="#activity">Activity</a> '
+        '<nav class="sections" aria-label="sections"><a href="#deploy">Deploy</a> '
+        '<a href="#activity">Activity</a> '
         '<a href="#releases">Releases</a> <a href="#config">Config vars</a> '
         '<a href="#formation">Formation</a> <a href="#addons">Add-ons</a> '
         '<a href="#domains">Domains</a> <a href="#logs">Logs</a> <a href="#charts">Charts</a></nav>'
+        "{}"
         '<section id="charts"><h2>Requests</h2>{}</section>'
         '<section id="logs"><h2>Logs</h2>{}</section>'
         '<section id="activity"><h2>Activity</h2><ol class="activity">{}</ol></section>'
@@ -222,6 +245,7 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         name,
         live.label(),
         h("Answers at <code>{}</code>", default_host) if default_host else "",
+        deploy,
         charts_embed(name),
         logs_embed(app_path(name, "/logs/stream"), f"Logs of {name}"),
         join(render(i, now) for i in merge(entries, events, limit=SHOWN))
@@ -256,6 +280,7 @@ async def app_page(request: web.Request) -> web.StreamResponse:
         csrf=csrf,
         flash=flash_of(request),
         modules=("live-charts", "live-logs", "live-health"),
+        status=status,
     )
 
 

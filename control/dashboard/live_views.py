@@ -20,10 +20,11 @@ from control.dashboard.addon_health import UNKNOWN, read_health
 from control.dashboard.addon_health import render as render_health
 from control.dashboard.app_page import app_path, visible_app
 from control.dashboard.embeds import logs_embed
-from control.dashboard.html import ROOT, ago, h, page
+from control.dashboard.html import ROOT, Html, ago, h, page
 from control.dashboard.web import DASHBOARD, flash_of, session_of
 from control.errors import NotFound
 from control.livelogs import install, relay
+from control.models import App, Build
 from control.rollup.source import RequestSource
 
 
@@ -80,29 +81,50 @@ async def addon_health(request: web.Request) -> web.StreamResponse:
     return web.json_response({"addons": cells}, headers={"Cache-Control": "no-store"})
 
 
-async def build_page(request: web.Request) -> web.StreamResponse:
-    """One build: what it built, how it went, and its output, streamed while it runs."""
-    session = session_of(request)
-    control = request.app[DASHBOARD].control
-    app = await visible_app(request)
+def _build_id(app: App, request: web.Request) -> str:
     build_id = request.match_info["build"]
     if not build_id.isalnum() or len(build_id) > 64:
         raise NotFound(f"{app.name} has no build {build_id!r}", id="build_not_found")
+    return build_id
+
+
+async def _read_build(request: web.Request) -> tuple[App, Build]:
+    control = request.app[DASHBOARD].control
+    app = await visible_app(request)
+    build_id = _build_id(app, request)
     async with control.store.tx(write=False) as tx:
-        build = await tx.get_build(app, build_id)
-    release = (
-        h('<a href="{}">v{}</a> ({})', app_path(app.name, "#releases"), build.release,
-          build.release_status or "")
-        if build.release is not None
-        else "—"
-    )  # fmt: skip
+        return app, await tx.get_build(app, build_id)
+
+
+def _release(app: App, build: Build) -> Html:
+    if build.release is None:
+        return Html("—")
+    return h(
+        '<a href="{}">v{}</a> ({})',
+        app_path(app.name, "#releases"),
+        build.release,
+        build.release_status or "",
+    )
+
+
+def _finished(build: Build) -> Html:
+    return ago(build.finished_at) if build.finished_at is not None else Html("still running")
+
+
+async def build_page(request: web.Request) -> web.StreamResponse:
+    """One build: what it built, how it went, and its output, streamed while it runs; its
+    status, end and release follow it live (live-build.js reads ``build_state``)."""
+    session = session_of(request)
+    app, build = await _read_build(request)
     body = h(
         '<nav class="crumbs" aria-label="breadcrumb"><a href="{}/">Apps</a> / '
         '<a href="{}">{}</a> / build {}</nav>'
         '<h1>Build {} <span class="state" id="build-status" data-state="{}">{}</span></h1>'
-        '<dl class="build"><dt>Source</dt><dd><code>{}</code> {}</dd><dt>Commit</dt>'
-        "<dd><code>{}</code></dd><dt>Started</dt><dd>{} by {}</dd><dt>Finished</dt><dd>{}</dd>"
-        "<dt>Release</dt><dd>{}</dd></dl>"
+        '<dl class="build" id="build-facts" data-live-build data-state-url="{}">'
+        "<dt>Source</dt><dd><code>{}</code> {}</dd><dt>Commit</dt>"
+        "<dd><code>{}</code></dd><dt>Started</dt><dd>{} by {}</dd><dt>Finished</dt>"
+        '<dd id="build-finished">{}</dd>'
+        '<dt>Release</dt><dd id="build-release">{}</dd></dl>'
         '<section id="output"><h2>Output</h2>{}</section>',
         ROOT,
         app_path(app.name, "#activity"),
@@ -111,13 +133,16 @@ async def build_page(request: web.Request) -> web.StreamResponse:
         build.id,
         build.status,
         build.status,
+        app_path(app.name, f"/builds/{build.id}/state"),
         build.source_url,
-        build.source_version or "",
+        h("<code>{}</code> at {}", build.source_ref, build.source_version)
+        if build.source_ref
+        else build.source_version or "",
         build.commit or "—",
         ago(build.created_at),
         build.actor,
-        ago(build.finished_at) if build.finished_at is not None else "still running",
-        release,
+        _finished(build),
+        _release(app, build),
         logs_embed(
             app_path(app.name, "/logs/stream"),
             f"Output of build {build.id}",
@@ -130,8 +155,20 @@ async def build_page(request: web.Request) -> web.StreamResponse:
         user=session.user.name,
         csrf=session.csrf,
         flash=flash_of(request),
-        modules=("live-logs",),
+        modules=("live-logs", "live-build"),
     )
+
+
+async def build_state(request: web.Request) -> web.StreamResponse:
+    """A build's status and the page's cells for its end and release, rendered as the
+    page renders them: what live-build.js puts in place until the build is done."""
+    app, build = await _read_build(request)
+    payload = {
+        "status": build.status,
+        "finished_html": str(_finished(build)),
+        "release_html": str(_release(app, build)),
+    }
+    return web.json_response(payload, headers={"Cache-Control": "no-store"})
 
 
 def register(app: web.Application) -> None:
@@ -141,3 +178,4 @@ def register(app: web.Application) -> None:
     app.router.add_get("/apps/{app}/events", chart_events)
     app.router.add_get("/apps/{app}/addon-health", addon_health)
     app.router.add_get("/apps/{app}/builds/{build}", build_page)
+    app.router.add_get("/apps/{app}/builds/{build}/state", build_state)

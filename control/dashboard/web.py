@@ -91,6 +91,9 @@ class Dashboard:
     #: Connects a repository from the board's form (the control plane's ``connect``); None:
     #: no form (the environment's pipeline is set, or there is no builder).
     connect: Callable[[StoredPipeline, str], Awaitable[None]] | None = None
+    #: Starts builds for "Deploy a branch" (deploy.py), as builds:create does; None: no
+    #: builder here, so the section says how to deploy instead.
+    builds: Builds | None = None
     #: Where the add-ons' health is read from (addon_health.py); empty: none configured.
     addon_health: HealthSources = field(default_factory=HealthSources)
     clock: Callable[[], float] = time.monotonic

@@ -9,7 +9,6 @@ The webhook secret is stored as given: GitHub signs with it, so it must be had i
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -18,23 +17,23 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from control.builds.errors import SourceError
-from control.builds.sources import ADMIN_PROTOCOLS, classify
-from control.errors import BadRequest, Conflict, Unprocessable
+from control.builds.heads import branch_head
+from control.builds.sources import classify
+from control.errors import BadRequest, Conflict
 from control.review.errors import ReviewError
 from control.review.plan import Pipeline
 from control.settings import ReviewSettings
 from control.store.db import Store
 from control.store.schema import pipelines
-from kit import command
-from kit.redact import mask_text
 
-#: Seconds for asking the repository for its branch's head (an admin waits on the form).
-LS_REMOTE_TIMEOUT = 15.0
 #: Characters of a webhook secret: GitHub takes any, but a short one is guessable.
 MIN_SECRET = 16
 MAX_SECRET = 200
 _BRANCH = re.compile(r"^(?!/|.*(?:\.\.|//|@\{|\.lock$|/$|\.$))[A-Za-z0-9._/-]{1,255}$")
 _REPO_NAME = re.compile(r"([A-Za-z0-9._-]+?)(?:\.git)?/*$")
+
+
+__all__ = ["StoredPipeline", "StoredPipelines", "branch_head", "checked", "new_secret"]
 
 
 def new_secret() -> str:
@@ -104,39 +103,6 @@ def checked(
     except ReviewError as exc:
         raise BadRequest(str(exc), id="invalid_params") from None
     return stored
-
-
-async def branch_head(repo_url: str, branch: str, *, git: str = "git") -> str:
-    """The commit ``branch`` is at in ``repo_url``; Unprocessable (422) when it is not there."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ALLOW_PROTOCOL": ADMIN_PROTOCOLS,
-    }
-    try:
-        code, out = await command.output(
-            [git, "ls-remote", "--", repo_url, f"refs/heads/{branch}"],
-            timeout=LS_REMOTE_TIMEOUT,
-            env=env,
-        )
-    except TimeoutError:
-        raise Unprocessable(
-            f"{repo_url} did not answer within {LS_REMOTE_TIMEOUT:g}s: check the URL and "
-            "that this control plane can reach it",
-            id="unreachable",
-        ) from None
-    text = out.decode("utf-8", "replace")
-    if code != 0:
-        raise Unprocessable(
-            f"cannot read {repo_url}: {mask_text(text.strip())[-300:]}; check the URL and "
-            "that this control plane may read the repository",
-            id="unreachable",
-        )
-    for line in text.splitlines():
-        sha, _, ref = line.partition("\t")
-        if ref == f"refs/heads/{branch}":
-            return sha
-    raise Unprocessable(f"{repo_url} has no branch {branch!r}", id="no_such_branch")
 
 
 class StoredPipelines:

@@ -105,6 +105,7 @@ def _build(row: sa.Row[Any], app: str) -> Build:
         status=BuildStatus(row.status),
         source_url=row.source_url,
         source_version=row.source_version,
+        source_ref=row.source_ref,
         commit=row.commit,
         artifact=row.artifact,
         digest=row.digest,
@@ -424,6 +425,7 @@ class Tx:
         source_version: str | None,
         actor: str,
         now: float,
+        source_ref: str | None = None,
     ) -> Build:
         await self.conn.execute(
             builds.insert().values(
@@ -432,6 +434,7 @@ class Tx:
                 status=BuildStatus.PENDING.value,
                 source_url=source_url,
                 source_version=source_version,
+                source_ref=source_ref,
                 procfile={},
                 output="",
                 actor=actor,

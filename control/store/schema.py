@@ -153,6 +153,8 @@ builds = sa.Table(
     sa.Column("source_url", sa.String(1000), nullable=False),
     # The commit asked for (a sha, or None for a tarball).
     sa.Column("source_version", sa.String(64), nullable=True),
+    # The branch the commit was resolved from, when one was named (the dashboard's deploy).
+    sa.Column("source_ref", sa.String(255), nullable=True),
     # The full sha the builder resolved and built.
     sa.Column("commit", sa.String(64), nullable=True),
     # The slug directory (or image) once built.

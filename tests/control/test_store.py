@@ -20,7 +20,7 @@ from tests.control.conftest import running_api
 from tests.control.targets import RecordingTarget
 
 #: The newest migration: a database migrated to the end is at this revision.
-HEAD = "0014"
+HEAD = "0015"
 
 
 @pytest.fixture

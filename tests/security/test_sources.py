@@ -17,6 +17,7 @@ import datetime
 import logging
 import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,14 @@ from control.addons.kube_tls import server_certificate
 from control.api.app import build_app
 from control.building import Builds
 from control.builds.egress import Egress, parse_allow
+from control.builds.errors import SourceError
 from control.builds.local import LocalBuilder
 from control.builds.metrics import BuildMetrics
 from control.builds.settings import BuildSettings
+from control.builds.sources import check_branch
 from control.client import CliError
 from control.commands import resolve_ref, source_tarball
+from control.errors import ApiError, Forbidden, Unprocessable
 from control.service import Control
 from control.store.db import Store
 from control.store.schema import audit
@@ -685,3 +689,79 @@ class TestTheCliResolvingARef:
             resolve_ref(url, "main")
         assert PASSWORD not in str(caught.value)
         assert ACCESS_TOKEN not in str(caught.value)
+
+
+#: Branch names, good and bad by git's rules (git check-ref-format --branch is the judge).
+BRANCH_NAMES = ["main", "feature/x", "v1.2", "release/2024-01", "é", "a@b", "a..b", "-x",
+                "-", "has space", "tab\there", "ctl\x01", "del\x7f", "x.lock", "a/b.lock/c",
+                "a/.b", ".a", "a/", "a.", "a@{b", "a//b", "/a", "a~b", "a^b", "a:b", "a?b",
+                "a*b", "a[b", "a\\b", "--upload-pack=touch"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BRANCH_NAMES)
+def test_a_branch_name_is_judged_as_git_judges_it(name: str) -> None:
+    """The dashboard's "Deploy a branch" refuses what git would (control.builds.sources)."""
+    git_says = subprocess.run(
+        ["git", "check-ref-format", "--branch", name], capture_output=True, check=False
+    )
+    if git_says.returncode == 0:
+        assert check_branch(name) == name
+    else:
+        with pytest.raises(SourceError, match="is not a branch name"):
+            check_branch(name)
+
+
+class TestBranchHeads:
+    """Attack: the dashboard's deploy asks a source for its branch's head (git ls-remote)
+    before any build: a collaborator's source gets the checks builds:create makes, before
+    git runs (Builds.branch_head)."""
+
+    @pytest.mark.parametrize(
+        "url",
+        ["https://127.0.0.1:{port}/r.git", "https://localhost:{port}/r.git",
+         "ssh://git@127.0.0.1:{port}/r.git", "https://169.254.169.254/r.git"],
+    )  # fmt: skip
+    async def test_an_inward_host_is_refused_before_git_connects(
+        self, platform: Platform, inward: Inward, url: str
+    ) -> None:
+        with pytest.raises(Forbidden) as refused:
+            await platform.builds.branch_head(url.format(port=inward.port), "main", tenant=True)
+        assert refused.value.id == "inward_source"
+        assert INSIDE in str(refused.value)
+        assert inward.connections == []
+
+    @pytest.mark.parametrize(
+        ("url", "error", "id"),
+        [("/etc", Forbidden, "forbidden"), ("file:///etc", Forbidden, "forbidden"),
+         ("git://127.0.0.1:9/r.git", Forbidden, "forbidden"),
+         ("ext::sh -c touch% pwned", Unprocessable, "invalid_source"),
+         ("--upload-pack=touch pwned", Unprocessable, "invalid_source")],
+    )  # fmt: skip
+    async def test_what_an_app_token_may_not_name_is_refused_alike(
+        self,
+        platform: Platform,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        url: str,
+        error: type[ApiError],
+        id: str,
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(error) as refused:
+            await platform.builds.branch_head(url, "main", tenant=True)
+        assert refused.value.id == id
+        assert list(tmp_path.rglob("pwned")) == []
+
+    async def test_an_admins_repository_on_disk_answers_and_a_bad_name_never_reaches_git(
+        self, platform: Platform, tmp_path: Path
+    ) -> None:
+        repo = tmp_path / "repo"
+        sha = commit(repo, python_app(deps=False))
+        subprocess.run(["git", "-C", str(repo), "branch", "-M", "main"], check=True)
+        assert await platform.builds.branch_head(str(repo), "main", tenant=False) == sha
+        with pytest.raises(Unprocessable) as missing:
+            await platform.builds.branch_head(str(repo), "nope", tenant=False)
+        assert missing.value.id == "no_such_branch"
+        with pytest.raises(Unprocessable) as bad:
+            await platform.builds.branch_head(str(repo), "--upload-pack=touch", tenant=False)
+        assert bad.value.id == "invalid_ref"
