@@ -30,24 +30,26 @@ from tests.helpers import TIMEOUT, eventually
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def up(tmp_path: Path) -> AsyncIterator[Up]:
-    running = Up(up_settings(tmp_path), app_sink=ListSink())
+@contextlib.asynccontextmanager
+async def started(running: Up) -> AsyncIterator[Up]:
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def up(tmp_path: Path) -> AsyncIterator[Up]:
+    async with started(Up(up_settings(tmp_path), app_sink=ListSink())) as running:
+        yield running
 
 
 @pytest.fixture
 async def impatient(tmp_path: Path) -> AsyncIterator[Up]:
-    running = Up(up_settings(tmp_path, run_idle_timeout=2.0), app_sink=ListSink())
-    await running.start()
-    try:
+    settings = up_settings(tmp_path, run_idle_timeout=2.0)
+    async with started(Up(settings, app_sink=ListSink())) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture
@@ -55,12 +57,9 @@ async def confined(tmp_path: Path) -> AsyncIterator[Up]:
     confiner = detect()
     if not confiner.confined:
         pytest.skip(f"no sandbox here: {confiner.reason}")
-    running = Up(up_settings(tmp_path), app_sink=ListSink(), confiner=confiner)
-    await running.start()
-    try:
+    up = Up(up_settings(tmp_path), app_sink=ListSink(), confiner=confiner)
+    async with started(up) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 class Terminal:

@@ -86,11 +86,12 @@ async def test_failed_posts_back_off_doubling_to_the_bound_then_deliver() -> Non
     try:
         await eventually(lambda: len(attempts) >= 6)
         gaps = [b - a for a, b in itertools.pairwise(attempts)]
-        # 0.1, 0.2, 0.2, ...: doubling from the interval, then held at max_backoff (a loaded
-        # machine adds to a gap; none is the 0.05 of a healthy service, none grows past it).
+        # 0.1, 0.2, 0.2, ...: doubling from the interval, then held at max_backoff. None is
+        # the 0.05 of a healthy service; unheld, the fifth would be 1.6 s. A loaded machine
+        # adds to every gap, so the upper bound sits between the two.
         assert gaps[0] > 0.08, gaps
         assert all(g > 0.18 for g in gaps[1:5]), gaps
-        assert all(g < 0.6 for g in gaps), gaps
+        assert all(g < 1.2 for g in gaps), gaps
         assert poster.queued == 1  # kept while the service fails
         failing = False
         sent = "slipway_router_platform_lines_sent_total"
