@@ -247,12 +247,12 @@ class TestDomainsAndTokens:
         assert status == 422
         status, _ = await world.call("DELETE", "/apps/hello/domains/pr-7.example.com")
         assert status == 200
-        for _ in range(100):
+
+        async def unrouted() -> bool:
             async with world.session.get(world.router + "/", headers=headers) as response:
-                if response.status == 404:
-                    break
-            await asyncio.sleep(0.02)
-        assert response.status == 404
+                return response.status == 404
+
+        await eventually(unrouted, what="the removed domain answering 404")
         status, _ = await world.call("DELETE", "/apps/hello/domains/pr-7.example.com")
         assert status == 404
 
@@ -267,14 +267,14 @@ class TestDomainsAndTokens:
         assert isinstance(mine, dict)
         url = world.logs + "/apps/{}/logs?format=text&lines=50"
         token = {"Authorization": f"Bearer {mine['token']}"}
-        text = ""
-        for _ in range(100):
+
+        async def listening() -> str | None:
             async with world.session.get(url.format("hello"), headers=token) as response:
                 assert response.status == 200
                 text = await response.text()
-            if "hello is listening" in text:
-                break
-            await asyncio.sleep(0.02)
+            return text if "hello is listening" in text else None
+
+        text = await eventually(listening, what="hello's first line in its stream")
         assert "app[web.1]: hello is listening" in text
         async with world.session.get(url.format("other"), headers=token) as response:
             assert response.status == 403
