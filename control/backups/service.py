@@ -954,6 +954,7 @@ class Backups:
         its restore's record its own, as ``run`` does for the control plane's."""
         await self.heartbeat()
         task = asyncio.create_task(self._beat(every), name="pg-backups heartbeat")
+        task.add_done_callback(_said_if_it_died)
         try:
             yield
         finally:
@@ -1070,3 +1071,14 @@ def backups_for(
         registry=registry,
         launcher=launcher,
     )
+
+
+def _said_if_it_died(task: asyncio.Task[None]) -> None:
+    """The heartbeat of a ``beating`` block ended by an error: said at once, since the block
+    goes on without it and another replica may take its restore for orphaned."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error(
+            "backup heartbeat stopped: another replica may fail this process's restore; "
+            "check the store's reachability",
+            extra={"error": repr(exc)},
+        )

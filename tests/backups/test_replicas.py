@@ -212,3 +212,26 @@ async def test_the_scheduler_beats_while_it_runs_so_its_backups_stay_its_own(env
 
 async def _is(found: Awaitable[float | None], expected: float) -> bool:
     return await found == expected
+
+
+async def test_a_beating_blocks_heartbeat_that_dies_is_said_at_once(
+    env: Env, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`slipway pg-backups restore` beats while it restores; should the store fail under the
+    heartbeat, the block goes on, so the operator is told then, not at its end."""
+    beats = 0
+    first = env.backups.heartbeat
+
+    async def heartbeat() -> None:
+        nonlocal beats
+        beats += 1
+        if beats > 1:
+            raise OSError("store unreachable")
+        await first()
+
+    monkeypatch.setattr(env.backups, "heartbeat", heartbeat)
+    async with env.backups.beating(every=0.01):
+        await eventually(lambda: "backup heartbeat stopped" in caplog.text)
+        [said] = [r for r in caplog.records if r.msg.startswith("backup heartbeat stopped")]
+        assert said.levelname == "ERROR"
+        assert "store unreachable" in said.error  # type: ignore[attr-defined]
