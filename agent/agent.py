@@ -437,6 +437,7 @@ class Agent:
             )
         elif kind is EventKind.ASLEEP:
             self.metrics.sleeps.labels(app).inc()
+            self.autoscaler.slept(app)
             if event.reason:
                 fields["note"] = event.reason
             log.info("app asleep", extra=fields)

@@ -106,9 +106,7 @@ class Autoscaler:
                 state = _App(deque(), Memory(), deque(maxlen=self._history))
                 self._apps[machine.name] = state
             if machine.phase is Phase.ASLEEP:
-                # Its load before the sleep is not what the next wake meets.
-                state.samples.clear()
-                state.memory, state.last = Memory(), None
+                self.slept(machine.name)
                 continue
             state.samples.append((now, float(in_flight(machine.name))))
             while state.samples and state.samples[0][0] <= now - config.stable_window:
@@ -130,6 +128,16 @@ class Autoscaler:
         for name in set(self._apps) - {m.name for m in machines}:
             del self._apps[name]
         return changes
+
+    def slept(self, app: str) -> None:
+        """The app went to sleep: its load before the sleep is not what the next wake meets.
+
+        Called by the agent when the app is asleep (and by ``tick`` for an asleep app), so
+        a wake that comes before the next tick still starts from the formation's count."""
+        state = self._apps.get(app)
+        if state is not None:
+            state.samples.clear()
+            state.memory, state.last = Memory(), None
 
     def forget(self, app: str) -> None:
         """A deleted app: its state, its decisions and their counter's series go."""

@@ -391,6 +391,21 @@ class TestAutoscaler:
         (change,) = scaler.tick([machine], lambda app: 50, 2.0)
         assert change[1].desired == 5
 
+    def test_a_wake_before_the_next_tick_does_not_meet_the_load_from_before_the_sleep(
+        self,
+    ) -> None:
+        """The app slept and a request woke it between two ticks: no tick saw it asleep.
+        The sleep itself (the agent's ASLEEP event) clears the load it had before."""
+        scaler = Autoscaler(CollectorRegistry())
+        machine = self.awake()
+        (change,) = scaler.tick([machine], lambda app: 30, 1.0)  # a burst: three
+        machine.desired["web"] = change[1].desired
+        assert machine.desired["web"] == 3
+        scaler.slept("shop")
+        machine.desired["web"] = 1  # woken at the formation's one, by one request
+        assert scaler.tick([machine], lambda app: 1, 2.0) == []
+        assert scaler.view("shop")["avg_concurrency"] == 1.0
+
     def test_only_the_last_decisions_are_kept_and_a_forgotten_app_has_none(self) -> None:
         scaler = Autoscaler(CollectorRegistry(), history=2)
         machine = self.awake()
