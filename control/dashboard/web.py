@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 import time
 import urllib.parse
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "slipway_session"
 LOGIN_CSRF_COOKIE = "slipway_login_csrf"
+#: What ``secrets.token_urlsafe(32)`` makes: a cookie of another shape is replaced.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 #: The message the page after a change shows ("release v3 made"): a cookie, read once,
 #: not a query parameter, so no link can make a dashboard page say what its author wants.
 FLASH_COOKIE = "slipway_flash"
@@ -232,7 +235,10 @@ def _next_path(value: object) -> str:
 def login_page(
     request: web.Request, *, message: str = "", status: int = 200, retry: float = 0
 ) -> web.Response:
-    token = secrets.token_urlsafe(32)
+    # The token already in the browser is kept: a second load of this page (another tab, or
+    # a page's background fetch sent here by a lapsed session) must not void the first form.
+    held = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    token = held if _TOKEN_SHAPE.fullmatch(held) else secrets.token_urlsafe(32)
     nxt = _next_path(request.query.get("next"))
     note = h('<p class="error" role="alert">{}</p>', message) if message else Html("")
     body = h(
@@ -287,6 +293,7 @@ async def post_login(request: web.Request) -> web.StreamResponse:
     given = form.get("csrf", "")
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not (isinstance(given, str) and cookie and secrets.compare_digest(given, cookie)):
+        log.info("sign-in form expired", extra={"remote": request.remote})
         return login_page(request, message="the form expired: sign in again", status=403)
     name, password = str(form.get("user", "")).strip(), str(form.get("password", ""))
     user, wait = await _check_password(request, name, password)

@@ -8,6 +8,7 @@ import asyncio
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 from playwright.async_api import Browser, Page, expect
@@ -256,6 +257,31 @@ class TestNavigation:
         await page.get_by_label("Password").fill(world.password)
         await page.get_by_role("button", name="Sign in").click()
         await page.wait_for_url(world.dashboard + "/")
+
+    async def test_a_second_load_of_the_sign_in_page_does_not_void_the_first_form(
+        self, world: World
+    ) -> None:
+        """Two tabs, or a lapsed page's background fetch sent to the sign-in page: the form
+        loaded first still signs in (its token is the browser's, not the page load's)."""
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+
+            async def form() -> str:
+                async with http.get(world.dashboard + "/login") as reply:
+                    found = re.search(r'name="csrf" value="([^"]+)"', await reply.text())
+                assert found is not None
+                return found.group(1)
+
+            first = await form()
+            assert await form() == first
+            login = {"user": "admin", "password": world.password, "csrf": first, "next": ""}
+            async with http.post(world.dashboard + "/login", data=login) as reply:
+                assert reply.status == 200
+                assert str(reply.url) == world.dashboard + "/"
+            # A cookie not of the token's shape is replaced, not echoed into the page.
+            jar.clear()
+            jar.update_cookies({"slipway_login_csrf": "<x>"}, response_url=reply.url)
+            assert re.fullmatch(r"[A-Za-z0-9_-]{43}", await form())
 
     async def test_no_link_can_make_a_page_say_something(self, world: World, page: Page) -> None:
         await world.sign_in(page)
