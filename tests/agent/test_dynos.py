@@ -392,8 +392,15 @@ async def test_a_deleted_app_leaves_no_series_behind(tmp_path: Path) -> None:
             r14 = {"app": "mem", "process": "web"}
             await eventually(lambda: registry.get_sample_value("slipway_dyno_r14_total", r14))
             assert registry.get_sample_value("slipway_agent_wakes_total", {"app": "mem"}) == 1
-            async with http.get(f"{api}/metrics") as resp:
-                before = await resp.text()
+
+            async def counted() -> str | None:
+                # The router counts a request once its response is sent: a moment after the
+                # client has it, on a loaded machine.
+                async with http.get(f"{api}/metrics") as resp:
+                    text = await resp.text()
+                return text if 'slipway_router_requests_total{app="mem"' in text else None
+
+            before = await eventually(counted, what="the router's series of app=mem")
             assert 'slipway_dyno_memory_rss_bytes{app="mem"' in before
             async with http.delete(f"{api}/v1/apps/mem") as resp:
                 assert resp.status == 204
