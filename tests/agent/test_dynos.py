@@ -296,6 +296,10 @@ async def test_the_dashboards_dyno_panels_query_series_the_monitor_exports(
     await monitored.runtime.apply(hog(150))
     await monitored.runtime.scale("mem", "worker", 1)
     await eventually(lambda: monitored.value("slipway_dyno_r15_total", app="mem", process="worker"))
+    # Past 2x at once, a fast machine may never sample it between 1x and 2x: an R14 comes
+    # for sure from a process that holds 100 MB of its 64 MB (under the 128 MB kill).
+    await monitored.runtime.apply(hog(100))
+    await monitored.runtime.scale("mem", "worker", 1)
     await eventually(lambda: monitored.value("slipway_dyno_r14_total", app="mem", process="worker"))
     await eventually(lambda: monitored.monitor.tracked)
     exported = {s.name for m in monitored.registry.collect() for s in m.samples}
